@@ -1,0 +1,194 @@
+"""The model configuration: one dataclass for every architecture, and the registry of named models.
+
+The registry is data: `litgpt/models/<family>.yaml`, each a list of entries whose keys are `Config` fields.
+Nothing here imports torch, so reading or listing configs is fast.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import yaml
+
+REGISTRY_DIR = Path(__file__).parent / "models"
+
+
+def find_multiple(n: int, k: int) -> int:
+    """The smallest multiple of `k` that is at least `n`."""
+    return n if n % k == 0 else n + k - n % k
+
+
+@dataclass
+class Config:
+    """Hyperparameters of a GPT model. Field names and meanings follow LitGPT's `model_config.yaml`."""
+
+    name: str = ""
+    hf_config: dict = field(default_factory=dict)
+    # sizes
+    block_size: int = 4096
+    n_layer: int = 16
+    n_embd: int = 4096
+    vocab_size: int = 50254
+    padding_multiple: int = 512
+    padded_vocab_size: Optional[int] = None
+    # block structure and normalisation
+    norm_class_name: Literal["LayerNorm", "RMSNorm"] = "LayerNorm"
+    norm_eps: float = 1e-5
+    norm_qk: bool = False
+    norm_qk_type: Literal["default", "olmo2"] = "default"
+    post_attention_norm: bool = False
+    post_mlp_norm: bool = False
+    parallel_residual: bool = True
+    shared_attention_norm: bool = False
+    # attention: n_query_groups == n_head is MHA, 1 is MQA, in between is GQA
+    n_head: int = 32
+    head_size: Optional[int] = None
+    n_query_groups: Optional[int] = None
+    attn_bias: bool = False
+    attention_scores_scalar: Optional[int] = None
+    sliding_window_size: Optional[int] = None
+    sliding_window_indices: Optional[List] = None
+    attention_logit_softcapping: Optional[float] = None
+    # rotary position embedding
+    rope_base: int = 10000
+    rotary_percentage: float = 0.25
+    rope_condense_ratio: int = 1
+    rope_adjustments: Optional[dict] = None
+    # MLP
+    intermediate_size: Optional[int] = None
+    moe_intermediate_size: Optional[int] = None
+    bias: bool = True
+    mlp_class_name: Literal["GptNeoxMLP", "LLaMAMLP", "GemmaMLP", "LLaMAMoE"] = "GptNeoxMLP"
+    gelu_approximate: str = "none"
+    n_expert: int = 0
+    n_expert_per_token: int = 0
+    # before and after the blocks
+    scale_embeddings: bool = False
+    lm_head_bias: bool = False
+    final_logit_softcapping: Optional[float] = None
+    norm_1: bool = True
+    norm_2: bool = True
+    latent_attention: Optional[dict] = None
+    # local-attention layers may use another RoPE base (Gemma 3); rope_indices picks the cache per layer
+    rope_local_base_freq: Optional[float] = None
+    rope_indices: Optional[List] = None
+    # Fields of our own, absent from LitGPT's files. None means: derive from the name as LitGPT does,
+    # so that its model_config.yaml files load unchanged (see `_legacy_norm_flags`).
+    norm_unit_offset: Optional[bool] = None  # RMSNorm scales by (1 + weight), as Gemma does
+    norm_affine: Optional[bool] = None  # LayerNorm has weight and bias (OLMo 1 has neither)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = self.hf_config.get("name", self.name)
+        if self.head_size is None:
+            if self.n_embd % self.n_head:
+                raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+            self.head_size = self.n_embd // self.n_head
+        if self.padded_vocab_size is None:
+            self.padded_vocab_size = find_multiple(self.vocab_size, self.padding_multiple)
+        else:
+            self.vocab_size = min(self.vocab_size, self.padded_vocab_size)
+        if self.n_query_groups is None:
+            self.n_query_groups = self.n_head
+        elif self.n_head % self.n_query_groups:
+            raise ValueError(f"n_head={self.n_head} is not divisible by n_query_groups={self.n_query_groups}")
+        if self.intermediate_size is None:
+            if self.mlp_class_name != "GptNeoxMLP":
+                raise ValueError(f"The config {self.name!r} needs an intermediate_size")
+            self.intermediate_size = 4 * self.n_embd
+        self.rope_n_elem = int(self.rotary_percentage * self.head_size)
+        if self.sliding_window_size is not None and self.sliding_window_indices is None:
+            self.sliding_window_indices = [1] * self.n_layer
+        if self.rope_local_base_freq is not None and self.rope_indices is None:
+            self.rope_indices = [1] * self.n_layer
+        unit_offset, affine = _legacy_norm_flags(self.name)
+        if self.norm_unit_offset is None:
+            self.norm_unit_offset = unit_offset
+        if self.norm_affine is None:
+            self.norm_affine = affine
+
+    @classmethod
+    def from_name(cls, name: str, **kwargs: Any) -> "Config":
+        """The registry entry `name` (a LitGPT name, an HF repo name or `org/name`), with `kwargs` overriding fields."""
+        entry = find_entry(name)
+        if entry is None:
+            raise ValueError(f"{name!r} is not a known model name; `litgpt download list` shows them all")
+        return cls(**{**entry, **kwargs})
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path], **kwargs: Any) -> "Config":
+        """A config from a YAML file of field values (a checkpoint's `model_config.yaml`)."""
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f)
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} does not hold a mapping of config fields")
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"{path} has unknown config fields: {', '.join(sorted(unknown))}")
+        return cls(**{**values, **kwargs})
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, Path], **kwargs: Any) -> "Config":
+        """The config of a checkpoint folder: its `model_config.yaml`, or else the registry entry named like the folder."""
+        path = Path(path)
+        if (path / "model_config.yaml").is_file():
+            return cls.from_file(path / "model_config.yaml", **kwargs)
+        if find_entry(path.name) is not None:
+            return cls.from_name(path.name, **kwargs)
+        raise FileNotFoundError(f"{str(path)!r} has no model_config.yaml and its name is not a known model")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The fields as LitGPT writes them: our own fields only where they differ from what the name implies."""
+        values = asdict(self)
+        unit_offset, affine = _legacy_norm_flags(self.name)
+        if values["norm_unit_offset"] == unit_offset:
+            del values["norm_unit_offset"]
+        if values["norm_affine"] == affine:
+            del values["norm_affine"]
+        return values
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Write `model_config.yaml` (or any path) atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _legacy_norm_flags(name: str) -> "tuple[bool, bool]":
+    """LitGPT's files do not say these two things; LitGPT infers them from the model name, so we do for its files."""
+    return "Gemma" in name, "OLMo" not in name
+
+
+@lru_cache(maxsize=1)
+def registry() -> List[Dict[str, Any]]:
+    """Every registry entry, in file order."""
+    entries: List[Dict[str, Any]] = []
+    for path in sorted(REGISTRY_DIR.glob("*.yaml")):
+        with open(path, encoding="utf-8") as f:
+            entries.extend(yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or [])
+    return entries
+
+
+@lru_cache(maxsize=1)
+def _index() -> Dict[str, Dict[str, Any]]:
+    index: Dict[str, Dict[str, Any]] = {}
+    for entry in registry():
+        hf = entry.get("hf_config", {})
+        for key in (f"{hf.get('org')}/{hf.get('name')}", hf.get("name")):
+            index.setdefault(key, entry)
+    for entry in registry():  # LitGPT names win over HF names
+        index[entry["name"]] = entry
+    return index
+
+
+def find_entry(name: str) -> Optional[Dict[str, Any]]:
+    """The registry entry for a LitGPT name, an HF repo name or an `org/name` repo id; None if unknown."""
+    entry = _index().get(name)
+    return None if entry is None else {**entry, "hf_config": dict(entry.get("hf_config", {}))}
+
+
+def names() -> List[str]:
+    """Every LitGPT model name in the registry, sorted."""
+    return sorted(entry["name"] for entry in registry())
