@@ -1,0 +1,57 @@
+"""The `litgpt` command line: one table of subcommands, each a typed function whose docstring is its help.
+
+Modules are imported only for the subcommand that runs (all of them for `litgpt --help`), and they import
+torch inside their functions, so help answers at once.
+"""
+
+import os
+import sys
+from importlib import import_module
+from typing import Callable, Dict, List, Optional
+
+COMMANDS: Dict[str, str] = {
+    "convert_to_litgpt": "litgpt.convert.hf_to_lit:convert_to_litgpt",
+    "convert_from_litgpt": "litgpt.convert.lit_to_hf:convert_from_litgpt",
+    "convert_pretrained_checkpoint": "litgpt.convert.pretrained:convert_pretrained_checkpoint",
+    "validate": "litgpt.validate:validate",
+    "generate": "litgpt.generate.cli:generate",
+}
+
+
+def _load(target: str) -> Callable:
+    module, name = target.split(":")
+    return getattr(import_module(module), name)
+
+
+def _user_errors() -> tuple:
+    """Exception types that mean bad input rather than a bug; printed as one line."""
+    kinds = [FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError]
+    try:
+        from litgpt.checkpoint import CheckpointError
+
+        kinds.append(CheckpointError)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    from jsonargparse import auto_cli
+
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = {argv[0]: COMMANDS[argv[0]]} if argv and argv[0] in COMMANDS else COMMANDS
+    components = {name: _load(target) for name, target in chosen.items()}
+    try:
+        auto_cli(components, args=argv, as_positional=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except _user_errors() as error:
+        if os.environ.get("LITGPT_DEBUG"):
+            raise
+        command = argv[0] if argv else "litgpt"
+        print(f"litgpt {command}: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

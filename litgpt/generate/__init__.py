@@ -1,0 +1,1 @@
+"""Text generation: sampling, the KV-cache decoding loop, and the `generate` commands."""
