@@ -55,6 +55,5 @@ def load_model(
     state_dict = torch.load(weights, map_location="cpu", mmap=True, weights_only=True)
     state_dict = state_dict.get("model", state_dict)
     model.load_state_dict(state_dict, assign=True)
-    model = model.to(device=device, dtype=precision_dtype(precision, device))
     model.reset_parameters()  # the RoPE cache was built on the meta device
-    return model.eval()
+    return model.to(device=device, dtype=precision_dtype(precision, device)).eval()

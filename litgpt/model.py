@@ -66,7 +66,7 @@ class GPT(nn.Module):
 
     def reset_parameters(self) -> None:
         """Recompute the RoPE cache (after materialising a model built on the meta device)."""
-        self.cos, self.sin = self.rope_cache(self.cos.device if self.cos.device.type != "meta" else None)
+        self.cos, self.sin = self.rope_cache(self.lm_head.weight.device)
 
     def _init_weights(self, module: nn.Module) -> None:
         """Random initialisation for pretraining: `model.apply(model._init_weights)`."""
