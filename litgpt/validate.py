@@ -1,0 +1,150 @@
+"""`litgpt validate`: a preflight check of a checkpoint folder and an estimate of the memory it needs."""
+
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+BYTES = {"bf16-true": 2, "16-true": 2, "32-true": 4, "bf16-mixed": 4, "16-mixed": 4}
+
+
+def validate(checkpoint_dir: Path, *, training: bool = False, precision: str = "bf16-true", lora_r: int = 8) -> None:
+    """Check that a checkpoint folder is complete and consistent, and estimate the memory it needs.
+
+    Every problem found is listed (not only the first); the command fails if there is any.
+
+    Args:
+        checkpoint_dir: The checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files).
+        training: Also estimate the memory of full finetuning and of LoRA finetuning with AdamW.
+        precision: The precision to estimate for: bf16-true, 16-true, 32-true, bf16-mixed or 16-mixed.
+        lora_r: The LoRA rank for the LoRA estimate (all linear layers adapted).
+    """
+    if precision not in BYTES:
+        raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(BYTES)}")
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        raise FileNotFoundError(f"{str(checkpoint_dir)!r} is not a folder")
+    problems: List[str] = []
+    config = _check_config(checkpoint_dir, problems)
+    tokenizer_vocab = _check_tokenizer(checkpoint_dir, problems)
+    if config is not None and tokenizer_vocab is not None and tokenizer_vocab > config.padded_vocab_size:
+        problems.append(
+            f"the tokenizer has {tokenizer_vocab} tokens but the model's embedding has only {config.padded_vocab_size} rows"
+        )
+    shapes = _check_weights(checkpoint_dir, config, problems)
+
+    print(f"Checked {checkpoint_dir}")
+    if config is not None:
+        n_params = sum(_numel(shape) for shape in shapes.values()) if shapes else _count_params(config)
+        for line in memory_estimate(config, n_params, precision, training, lora_r):
+            print(line)
+    if problems:
+        for problem in problems:
+            print(f"  problem: {problem}")
+        raise ValueError(f"{len(problems)} problem(s) found in {checkpoint_dir}")
+    print("No problems found.")
+
+
+def _check_config(checkpoint_dir: Path, problems: List[str]):
+    from litgpt.config import Config
+
+    if not (checkpoint_dir / "model_config.yaml").is_file():
+        problems.append("model_config.yaml is missing")
+    try:
+        return Config.from_checkpoint(checkpoint_dir)
+    except Exception as error:  # any unreadable config is a problem to report, not a crash
+        problems.append(f"the model config cannot be read: {error}")
+        return None
+
+
+def _check_tokenizer(checkpoint_dir: Path, problems: List[str]) -> Optional[int]:
+    if not any((checkpoint_dir / name).is_file() for name in TOKENIZER_FILES):
+        problems.append(f"no tokenizer: expected {' or '.join(TOKENIZER_FILES)}")
+        return None
+    from litgpt.tokenizer import Tokenizer
+
+    try:
+        return Tokenizer(checkpoint_dir).vocab_size
+    except Exception as error:
+        problems.append(f"the tokenizer does not load: {error}")
+        return None
+
+
+def _check_weights(checkpoint_dir: Path, config, problems: List[str]) -> Dict[str, Tuple[int, ...]]:
+    """Compare lit_model.pth's keys and shapes with those the config implies; return the file's shapes."""
+    path = checkpoint_dir / "lit_model.pth"
+    if not path.is_file():
+        problems.append("lit_model.pth is missing")
+        return {}
+    import torch
+
+    try:
+        state_dict = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as error:
+        problems.append(f"lit_model.pth does not load: {error}")
+        return {}
+    state_dict = state_dict.get("model", state_dict)
+    shapes = {key: tuple(value.shape) for key, value in state_dict.items()}
+    if config is None:
+        return shapes
+    from litgpt.model import GPT
+
+    with torch.device("meta"):
+        expected = {key: tuple(value.shape) for key, value in GPT(config).state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing:
+        problems.append(f"{len(missing)} weight(s) missing from lit_model.pth, e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected weight(s) in lit_model.pth, e.g. {', '.join(unexpected[:3])}")
+    for key in sorted(set(expected) & set(shapes)):
+        if expected[key] != shapes[key]:
+            problems.append(f"{key} has shape {list(shapes[key])}, the config implies {list(expected[key])}")
+    return shapes
+
+
+def _numel(shape: Tuple[int, ...]) -> int:
+    n = 1
+    for size in shape:
+        n *= size
+    return n
+
+
+def _count_params(config) -> int:
+    import torch
+
+    from litgpt.model import GPT
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in GPT(config).parameters())
+
+
+def _lora_params(config, r: int) -> int:
+    """Parameters of rank-r adapters on every linear layer of the model."""
+    import torch
+
+    from litgpt.model import GPT
+
+    with torch.device("meta"):
+        model = GPT(config)
+    return sum(r * (m.in_features + m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def memory_estimate(config, n_params: int, precision: str, training: bool, lora_r: int) -> List[str]:
+    """Lines estimating inference (and training) memory; activations are left out of the training figures."""
+    gib = 1024**3
+    weight_bytes = BYTES[precision]  # mixed precision keeps 32-bit weights
+    activation_bytes = 4 if precision == "32-true" else 2
+    kv_bytes = 2 * config.n_layer * config.n_query_groups * config.head_size * config.block_size * activation_bytes
+    lines = [
+        f"Parameters: {n_params:,}",
+        f"Inference at {precision}: weights {n_params * weight_bytes / gib:.2f} GiB"
+        f" + KV cache for one sequence of {config.block_size} tokens {kv_bytes / gib:.2f} GiB",
+    ]
+    if training:
+        # AdamW keeps two states per trainable parameter, in the parameters' dtype; mixed precision adds a 16-bit copy
+        full = n_params * weight_bytes * 4
+        lora = _lora_params(config, lora_r)
+        lora_total = n_params * weight_bytes + lora * weight_bytes * 4
+        lines.append(f"Full finetuning with AdamW: about {full / gib:.2f} GiB before activations")
+        lines.append(f"LoRA (r={lora_r}, {lora:,} trainable) with AdamW: about {lora_total / gib:.2f} GiB before activations")
+    return lines
