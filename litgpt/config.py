@@ -55,6 +55,7 @@ class Config:
     rotary_percentage: float = 0.25
     rope_condense_ratio: int = 1
     rope_adjustments: Optional[dict] = None
+    rope_interleave: bool = False
     # MLP
     intermediate_size: Optional[int] = None
     moe_intermediate_size: Optional[int] = None
@@ -62,7 +63,14 @@ class Config:
     mlp_class_name: Literal["GptNeoxMLP", "LLaMAMLP", "GemmaMLP", "LLaMAMoE"] = "GptNeoxMLP"
     gelu_approximate: str = "none"
     n_expert: int = 0
+    n_shared_expert: Optional[int] = None
+    n_expert_groups: Optional[int] = None
+    n_topk_groups: Optional[int] = None
+    n_topk_scores_per_group: Optional[int] = None
     n_expert_per_token: int = 0
+    first_k_dense_replace: Optional[int] = None
+    routed_scaling_factor: float = 1.0
+    norm_topk_prob: bool = False
     # before and after the blocks
     scale_embeddings: bool = False
     lm_head_bias: bool = False
@@ -94,7 +102,7 @@ class Config:
         elif self.n_head % self.n_query_groups:
             raise ValueError(f"n_head={self.n_head} is not divisible by n_query_groups={self.n_query_groups}")
         if self.intermediate_size is None:
-            if self.mlp_class_name != "GptNeoxMLP":
+            if self.mlp_class_name == "LLaMAMLP":
                 raise ValueError(f"The config {self.name!r} needs an intermediate_size")
             self.intermediate_size = 4 * self.n_embd
         self.rope_n_elem = int(self.rotary_percentage * self.head_size)
@@ -102,11 +110,24 @@ class Config:
             self.sliding_window_indices = [1] * self.n_layer
         if self.rope_local_base_freq is not None and self.rope_indices is None:
             self.rope_indices = [1] * self.n_layer
+        self.sliding_window_indices = self._per_layer_flags("sliding_window_indices")
+        self.rope_indices = self._per_layer_flags("rope_indices")
         unit_offset, affine = _legacy_norm_flags(self.name)
         if self.norm_unit_offset is None:
             self.norm_unit_offset = unit_offset
         if self.norm_affine is None:
             self.norm_affine = affine
+
+    def _per_layer_flags(self, field_name: str) -> Optional[List[int]]:
+        """A 0/1 list with one flag per layer; longer lists are cut to n_layer (a registry entry with fewer layers)."""
+        flags = getattr(self, field_name)
+        if flags is None:
+            return None
+        if any(flag not in (0, 1) for flag in flags):
+            raise ValueError(f"{field_name} may hold only 0 and 1, got {flags}")
+        if len(flags) < self.n_layer:
+            raise ValueError(f"{field_name} has {len(flags)} entries for {self.n_layer} layers")
+        return list(flags[: self.n_layer])
 
     @classmethod
     def from_name(cls, name: str, **kwargs: Any) -> "Config":

@@ -180,8 +180,10 @@ class Block(nn.Module):
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: Config, block_idx: int) -> None:
         super().__init__()
-        if config.latent_attention is not None:
-            raise NotImplementedError(f"{config.name}: multi-head latent attention is not supported yet")
+        unsupported = [name for name in ("latent_attention", "n_expert_groups", "n_shared_expert", "first_k_dense_replace")
+                       if getattr(config, name)] + (["rope_interleave"] if config.rope_interleave else [])
+        if unsupported:
+            raise NotImplementedError(f"{config.name}: {', '.join(unsupported)} is not supported yet")
         hs, nh, ng = config.head_size, config.n_head, config.n_query_groups
         # one fused projection laid out as [q (nh*hs) | k (ng*hs) | v (ng*hs)]
         self.qkv = nn.Linear(config.n_embd, (nh + 2 * ng) * hs, bias=config.bias or config.attn_bias)
