@@ -36,13 +36,15 @@ def _user_errors() -> tuple:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from jsonargparse import auto_cli
+    from jsonargparse import auto_cli, set_parsing_settings
+
+    set_parsing_settings(config_read_mode_urls_enabled=True)  # `--config https://...` as LitGPT allows
 
     argv = sys.argv[1:] if argv is None else argv
     chosen = {argv[0]: COMMANDS[argv[0]]} if argv and argv[0] in COMMANDS else COMMANDS
     components = {name: _load(target) for name, target in chosen.items()}
     try:
-        auto_cli(components, args=argv, as_positional=True)
+        auto_cli(components, args=argv, as_positional=True, prog="litgpt")
     except KeyboardInterrupt:
         sys.exit(130)
     except _user_errors() as error:

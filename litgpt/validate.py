@@ -47,13 +47,14 @@ def validate(checkpoint_dir: Path, *, training: bool = False, precision: str = "
 def _check_config(checkpoint_dir: Path, problems: List[str]):
     from litgpt.config import Config
 
-    if not (checkpoint_dir / "model_config.yaml").is_file():
-        problems.append("model_config.yaml is missing")
     try:
-        return Config.from_checkpoint(checkpoint_dir)
+        config = Config.from_checkpoint(checkpoint_dir)
     except Exception as error:  # any unreadable config is a problem to report, not a crash
         problems.append(f"the model config cannot be read: {error}")
         return None
+    if not (checkpoint_dir / "model_config.yaml").is_file():
+        problems.append(f"model_config.yaml is missing (the registry entry {config.name!r} was assumed)")
+    return config
 
 
 def _check_tokenizer(checkpoint_dir: Path, problems: List[str]) -> Optional[int]:
