@@ -62,3 +62,31 @@ def sentencepiece_model(tmp_path_factory) -> Path:
         minloglevel=2,
     )
     return folder / "tokenizer.model"
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, bpe_tokenizer_json) -> Path:
+    """A complete checkpoint folder: a 2-layer random Llama-style GPT, its model_config.yaml and the BPE tokenizer."""
+    import json
+    import shutil
+
+    import torch
+
+    from litgpt.config import Config
+    from litgpt.model import GPT
+
+    folder = tmp_path / "tiny-llama-like"
+    folder.mkdir()
+    shutil.copy(bpe_tokenizer_json, folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "add_bos_token": True})
+    )
+    config = Config(
+        name="tiny-llama-like", block_size=64, n_layer=2, n_embd=32, n_head=4, n_query_groups=2,
+        vocab_size=400, padding_multiple=64, norm_class_name="RMSNorm", mlp_class_name="LLaMAMLP",
+        intermediate_size=64, bias=False, rotary_percentage=1.0, parallel_residual=False,
+    )
+    config.save(folder / "model_config.yaml")
+    torch.manual_seed(0)
+    torch.save(GPT(config).state_dict(), folder / "lit_model.pth")
+    return folder

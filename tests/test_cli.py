@@ -1,0 +1,51 @@
+"""The `litgpt` command line: every subcommand has help, help does not import torch, and bad input is one line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from litgpt.__main__ import COMMANDS
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "litgpt", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_top_level_help_lists_every_command():
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    for name in COMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_help_does_not_import_heavy_libraries(name):
+    code = (
+        "import sys\n"
+        "from litgpt.__main__ import main\n"
+        "try:\n"
+        f"    main([{name!r}, '--help'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('torch', 'lightning', 'transformers', 'huggingface_hub', 'litdata') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
+    assert "usage: litgpt" in result.stdout
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    result = run("validate", str(tmp_path / "missing"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"litgpt validate: error: {str(tmp_path / 'missing')!r} is not a folder"]
+
+
+def test_config_file_supplies_arguments(tmp_path, tiny_checkpoint):
+    config = tmp_path / "validate.yaml"
+    config.write_text(f"checkpoint_dir: {tiny_checkpoint}\ntraining: true\n")
+    result = run("validate", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "Full finetuning with AdamW" in result.stdout
