@@ -14,6 +14,7 @@ COMMANDS: Dict[str, str] = {
     "convert_from_litgpt": "litgpt.convert.lit_to_hf:convert_from_litgpt",
     "convert_pretrained_checkpoint": "litgpt.convert.pretrained:convert_pretrained_checkpoint",
     "validate": "litgpt.validate:validate",
+    "download": "litgpt.hub:download",
     "generate": "litgpt.generate.cli:generate",
 }
 
@@ -25,7 +26,7 @@ def _load(target: str) -> Callable:
 
 def _user_errors() -> tuple:
     """Exception types that mean bad input rather than a bug; printed as one line."""
-    kinds = [FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError]
+    kinds = [FileNotFoundError, NotADirectoryError, PermissionError, ConnectionError, ValueError, NotImplementedError]
     try:
         from litgpt.checkpoint import CheckpointError
 
