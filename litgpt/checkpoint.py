@@ -1,13 +1,41 @@
-"""Reading and writing checkpoint folders (lit_model.pth, model_config.yaml, tokenizer files).
+"""Reading and writing checkpoint folders: lazy loads of Hugging Face and LitGPT weights, atomic writes.
 
-NOTE for the convert helper: this file was started by the integrator with `resolve_checkpoint_dir` and
-`load_model`; keep both (same signatures) when you add your functions here.
+Every reader here touches one tensor (or one shard) at a time, and every writer goes through a
+temporary file that replaces the target only once complete, so a failure never leaves a partial
+`lit_model.pth` behind. torch and safetensors are imported inside the functions that need them.
 """
 
+import json
+import os
+import pickle
+import shutil
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+# files that describe a model's tokenizer and generation defaults; they travel with the weights
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "config.json",
+)
+# prefixes that training wrappers put in front of the model's keys (Fabric, torch.compile, DDP)
+WRAPPER_PREFIXES = ("_forward_module.", "_orig_mod.", "module.")
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder cannot be read or written; the message is one line meant for the user."""
+
 
 PRECISIONS = {"bf16-true": "bfloat16", "bf16-mixed": "bfloat16", "16-true": "float16", "16-mixed": "float16", "32-true": "float32", "32": "float32"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# LitGPT checkpoint folders
 
 
 def resolve_checkpoint_dir(checkpoint_dir: Union[str, Path]) -> Path:
@@ -57,3 +85,284 @@ def load_model(
     model.load_state_dict(state_dict, assign=True)
     model.reset_parameters()  # the RoPE cache was built on the meta device
     return model.to(device=device, dtype=precision_dtype(precision, device)).eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hugging Face weights
+
+
+def hf_weight_files(checkpoint_dir: Path) -> List[Path]:
+    """The weight files of an HF checkpoint folder, safetensors preferred, shards in index order."""
+    checkpoint_dir = Path(checkpoint_dir)
+    for index_name, pattern in (("model.safetensors.index.json", "model*.safetensors"), ("pytorch_model.bin.index.json", "pytorch_model*.bin")):
+        index = checkpoint_dir / index_name
+        if index.is_file():
+            weight_map = read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise CheckpointError(f"{index} has no weight_map")
+            files = [checkpoint_dir / name for name in dict.fromkeys(weight_map.values())]
+            missing = [f.name for f in files if not f.is_file()]
+            if missing:
+                raise CheckpointError(f"{index} lists shards that are missing: {', '.join(missing)}")
+            return files
+        files = sorted(checkpoint_dir.glob(pattern))
+        if files:
+            return files
+    raise CheckpointError(
+        f"{checkpoint_dir} holds no model weights (model.safetensors, pytorch_model.bin or their sharded forms)"
+    )
+
+
+def count_hf_tensors(files: List[Path]) -> Optional[int]:
+    """How many tensors the files hold, when their headers say so without loading them (safetensors)."""
+    total = 0
+    for path in files:
+        if path.suffix != ".safetensors":
+            return None
+        total += sum(1 for name in _safetensors_header(path) if name != "__metadata__")
+    return total
+
+
+def iter_hf_weights(files: List[Path]) -> Iterator[Tuple[str, Any]]:
+    """(name, tensor) pairs, read lazily: one tensor at a time from safetensors, memory-mapped from `.bin` files."""
+    for path in files:
+        if path.suffix == ".safetensors":
+            yield from _iter_safetensors(path)
+        else:
+            state_dict = _torch_load(path)
+            yield from state_dict.items()
+            del state_dict
+
+
+def _iter_safetensors(path: Path) -> Iterator[Tuple[str, Any]]:
+    from safetensors import safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt", device="cpu")
+    except Exception as e:  # SafetensorError is not importable in every safetensors version
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+    with handle as f:
+        for name in f.keys():
+            try:
+                tensor = f.get_tensor(name)
+            except Exception as e:
+                raise CheckpointError(f"{path}: cannot read tensor {name!r}: {e}") from None
+            yield name, tensor
+
+
+def _safetensors_header(path: Path) -> Dict[str, Any]:
+    """The JSON header of a safetensors file (names, dtypes, shapes, offsets), read without the data."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if size <= 0 or size > 100_000_000 or size + 8 > path.stat().st_size:
+                raise ValueError("bad header size")
+            return json.loads(f.read(size))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# LitGPT weights files
+
+
+def load_state_dict(path: Union[str, Path]) -> Dict[str, Any]:
+    """A `.pth` file's contents, memory-mapped so that tensors are read from disk only when used."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    return _torch_load(path)
+
+
+def model_state_dict(obj: Any) -> Dict[str, Any]:
+    """The model's weights in a loaded checkpoint: a plain state dict, or a training checkpoint's `model` entry.
+
+    Strips the key prefixes that training wrappers add (`_forward_module.`, `_orig_mod.`, `module.`).
+    """
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"expected a state dict, got {type(obj).__name__}")
+    state_dict = {}
+    for key, value in obj.items():
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, stripped = key[len(prefix) :], True
+        state_dict[key] = value
+    return state_dict
+
+
+def _torch_load(path: Path) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):  # files in torch's pre-1.6 format cannot be memory-mapped; anything else is damage
+            raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path} holds more than tensors and plain containers: {str(e).splitlines()[0]}") from None
+    except (EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {e}") from None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_state_dict_atomic(state_dict: Dict[str, Any], path: Union[str, Path]) -> None:
+    """`torch.save` to `path.tmp`, then rename onto `path`: nothing partial is left if it fails."""
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(state_dict, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def incremental_save(path: Union[str, Path]) -> Iterator["IncrementalSaver"]:
+    """Write a state dict one tensor at a time, so that it never has to be in memory whole.
+
+    Yields an `IncrementalSaver`; the file appears at `path` only when the block ends without an error.
+    """
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with torch.serialization._open_zipfile_writer(str(tmp)) as archive:
+            saver = IncrementalSaver(archive)
+            yield saver
+            saver._finish()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class IncrementalSaver:
+    """Writes tensors into a `torch.save` archive as they come; `torch.load` reads the result like any other.
+
+    A tensor's bytes go to the archive at once; the state dict keeps only a small reference to them, and the
+    pickled dict (`data.pkl`) is written last.
+    """
+
+    def __init__(self, archive: Any) -> None:
+        self._archive = archive
+        self._n_records = 0
+        self.state_dict: Dict[str, _StoredTensor] = {}
+
+    def store(self, tensor: Any) -> "_StoredTensor":
+        """Write a tensor's bytes now; the returned reference can be put in `state_dict` under any key(s)."""
+        import torch
+
+        tensor = tensor.detach().cpu().contiguous()
+        storage = tensor.untyped_storage()
+        if tensor.storage_offset() or storage.nbytes() != tensor.numel() * tensor.element_size():
+            tensor = tensor.clone()  # a view into a larger tensor: keep only its own bytes
+            storage = tensor.untyped_storage()
+        key = str(self._n_records)
+        self._n_records += 1
+        self._archive.write_record(f"data/{key}", storage, storage.nbytes())
+        return _StoredTensor(key, tensor.dtype, tuple(tensor.shape), tensor.stride(), tensor.numel(), torch)
+
+    def __setitem__(self, name: str, tensor: Any) -> None:
+        self.state_dict[name] = tensor if isinstance(tensor, _StoredTensor) else self.store(tensor)
+
+    def _finish(self) -> None:
+        buffer = _ArchivePickler.dumps(self.state_dict)
+        self._archive.write_record("data.pkl", buffer, len(buffer))
+        for name, value in ((".format_version", "1"), (".storage_alignment", "64"), ("byteorder", sys.byteorder)):
+            self._archive.write_record(name, value, len(value))
+
+
+class _StoredTensor:
+    """A tensor whose bytes are already in the archive; it pickles as torch pickles a tensor."""
+
+    def __init__(self, key: str, dtype: Any, shape: tuple, stride: tuple, numel: int, torch: Any) -> None:
+        self.key, self.dtype, self.shape, self.stride, self.numel = key, dtype, shape, stride, numel
+        storage_types = torch.storage._dtype_to_storage_type_map()
+        if dtype not in storage_types:
+            raise CheckpointError(f"cannot stream tensors of dtype {dtype} into a .pth file")
+        self._storage_type = getattr(torch, storage_types[dtype])
+        self._rebuild = torch._utils._rebuild_tensor_v2
+
+    def __reduce__(self) -> tuple:
+        from collections import OrderedDict
+
+        return self._rebuild, (_StorageRef(self), 0, self.shape, self.stride, False, OrderedDict())
+
+
+class _StorageRef:
+    def __init__(self, tensor: _StoredTensor) -> None:
+        self.tensor = tensor
+
+
+class _ArchivePickler(pickle.Pickler):
+    # storages are referenced by record name, as torch.save does ("storage", type, key, location, numel)
+    def persistent_id(self, obj: Any) -> Optional[tuple]:
+        if isinstance(obj, _StorageRef):
+            t = obj.tensor
+            return ("storage", t._storage_type, t.key, "cpu", t.numel)
+        return None
+
+    @classmethod
+    def dumps(cls, obj: Any) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        cls(buffer, protocol=2).dump(obj)
+        return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Other files of a checkpoint folder
+
+
+def copy_tokenizer_files(source_dir: Union[str, Path], target_dir: Union[str, Path], names: Tuple[str, ...] = TOKENIZER_FILES) -> List[str]:
+    """Copy the tokenizer and config files that exist in `source_dir`; returns the names copied."""
+    source_dir, target_dir = Path(source_dir), Path(target_dir)
+    if source_dir.resolve() == target_dir.resolve():
+        return []
+    target_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in names:
+        if (source_dir / name).is_file():
+            shutil.copyfile(source_dir / name, target_dir / name)
+            copied.append(name)
+    return copied
+
+
+def write_json_atomic(obj: Any, path: Union[str, Path]) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Union[str, Path]) -> Dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not readable JSON: {e}") from None
+
+
+
+def parse_dtype(name: Optional[str]) -> Any:
+    """A torch dtype from `bf16`/`bfloat16`/`16-true`-style names; None stays None (keep the stored dtype)."""
+    if name is None:
+        return None
+    import torch
+
+    aliases = {
+        ("bf16", "bfloat16", "bf16-true", "bf16-mixed", "torch.bfloat16"): torch.bfloat16,
+        ("fp16", "float16", "half", "16", "16-true", "16-mixed", "torch.float16"): torch.float16,
+        ("fp32", "float32", "float", "32", "32-true", "torch.float32"): torch.float32,
+    }
+    for names, dtype in aliases.items():
+        if str(name).lower() in names:
+            return dtype
+    raise CheckpointError(f"unknown dtype {name!r}: use bf16, fp16 or fp32")

@@ -407,11 +407,12 @@ def build_rope_cache(
         low, high = dim_of(adj["beta_fast"]), dim_of(adj["beta_slow"])
         if adj.get("truncate", True):
             low, high = math.floor(low), math.ceil(high)
-        low, high = max(low, 0), min(high, n_elem // 2 - 1)
+        low, high = max(low, 0), min(high, n_elem - 1)
         if low == high:
             high += 0.001
+        # ramp is 0 for the high frequencies (kept) and 1 for the low ones (interpolated)
         ramp = ((torch.arange(n_elem // 2, device=device).float() - low) / (high - low)).clamp(0, 1)
-        theta = theta / factor * (1 - ramp) + theta * ramp
+        theta = theta / factor * ramp + theta * (1 - ramp)
         mscale, mscale_all = adj.get("mscale"), adj.get("mscale_all_dim")
         if mscale and mscale_all:
             amplitude = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)

@@ -1,0 +1,190 @@
+"""`litgpt convert_from_litgpt`: a LitGPT checkpoint folder -> a Hugging Face folder that transformers loads directly."""
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from litgpt.checkpoint import (
+    TOKENIZER_FILES,
+    CheckpointError,
+    copy_tokenizer_files,
+    load_state_dict,
+    model_state_dict,
+    read_json,
+    write_json_atomic,
+)
+from litgpt.config import Config, find_entry
+from litgpt.convert.architectures import ARCHITECTURES, EXPORT_ORDER, Architecture, find_architecture
+from litgpt.convert.hf_config import config_from_hf, config_to_hf, differences, text_part
+
+SHARD_FILES = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?")
+TOKEN_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def convert_from_litgpt(
+    checkpoint_dir: Path, output_dir: Path, *, model_name: Optional[str] = None, max_shard_size: Union[int, str] = "5GB"
+) -> None:
+    """Convert a LitGPT checkpoint folder to a Hugging Face one that transformers and `lm_eval --model hf` load directly.
+
+    Args:
+        checkpoint_dir: The LitGPT folder: lit_model.pth, model_config.yaml and the tokenizer files.
+        output_dir: Where to write config.json, model.safetensors (sharded, with model.safetensors.index.json, past
+            max_shard_size), generation_config.json and the tokenizer files.
+        model_name: The registry name whose config to use when the folder has no model_config.yaml.
+        max_shard_size: The largest safetensors file to write, as a byte count or with a unit ("5GB", "500MB").
+    """
+    checkpoint_dir, output_dir = Path(checkpoint_dir), Path(output_dir)
+    if not checkpoint_dir.is_dir():
+        raise CheckpointError(f"{str(checkpoint_dir)!r} is not a folder")
+    max_bytes = parse_size(max_shard_size)
+    config = _config(checkpoint_dir, model_name)
+    state_dict = lit_state_dict(checkpoint_dir / "lit_model.pth", config)
+    source = checkpoint_dir / "config.json"
+    arch, hf_config = export_architecture(config, read_json(source) if source.is_file() else None)
+    import torch
+
+    tie = torch.equal(state_dict["transformer.wte.weight"], state_dict["lm_head.weight"])
+    dtype = state_dict["transformer.wte.weight"].dtype
+    hf_config.update(tie_word_embeddings=tie, torch_dtype=str(dtype).replace("torch.", ""))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_safetensors(state_dict, arch, config, output_dir, max_bytes, skip=("lm_head.weight",) if tie else ())
+    copy_tokenizer_files(checkpoint_dir, output_dir, tuple(n for n in TOKENIZER_FILES if n != "config.json"))
+    write_json_atomic(hf_config, output_dir / "config.json")  # last: a folder with config.json is complete
+
+
+def export_architecture(config: Config, source: Optional[Dict[str, Any]] = None) -> Tuple[Architecture, Dict[str, Any]]:
+    """The HF class to write `config` as, and its config.json.
+
+    The source folder's class comes first (its config.json is the base, so token ids and the like survive);
+    then the classes of `EXPORT_ORDER`. The first whose config.json reads back as the same model wins.
+    """
+    candidates: List[Tuple[Architecture, Dict[str, Any]]] = []
+    if source is not None:
+        try:
+            arch = find_architecture(source)
+        except CheckpointError as e:
+            _warn(f"the source config.json is not used: {e}")
+        else:
+            candidates.append((ARCHITECTURES[arch.export_as or arch.hf_class], text_part(source, arch)))
+    tokens = {k: v for k, v in (source or {}).items() if k in TOKEN_KEYS}
+    candidates += [(ARCHITECTURES[name], tokens) for name in EXPORT_ORDER]
+    problems = []
+    for arch, base in candidates:
+        try:
+            hf_config = config_to_hf(config, arch, base)
+            mismatch = differences(config, config_from_hf(hf_config, arch))
+        except CheckpointError as e:
+            mismatch = [str(e)]
+        if not mismatch:
+            if problems and source is not None and len(problems) == 1:
+                _warn(f"the source's {problems[0]}; writing {arch.hf_class} instead")
+            return arch, hf_config
+        problems.append(f"{arch.hf_class} cannot express this model ({mismatch[0]})")
+    raise CheckpointError(f"no supported Hugging Face architecture computes what this config does: {problems[0]}")
+
+
+def lit_state_dict(path: Path, config: Config) -> Dict[str, Any]:
+    """The model weights of a lit_model.pth (memory-mapped), legacy qkv layout converted, checked against `config`."""
+    import torch
+
+    from litgpt.model import GPT, deinterleave_qkv
+
+    state_dict = model_state_dict(load_state_dict(path))
+    adapters = [k for k in state_dict if "lora_" in k or "adapter" in k or "gating_factor" in k]
+    if adapters:
+        raise CheckpointError(f"{path} holds adapter weights ({adapters[0]}); merge them first with `litgpt merge_lora`")
+    for name in [k for k in state_dict if ".attn.attn." in k]:  # LitGPT's older per-group interleaved qkv
+        state_dict[name.replace(".attn.attn.", ".attn.qkv.")] = deinterleave_qkv(state_dict.pop(name), config)
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in GPT(config).state_dict().items()}
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
+    if missing or unexpected or wrong:
+        what = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}" if unexpected
+                else f"{wrong[0]} has shape {tuple(state_dict[wrong[0]].shape)}, expected {expected[wrong[0]]}")
+        raise CheckpointError(f"{path} does not match its config ({what})")
+    return {k: state_dict[k] for k in expected}
+
+
+def write_safetensors(
+    state_dict: Dict[str, Any], arch: Architecture, config: Config, output_dir: Path, max_bytes: int, skip: Tuple[str, ...] = ()
+) -> None:
+    """Write the weights under HF names as model.safetensors, or as shards of at most `max_bytes` with an index."""
+    import torch
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    from litgpt.convert.weights import Translator
+
+    names = [k for k in state_dict if k not in skip]
+    # a dry run on the meta device gives every HF name and size, so the shards can be planned before any is written
+    plan: List[Tuple[str, int]] = []
+    translate = Translator(arch, config, to_lit=False)
+    for name in names:
+        meta = torch.empty(state_dict[name].shape, dtype=state_dict[name].dtype, device="meta")
+        plan += [(hf_name, t.numel() * t.element_size()) for hf_name, t in translate(name, meta)]
+    shards: List[List[str]] = [[]]
+    size = 0
+    for hf_name, nbytes in plan:
+        if shards[-1] and size + nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(hf_name)
+        size += nbytes
+    files = ["model.safetensors"] if len(shards) == 1 else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    shard_of = {hf_name: i for i, shard in enumerate(shards) for hf_name in shard}
+    for stale in output_dir.iterdir():  # shards of an earlier conversion would confuse the index
+        if SHARD_FILES.fullmatch(stale.name) and stale.name not in files:
+            stale.unlink()
+
+    pending: List[Dict[str, Any]] = [{} for _ in shards]
+    translate = Translator(arch, config, to_lit=False)
+    for name in tqdm(names, desc=f"Writing {arch.hf_class}", unit="tensor", file=sys.stderr):
+        for hf_name, tensor in translate(name, state_dict[name]):
+            i = shard_of[hf_name]
+            pending[i][hf_name] = _own_storage(tensor)
+            if len(pending[i]) == len(shards[i]):
+                tmp = output_dir / (files[i] + ".tmp")
+                save_file(pending[i], str(tmp), metadata={"format": "pt"})
+                tmp.replace(output_dir / files[i])
+                pending[i] = {}
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": sum(n for _, n in plan)}, "weight_map": {h: files[shard_of[h]] for h, _ in plan}}
+        write_json_atomic(index, output_dir / "model.safetensors.index.json")
+
+
+def _own_storage(tensor: Any) -> Any:
+    """safetensors refuses tensors that share memory (q, k and v split from one qkv): give views their own copy."""
+    tensor = tensor.contiguous()
+    if tensor.storage_offset() or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+    return tensor
+
+
+def parse_size(size: Union[int, str]) -> int:
+    """Bytes from 5000000, "5GB" (10^9) or "5GiB" (2^30)."""
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", str(size), re.IGNORECASE)
+    if match is None or float(match.group(1)) <= 0:
+        raise CheckpointError(f"max_shard_size {size!r} is not a size such as 5GB or 500MB")
+    power = " KMGT".index(match.group(2).upper() or " ")
+    return int(float(match.group(1)) * (1024 if match.group(3) else 1000) ** power)
+
+
+def _config(checkpoint_dir: Path, model_name: Optional[str]) -> Config:
+    if model_name is not None:
+        entry = find_entry(model_name)
+        if entry is None:
+            raise CheckpointError(f"--model_name {model_name!r} is not a known model name; `litgpt download list` shows them all")
+        return Config(**entry)
+    try:
+        return Config.from_checkpoint(checkpoint_dir)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{e}; pass --model_name") from None
+
+
+def _warn(message: str) -> None:
+    print(f"Warning: {message}", file=sys.stderr)
