@@ -16,6 +16,9 @@ COMMANDS: Dict[str, str] = {
     "validate": "litgpt.validate:validate",
     "download": "litgpt.hub:download",
     "generate": "litgpt.generate.cli:generate",
+    "generate_full": "litgpt.generate.cli:generate_full",
+    "generate_speculatively": "litgpt.generate.speculative:generate_speculatively",
+    "chat": "litgpt.chat:chat",
 }
 
 

@@ -1,63 +1,74 @@
-"""`litgpt generate`: complete a prompt with a checkpoint and print the text, then a stats line."""
+"""`litgpt generate` (and `generate_full`): complete a prompt with a checkpoint, print the text, then a stats line."""
 
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
+
+Quantize = Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8"]]
 
 
 def generate(
     checkpoint_dir: Path,
     prompt: str = "What food do llamas eat?",
     *,
+    sys_prompt: Optional[str] = None,
     num_samples: int = 1,
     max_new_tokens: int = 50,
     top_k: Optional[int] = 50,
     top_p: float = 1.0,
     temperature: float = 0.8,
+    quantize: Quantize = None,
     precision: Optional[str] = None,
+    compile: bool = False,
     seed: int = 1234,
 ) -> None:
-    """Complete a prompt with the model in a checkpoint folder.
+    """Complete a prompt, wrapped in the model's prompt style, with the model in a checkpoint folder.
 
     Args:
         checkpoint_dir: A checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files), or ORG/NAME
             under checkpoints/.
         prompt: The text to complete.
+        sys_prompt: The system prompt, for prompt styles that have one.
         num_samples: How many completions to draw.
         max_new_tokens: The most tokens to generate per completion.
         top_k: Sample only among the k most likely tokens (1 is greedy).
         top_p: Sample only among the most likely tokens whose probabilities add up to top_p.
         temperature: Scales the logits: 0 is greedy, higher is more random.
+        quantize: bitsandbytes quantization of the weights (CUDA only): bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq, bnb.int8.
         precision: bf16-true, 16-true or 32-true; default bf16 on a GPU that has it, else 32-true.
+        compile: Compile the decoding step with torch.compile (slower start, faster decoding).
         seed: The random seed.
     """
     import torch
 
-    from litgpt.checkpoint import load_model, resolve_checkpoint_dir
-    from litgpt.generate.core import generate_tokens
-    from litgpt.tokenizer import Tokenizer
+    from litgpt.api import LLM
+    from litgpt.generate.core import compiled_decode_step, decode_step, ensure_kv_cache, generate_tokens
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
+    llm = LLM.load(str(checkpoint_dir), precision=precision, quantize=quantize)
+    model, tokenizer = llm.model, llm.tokenizer
+    encoded = tokenizer.encode(llm.prompt_style.apply(prompt, sys_prompt=sys_prompt), device=llm.device)
+    ensure_kv_cache(model, 1, encoded.numel() + max_new_tokens - 1)
+    step = compiled_decode_step() if compile else decode_step
+    stop = llm.prompt_style.stop_tokens(tokenizer)
     torch.manual_seed(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = Tokenizer(checkpoint_dir)
-    model = load_model(checkpoint_dir, device=device, precision=precision)
-    encoded = tokenizer.encode(prompt, device=device)
-    model.set_kv_cache(batch_size=1, max_seq_length=min(model.config.block_size, encoded.numel() + max_new_tokens))
-    model.max_seq_length = min(model.config.block_size, encoded.numel() + max_new_tokens)
-    stop = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
-    for _ in range(num_samples):
+    for i in range(num_samples):
         start = time.perf_counter()
-        tokens = list(
-            generate_tokens(model, encoded, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, stop_tokens=stop)
-        )
-        elapsed = time.perf_counter() - start
-        print(tokenizer.decode(torch.cat((encoded.cpu(), torch.tensor(tokens, dtype=torch.long)))), flush=True)
-        memory = f", peak memory {torch.cuda.max_memory_allocated() / 1e9:.02f} GB" if device.type == "cuda" else ""
+        tokens = list(generate_tokens(
+            model, encoded, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+            stop_tokens=stop, step=step,
+        ))
+        seconds = time.perf_counter() - start
+        print(tokenizer.decode(encoded.tolist() + tokens), flush=True)
         print(
-            f"Time for inference: {elapsed:.02f} sec total, {len(tokens) / elapsed:.02f} tokens/sec, {len(tokens)} tokens{memory}",
+            f"Time for inference {i + 1}: {seconds:.02f} sec total, {len(tokens) / seconds:.02f} tokens/sec, "
+            f"{len(tokens)} tokens",
             file=sys.stderr,
         )
+    if llm.device.type == "cuda":
+        print(f"Memory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB", file=sys.stderr)
+
+
+generate_full = generate

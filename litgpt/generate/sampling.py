@@ -1,8 +1,44 @@
-"""Turning next-token logits into tokens: temperature, top-k and top-p (nucleus) sampling."""
+"""Turning next-token logits into tokens: top-k, then temperature, then top-p (nucleus) sampling."""
 
 from typing import Optional
 
 import torch
+
+
+def is_greedy(temperature: float, top_k: Optional[int]) -> bool:
+    return temperature == 0.0 or top_k == 1
+
+
+def check_sampling_args(temperature: float, top_k: Optional[int], top_p: float) -> None:
+    """Raise ValueError for settings no sampler accepts."""
+    if not 0.0 <= top_p <= 1.0:
+        raise ValueError(f"top_p must be in [0, 1], got {top_p}")
+    if temperature < 0.0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+
+
+def probabilities(
+    logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None, top_p: float = 1.0
+) -> torch.Tensor:
+    """The distribution (B, V) that `sample` draws from, given logits (B, V); one-hot when greedy."""
+    check_sampling_args(temperature, top_k, top_p)
+    logits = logits.float()
+    if is_greedy(temperature, top_k):
+        return torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()
+    if top_k is not None and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    logits = logits / temperature
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        # drop a token once the more likely ones already reach top_p; the most likely token always stays
+        drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
+        drop_sorted[..., 0] = False
+        logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    return logits.softmax(dim=-1)
 
 
 def sample(
@@ -13,23 +49,8 @@ def sample(
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
     """Next tokens (B,) from logits (B, V); temperature 0 (or top_k 1) is greedy."""
-    if top_p < 0.0 or top_p > 1.0:
-        raise ValueError(f"top_p must be in [0, 1], got {top_p}")
-    if temperature < 0.0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    logits = logits.float()
-    if temperature == 0.0 or top_k == 1:
+    if is_greedy(temperature, top_k):
+        check_sampling_args(temperature, top_k, top_p)
         return logits.argmax(dim=-1)
-    if top_k is not None and top_k < logits.size(-1):
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    logits = logits / temperature
-    if top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        # drop a token once the tokens before it already cover top_p; the most likely token always stays
-        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(dim=-1)
+    probs = probabilities(logits, temperature, top_k, top_p)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)

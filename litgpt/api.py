@@ -1,0 +1,380 @@
+"""`LLM`: load a checkpoint and generate from Python.
+
+    llm = LLM.load("microsoft/phi-2")            # a folder, checkpoints/ORG/NAME, or downloaded on first use
+    llm.generate("What do llamas eat?", top_k=1)
+    llm.generate(["Hi", "What is 2 + 2?"])        # one padded batch, each row as if alone
+    for piece in llm.generate("Tell me a story", stream=True): print(piece, end="")
+
+The commands (`generate`, `chat`, ...) load their model through `LLM.load` too.
+"""
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from litgpt.config import Config, find_entry
+from litgpt.generate.core import ensure_kv_cache, generate_batch
+from litgpt.model import GPT
+from litgpt.prompts import ChatTemplate, PromptStyle, save_prompt_style
+from litgpt.tokenizer import Tokenizer
+
+QUANTIZE_MODES = ("bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8")
+Quantize = Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8"]]
+
+
+class LLM(nn.Module):
+    """A model with its tokenizer and prompt style, ready to generate. `llm(input_ids)` returns logits.
+
+    Build one with `LLM.load`.
+    """
+
+    def __init__(
+        self,
+        model: Optional[GPT],
+        tokenizer: Tokenizer,
+        prompt_style: PromptStyle,
+        config: Config,
+        checkpoint_dir: Optional[Path] = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt_style = prompt_style
+        self.config = config
+        self.checkpoint_dir = checkpoint_dir
+        self.quantize: Optional[str] = None
+
+    @property
+    def device(self) -> torch.device:
+        self._require_model()
+        return self.model.lm_head.weight.device
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        init: Literal["pretrained", "random"] = "pretrained",
+        tokenizer_dir: Optional[Union[str, Path]] = None,
+        access_token: Optional[str] = None,
+        distribute: Optional[Literal["auto"]] = "auto",
+        accelerator: str = "auto",
+        devices: Union[int, List[int]] = 1,
+        precision: Optional[str] = None,
+        quantize: Quantize = None,
+    ) -> "LLM":
+        """Load a model for inference.
+
+        Args:
+            model: a checkpoint folder, `ORG/NAME` under checkpoints/, or a model name from `litgpt download list`
+                (downloaded to checkpoints/ when not there). With `init="random"`, a registry name.
+            init: "pretrained" loads the weights; "random" initialises them (needs `tokenizer_dir`).
+            tokenizer_dir: a folder whose tokenizer to use instead of the checkpoint's.
+            access_token: Hugging Face token for gated models, when downloading.
+            distribute: "auto" puts the model on a device now; None leaves that to `llm.distribute(...)`.
+            accelerator, devices, precision, quantize: as in `distribute`, used when `distribute="auto"`.
+        """
+        if init == "pretrained":
+            checkpoint_dir = _find_or_download(model, access_token)
+            config = Config.from_checkpoint(checkpoint_dir)
+        elif init == "random":
+            checkpoint_dir = None
+            config = Config.from_name(str(model))
+        else:
+            raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
+        if tokenizer_dir is not None:
+            tokenizer_dir = _existing_dir(tokenizer_dir)
+        elif checkpoint_dir is None:
+            raise ValueError("A randomly initialised model needs a tokenizer: pass `tokenizer_dir`")
+        tokenizer = Tokenizer(tokenizer_dir or checkpoint_dir)
+        prompt_style = PromptStyle.from_checkpoint(checkpoint_dir, config) if checkpoint_dir else PromptStyle.from_config(config)
+        llm = cls(None, tokenizer, prompt_style, config, checkpoint_dir)
+        if distribute == "auto":
+            llm.distribute(accelerator=accelerator, devices=devices, precision=precision, quantize=quantize)
+        elif distribute is not None:
+            raise ValueError(f"distribute must be 'auto' or None, got {distribute!r}")
+        return llm
+
+    def distribute(
+        self,
+        accelerator: str = "auto",
+        devices: Union[int, Literal["auto"], List[int]] = "auto",
+        precision: Optional[str] = None,
+        quantize: Quantize = None,
+        generate_strategy: Optional[Literal["sequential", "tensor_parallel"]] = None,
+        fixed_kv_cache_size: Union[int, Literal["max_model_supported"], None] = None,
+    ) -> None:
+        """Build the model on one device, with its weights, in `precision`, optionally quantized.
+
+        Args:
+            accelerator: "auto", "cpu", "cuda" (or "gpu") or "mps".
+            devices: 1, "auto" (one device) or a one-element list of GPU indices.
+            precision: "bf16-true", "16-true" or "32-true"; default bf16 on GPUs that have it, else 32-true.
+            quantize: bitsandbytes weight quantization (CUDA only): bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq, bnb.int8.
+            generate_strategy: multi-GPU strategies are not available here yet.
+            fixed_kv_cache_size: allocate the KV cache once with this many positions (or the whole context).
+        """
+        from litgpt.checkpoint import load_model, precision_dtype
+
+        if generate_strategy is not None:
+            raise NotImplementedError(f"generate_strategy={generate_strategy!r} is not supported yet; use one device")
+        device = _pick_device(accelerator, devices)
+        if precision is not None and "mixed" in precision and quantize is not None:
+            raise ValueError("Quantization and mixed precision cannot be combined; use a '-true' precision")
+        dtype = precision_dtype(precision, device)
+        if quantize is not None:
+            _check_quantize(quantize, device)
+        if self.checkpoint_dir is None:
+            with torch.device(device if quantize is None else "cpu"):
+                model = GPT(self.config)
+            model = model.to(dtype=dtype).eval()
+        else:
+            model = load_model(self.checkpoint_dir, device="cpu" if quantize else device, precision=_precision_name(dtype))
+        if quantize is not None:
+            model = _quantize_linears(model, quantize, dtype).to(device)
+            model.reset_parameters()
+        self.model, self.quantize = model, quantize
+        if fixed_kv_cache_size is not None:
+            size = model.max_seq_length if fixed_kv_cache_size == "max_model_supported" else int(fixed_kv_cache_size)
+            ensure_kv_cache(model, 1, size)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        target_ids: Optional[torch.Tensor] = None,
+        loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Logits (B, T, vocab) of `input_ids` (B, T); with `target_ids`, also the next-token loss against them."""
+        self._require_model()
+        logits = self.model(input_ids.to(self.device))
+        if target_ids is None:
+            return logits
+        shifted_logits, shifted_targets = logits[..., :-1, :], target_ids[..., 1:].to(logits.device)
+        if loss_fn is not None:
+            return logits, loss_fn(shifted_logits, shifted_targets)
+        loss = nn.functional.cross_entropy(
+            shifted_logits.reshape(-1, logits.size(-1)).float(), shifted_targets.reshape(-1), ignore_index=-100
+        )
+        return logits, loss
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+        """The GPT's state dict, with LitGPT's key names (no `model.` prefix)."""
+        self._require_model()
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        self._require_model()
+        return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompt: Union[str, List[str]],
+        max_new_tokens: int = 50,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: float = 1.0,
+        return_as_token_ids: bool = False,
+        stream: bool = False,
+        sys_prompt: Optional[str] = None,
+    ) -> Union[str, torch.Tensor, List[str], List[torch.Tensor], Iterator[Union[str, torch.Tensor]]]:
+        """Continue `prompt` (wrapped in the prompt style) by up to `max_new_tokens` tokens.
+
+        Args:
+            prompt: one prompt, or a list of prompts generated as one batch (the result is then a list).
+            max_new_tokens: the most tokens to generate; generation also stops at the style's stop tokens.
+            temperature: scales the logits; 0 is greedy.
+            top_k: sample among the k most likely tokens only.
+            top_p: sample among the most likely tokens whose probabilities add up to top_p.
+            return_as_token_ids: return the generated token ids (a 1-D tensor) instead of text.
+            stream: return an iterator of text pieces (of 1-element id tensors) as they are generated.
+            sys_prompt: the system prompt, for styles that have one.
+        """
+        batched = not isinstance(prompt, str)
+        if batched and stream:
+            raise ValueError("stream=True takes a single prompt, not a list")
+        if batched and not prompt:
+            raise ValueError("The list of prompts is empty")
+        tokens = self._token_stream(list(prompt) if batched else [prompt], max_new_tokens, temperature, top_k, top_p, sys_prompt)
+        if stream:
+            ids = (step[0] for step in tokens)
+            if return_as_token_ids:
+                return (torch.tensor([i]) for row in ids for i in row)
+            return self.tokenizer.decode_stream(ids)
+        rows: List[List[int]] = [[] for _ in range(len(prompt) if batched else 1)]
+        for step in tokens:
+            for row, released in zip(rows, step):
+                row.extend(released)
+        outputs = [torch.tensor(row, dtype=torch.long) if return_as_token_ids else self.tokenizer.decode(row) for row in rows]
+        return outputs if batched else outputs[0]
+
+    def _token_stream(
+        self, prompts: List[str], max_new_tokens: int, temperature: float, top_k: Optional[int], top_p: float, sys_prompt: Optional[str]
+    ) -> Iterator[List[List[int]]]:
+        """Per step, the new token ids of each prompt (see `generate_batch`)."""
+        self._require_model()
+        device = self.device
+        encoded = [self.tokenizer.encode(self.prompt_style.apply(p, sys_prompt=sys_prompt), device=device) for p in prompts]
+        longest = max(e.numel() for e in encoded)
+        if longest + max_new_tokens > self.model.max_seq_length:
+            raise ValueError(
+                f"The prompt ({longest} tokens) plus max_new_tokens ({max_new_tokens}) exceeds the model's context "
+                f"length ({self.model.max_seq_length} tokens)"
+            )
+        ensure_kv_cache(self.model, len(prompts), longest + max_new_tokens - 1, multiple=256)
+        return generate_batch(
+            self.model,
+            encoded,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop_tokens=self.prompt_style.stop_tokens(self.tokenizer),
+        )
+
+    def benchmark(self, num_iterations: int = 1, **generate_kwargs: Any) -> Tuple[Any, Dict[str, List[Optional[float]]]]:
+        """Run `generate(**generate_kwargs)` `num_iterations` times; the last output and per-run metrics.
+
+        The output is the text (the token ids with `return_as_token_ids=True`), also for `stream=True`.
+        The metrics are LitGPT's, one value per run: "Seconds total", "Seconds to first token",
+        "Tokens generated", "Inference speed in tokens/sec", and on CUDA "Total GPU memory allocated in GB".
+        """
+        if num_iterations < 1:
+            raise ValueError(f"num_iterations must be at least 1, got {num_iterations}")
+        if not isinstance(generate_kwargs.get("prompt"), str):
+            raise ValueError("benchmark needs one prompt: benchmark(prompt='...', ...)")
+        as_ids = generate_kwargs.pop("return_as_token_ids", False)
+        generate_kwargs.pop("stream", None)
+        metrics: Dict[str, List[Optional[float]]] = {}
+        outputs: Any = None
+        for _ in range(num_iterations):
+            start = time.perf_counter()
+            first_token_at = None
+            ids = []
+            for token in self.generate(stream=True, return_as_token_ids=True, **generate_kwargs):
+                first_token_at = first_token_at or time.perf_counter()
+                ids.append(token)
+            seconds = time.perf_counter() - start
+            ids = torch.cat(ids) if ids else torch.tensor([], dtype=torch.long)
+            outputs = ids if as_ids else self.tokenizer.decode(ids)
+            metrics.setdefault("Seconds total", []).append(seconds)
+            metrics.setdefault("Seconds to first token", []).append(None if first_token_at is None else first_token_at - start)
+            metrics.setdefault("Tokens generated", []).append(ids.numel())
+            metrics.setdefault("Inference speed in tokens/sec", []).append(ids.numel() / seconds)
+            if self.device.type == "cuda":
+                metrics.setdefault("Total GPU memory allocated in GB", []).append(torch.cuda.max_memory_allocated() / 1e9)
+        return outputs, metrics
+
+    def save(self, out_dir: Union[str, Path], prompt_style: Optional[PromptStyle] = None) -> None:
+        """Write a checkpoint folder: lit_model.pth, model_config.yaml, the tokenizer files and prompt_style.yaml."""
+        self._require_model()
+        if self.quantize is not None:
+            raise NotImplementedError("Saving a quantized model is not supported; load it without `quantize` to save it")
+        from litgpt.checkpoint import TOKENIZER_FILES, copy_tokenizer_files, save_state_dict_atomic
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_state_dict_atomic({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, out_dir / "lit_model.pth")
+        self.config.save(out_dir / "model_config.yaml")
+        copy_tokenizer_files(self.tokenizer.checkpoint_dir, out_dir, TOKENIZER_FILES + ("chat_template.jinja",))
+        style = prompt_style or self.prompt_style
+        if not isinstance(style, ChatTemplate):  # a chat template travels in tokenizer_config.json
+            save_prompt_style(style, out_dir)
+
+    def _require_model(self) -> None:
+        if self.model is None:
+            raise AttributeError("The model is not on a device yet: call `llm.distribute(...)` first")
+
+
+def _existing_dir(path: Union[str, Path]) -> Path:
+    """`path` itself, or checkpoints/`path`, whichever is a folder."""
+    for candidate in (Path(path), Path("checkpoints") / path):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"No folder at {str(path)!r} nor under checkpoints/")
+
+
+def _find_or_download(model: Union[str, Path], access_token: Optional[str]) -> Path:
+    """The local checkpoint folder of `model`, downloading a known model that is not there yet."""
+    for candidate in (Path(model), Path("checkpoints") / model):
+        if candidate.is_dir() and ((candidate / "lit_model.pth").is_file() or (candidate / "model_config.yaml").is_file()):
+            return candidate
+    entry = find_entry(str(model))
+    if entry is None:
+        if Path(model).is_dir():
+            raise FileNotFoundError(f"{str(model)!r} has no lit_model.pth; convert it with `litgpt convert_to_litgpt`")
+        raise ValueError(f"{str(model)!r} is neither a checkpoint folder nor a known model name (`litgpt download list`)")
+    repo_id = f"{entry['hf_config']['org']}/{entry['hf_config']['name']}"
+    from litgpt.hub import download
+
+    print(f"Downloading {repo_id} to checkpoints/{repo_id}", file=sys.stderr)
+    download(repo_id, checkpoint_dir=Path("checkpoints"), access_token=access_token)
+    return Path("checkpoints") / repo_id
+
+
+def _pick_device(accelerator: str, devices: Union[int, str, List[int]]) -> torch.device:
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    accelerator = {"gpu": "cuda"}.get(accelerator, accelerator)
+    if accelerator not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"accelerator must be auto, cpu, cuda, gpu or mps, got {accelerator!r}")
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise ValueError("accelerator='cuda' was asked for, but no CUDA GPU is available")
+    index = None
+    if isinstance(devices, list):
+        if len(devices) != 1:
+            raise NotImplementedError(f"Generation runs on one device; got devices={devices}")
+        index = devices[0]
+    elif devices not in (1, "auto"):
+        raise NotImplementedError(f"Generation runs on one device; got devices={devices!r}")
+    return torch.device(accelerator, index) if index is not None and accelerator == "cuda" else torch.device(accelerator)
+
+
+def _precision_name(dtype: torch.dtype) -> str:
+    return {torch.bfloat16: "bf16-true", torch.float16: "16-true", torch.float32: "32-true"}[dtype]
+
+
+def _check_quantize(quantize: str, device: torch.device) -> None:
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"Unknown quantize mode {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
+    if device.type != "cuda":
+        raise ValueError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes); this runs on {device.type}")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--quantize {quantize} needs bitsandbytes: pip install bitsandbytes") from None
+
+
+def _quantize_linears(model: GPT, quantize: str, dtype: torch.dtype) -> GPT:
+    """Replace the blocks' nn.Linear layers by bitsandbytes ones; they quantize when moved to the GPU.
+
+    The embedding and lm_head stay in `dtype`, as quality suffers most there.
+    """
+    import bitsandbytes as bnb
+
+    mode = quantize[len("bnb.") :]
+    for block in model.transformer.h:
+        for parent in list(block.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is not nn.Linear:
+                    continue
+                has_bias = child.bias is not None
+                if mode == "int8":
+                    layer = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=has_bias, has_fp16_weights=False, threshold=6.0)
+                    layer.weight = bnb.nn.Int8Params(child.weight.data.to(dtype), requires_grad=False, has_fp16_weights=False)
+                else:
+                    quant_type, double_quant = mode.split("-")[0], mode.endswith("-dq")
+                    layer = bnb.nn.Linear4bit(
+                        child.in_features, child.out_features, bias=has_bias, compute_dtype=dtype,
+                        compress_statistics=double_quant, quant_type=quant_type,
+                    )
+                    layer.weight = bnb.nn.Params4bit(
+                        child.weight.data.to(dtype), requires_grad=False, compress_statistics=double_quant, quant_type=quant_type
+                    )
+                if has_bias:
+                    layer.bias = nn.Parameter(child.bias.data.to(dtype), requires_grad=False)
+                setattr(parent, name, layer)
+    return model

@@ -1,0 +1,223 @@
+"""`litgpt chat`: talk with a model in the terminal; the conversation keeps its history across turns.
+
+Each turn re-renders the whole conversation with the prompt style (or chat template), feeds only the tokens
+after the part already in the KV cache, and drops the oldest exchanges when the context fills up.
+"""
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Optional
+
+if TYPE_CHECKING:
+    import torch
+
+    from litgpt.model import GPT
+    from litgpt.prompts import PromptStyle
+    from litgpt.tokenizer import Tokenizer
+
+EXIT_WORDS = ("!quit", "!exit")
+
+
+def chat(
+    checkpoint_dir: Path,
+    *,
+    max_new_tokens: int = 50,
+    top_k: Optional[int] = 50,
+    top_p: float = 1.0,
+    temperature: float = 0.8,
+    quantize: Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8"]] = None,
+    precision: Optional[str] = None,
+    compile: bool = False,
+    multiline: bool = False,
+    access_token: Optional[str] = None,
+    system_prompt: Optional[str] = None,
+) -> None:
+    """Chat with a model: type a prompt, read the streamed reply; an empty prompt exits, Ctrl-C stops a reply.
+
+    Args:
+        checkpoint_dir: A checkpoint folder, ORG/NAME under checkpoints/, or a model name to download.
+        max_new_tokens: The most tokens per reply.
+        top_k: Sample only among the k most likely tokens (1 is greedy).
+        top_p: Sample only among the most likely tokens whose probabilities add up to top_p.
+        temperature: Scales the logits: 0 is greedy, higher is more random.
+        quantize: bitsandbytes quantization of the weights (CUDA only): bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq, bnb.int8.
+        precision: bf16-true, 16-true or 32-true; default bf16 on a GPU that has it, else 32-true.
+        compile: Compile the decoding step with torch.compile (slower start, faster replies).
+        multiline: Read prompts of several lines, each ended by an empty line.
+        access_token: Hugging Face token, to download a gated model.
+        system_prompt: The system prompt, for prompt styles and chat templates that have one.
+    """
+    import torch
+
+    from litgpt.api import LLM
+    from litgpt.generate.core import compiled_decode_step, decode_step
+
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    llm = LLM.load(str(checkpoint_dir), access_token=access_token, precision=precision, quantize=quantize)
+    conversation = Conversation(
+        llm.model,
+        llm.tokenizer,
+        llm.prompt_style,
+        system_prompt=system_prompt,
+        max_new_tokens=max_new_tokens,
+        sampling=dict(temperature=temperature, top_k=top_k, top_p=top_p),
+        step=compiled_decode_step() if compile else decode_step,
+    )
+    instructions = "To exit, press 'Enter' on an empty prompt."
+    if multiline:
+        instructions += "\nA prompt may span several lines; an empty line ends it."
+    print(f"Now chatting with {llm.config.name}.\n{instructions}\n")
+    torch.manual_seed(1234)
+    while (prompt := read_prompt(multiline)) is not None:
+        print(">> Reply: ", end="", flush=True)
+        start = time.perf_counter()
+        try:
+            tokens = conversation.reply(prompt, write=lambda text: print(text, end="", flush=True))
+        except ValueError as error:  # e.g. a prompt longer than the context
+            print(f"\n{error}", file=sys.stderr)
+            continue
+        seconds = time.perf_counter() - start
+        print(
+            f"\nTime for inference: {seconds:.02f} sec total, {tokens / seconds:.02f} tokens/sec, {tokens} tokens",
+            file=sys.stderr,
+        )
+        print()
+    if llm.device.type == "cuda":
+        print(f"\nMemory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB", file=sys.stderr)
+
+
+def read_prompt(multiline: bool = False) -> Optional[str]:
+    """The next prompt from stdin; None to end the chat (an empty prompt, !quit, end of input or Ctrl-C)."""
+    try:
+        text = input(">> Prompt: ")
+        if multiline and text.strip() and text.strip() not in EXIT_WORDS:
+            lines = [text]
+            while True:
+                try:
+                    line = input()
+                except EOFError:
+                    break
+                if not line.strip() or line.strip() == "!submit":
+                    break
+                lines.append(line)
+            text = "\n".join(lines)
+    except (EOFError, KeyboardInterrupt):
+        return None
+    text = text.strip()
+    return None if not text or text in EXIT_WORDS else text
+
+
+class Conversation:
+    """The messages so far and the tokens in the model's KV cache; `reply` adds one exchange.
+
+    Args:
+        model: the GPT, on its device.
+        tokenizer: its tokenizer.
+        style: renders the conversation (a PromptStyle or a chat template).
+        system_prompt: the system prompt, if any.
+        max_new_tokens: the most tokens per reply.
+        sampling: temperature, top_k and top_p.
+        step: the decode step (see `litgpt.generate.core`).
+    """
+
+    def __init__(
+        self,
+        model: "GPT",
+        tokenizer: "Tokenizer",
+        style: "PromptStyle",
+        system_prompt: Optional[str] = None,
+        max_new_tokens: int = 50,
+        sampling: Optional[Dict[str, Any]] = None,
+        step: Optional[Callable] = None,
+    ) -> None:
+        from litgpt.generate.core import decode_step
+
+        self.model, self.tokenizer, self.style = model, tokenizer, style
+        self.system_prompt = system_prompt
+        self.max_new_tokens = max_new_tokens
+        self.sampling = sampling or {}
+        self.step = step or decode_step
+        self.stop_tokens = style.stop_tokens(tokenizer)
+        self.messages: List[Dict[str, str]] = []
+        self.cached: List[int] = []  # the tokens whose keys and values are in the KV cache, from position 0
+        self.last_prompt = ""  # the rendered text of the latest turn, for inspection
+
+    def reply(self, prompt: str, write: Callable[[str], None]) -> int:
+        """Answer `prompt`, passing the reply to `write` piece by piece; the number of tokens generated.
+
+        Ctrl-C (KeyboardInterrupt) ends the reply early; what was generated so far stays in the history.
+        """
+        from litgpt.generate.core import ensure_kv_cache, generate_tokens
+
+        self.messages.append({"role": "user", "content": prompt})
+        ids = self._encode_fitting()
+        if ensure_kv_cache(self.model, 1, len(ids) + self.max_new_tokens - 1, multiple=512):
+            self.cached = []
+        start = _common_prefix(self.cached, ids)
+        device = self.model.lm_head.weight.device
+        reply: List[int] = []
+        tokens = generate_tokens(
+            self.model,
+            _tensor(ids, device),
+            self.max_new_tokens,
+            stop_tokens=self.stop_tokens,
+            cached=start,
+            step=self.step,
+            **self.sampling,
+        )
+        pieces = self.tokenizer.decode_stream(_recorded(tokens, reply), context=ids)
+        try:
+            for piece in pieces:
+                write(piece)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            pieces.close()
+            tokens.close()
+        # every yielded token but the last has been fed to the model; without any, only the old prefix is sure
+        self.cached = ids + reply[:-1] if reply else ids[:start]
+        self.messages.append({"role": "assistant", "content": self.tokenizer.decode(reply)})
+        return len(reply)
+
+    def _encode_fitting(self) -> List[int]:
+        """The rendered conversation's ids, after dropping the oldest exchanges that do not fit the context.
+
+        If the last prompt does not fit even alone, the history is left as it was and ValueError is raised.
+        """
+        messages = list(self.messages)
+        while True:
+            text = self.style.render(messages, sys_prompt=self.system_prompt)
+            ids = self.tokenizer.encode(text).tolist()
+            if len(ids) + self.max_new_tokens <= self.model.max_seq_length:
+                self.messages, self.last_prompt = messages, text
+                return ids
+            if len(messages) <= 1:
+                self.messages.pop()
+                raise ValueError(
+                    f"The prompt ({len(ids)} tokens) plus max_new_tokens ({self.max_new_tokens}) does not fit the "
+                    f"model's context of {self.model.max_seq_length} tokens"
+                )
+            messages = messages[2:]  # the oldest user message and its reply
+
+
+def _recorded(tokens: Iterator[int], into: List[int]) -> Iterator[int]:
+    for token in tokens:
+        into.append(token)
+        yield token
+
+
+def _common_prefix(a: List[int], b: List[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _tensor(ids: List[int], device: "torch.device") -> "torch.Tensor":
+    import torch
+
+    return torch.tensor(ids, dtype=torch.long, device=device)

@@ -1,0 +1,102 @@
+import pytest
+import torch
+from tiny import hf_model
+
+from litgpt.checkpoint import load_model
+from litgpt.generate.core import ensure_kv_cache, generate_batch, generate_tokens
+
+PROMPTS = [[0, 5, 17, 42, 99, 7], [0, 3], [0, 250, 11, 12, 13, 14, 15, 16, 19, 200, 201]]
+
+
+def greedy_without_cache(model, prompt, n):
+    """The oracle: a full forward pass over the whole sequence for every new token."""
+    ids = list(prompt)
+    with torch.inference_mode():
+        for _ in range(n):
+            ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    return ids[len(prompt) :]
+
+
+def greedy(model, prompt, n, **kwargs):
+    ensure_kv_cache(model, 1, len(prompt) + n)
+    return list(generate_tokens(model, torch.tensor(prompt), n, temperature=0.0, **kwargs))
+
+
+def test_greedy_matches_transformers(family_dir):
+    model = load_model(family_dir)
+    hf = hf_model(family_dir)
+    for prompt in PROMPTS:
+        with torch.inference_mode():
+            out = hf.generate(
+                torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long), do_sample=False,
+                max_new_tokens=12, min_new_tokens=12, eos_token_id=None, pad_token_id=0,
+            )
+        expected = out[0, len(prompt) :].tolist()
+        assert greedy(model, prompt, 12) == expected
+        assert greedy_without_cache(model, prompt, 12) == expected
+
+
+def test_logits_match_transformers(family_dir):
+    model, hf = load_model(family_dir), hf_model(family_dir)
+    ids = torch.tensor([PROMPTS[2]])
+    with torch.inference_mode():
+        torch.testing.assert_close(model(ids)[..., : hf.config.vocab_size], hf(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_batch_rows_equal_single_prompts(llama_dir):
+    model = load_model(llama_dir)
+    singles = [greedy(model, p, 10) for p in PROMPTS]
+    prompts = [torch.tensor(p) for p in PROMPTS]
+    ensure_kv_cache(model, len(prompts), max(map(len, PROMPTS)) + 10)
+    rows = [[] for _ in prompts]
+    for step in generate_batch(model, prompts, 10, temperature=0.0):
+        for row, released in zip(rows, step):
+            row.extend(released)
+    assert rows == singles
+
+
+def test_stop_tokens_end_each_row_on_its_own(llama_dir):
+    model = load_model(llama_dir)
+    full = [greedy(model, p, 10) for p in PROMPTS]
+    stop = full[0][3]  # the first row stops at its 4th token
+    ensure_kv_cache(model, 3, 30)
+    rows = [[] for _ in PROMPTS]
+    for step in generate_batch(model, [torch.tensor(p) for p in PROMPTS], 10, temperature=0.0, stop_tokens=[stop]):
+        for row, released in zip(rows, step):
+            row.extend(released)
+    for row, expected in zip(rows, full):
+        assert row == (expected[: expected.index(stop)] if stop in expected else expected)
+    assert greedy(model, PROMPTS[0], 10, stop_tokens=[stop], include_stop=True) == full[0][:4]
+    assert greedy(model, PROMPTS[0], 10, stop_tokens=[(full[0][1], full[0][2])]) == full[0][:1]
+
+
+def test_reusing_a_cached_prefix(llama_dir):
+    model = load_model(llama_dir)
+    first, second = PROMPTS[2][:7], PROMPTS[2]
+    ensure_kv_cache(model, 1, 64)
+    greedy(model, first, 5)  # leaves `first` in the cache
+    assert greedy(model, second, 8, cached=7) == greedy_without_cache(model, second, 8)
+    assert greedy(model, second, 8, cached=len(second)) == greedy_without_cache(model, second, 8)
+
+
+def test_cache_and_length_errors(llama_dir):
+    model = load_model(llama_dir)
+    with pytest.raises(ValueError, match="KV cache"):
+        list(generate_tokens(model, torch.tensor([0, 1]), 5))
+    ensure_kv_cache(model, 1, 4)
+    with pytest.raises(ValueError, match="KV cache"):
+        list(generate_tokens(model, torch.tensor([0, 1, 2]), 5))
+    with pytest.raises(ValueError, match="context"):
+        ensure_kv_cache(model, 1, model.max_seq_length + 1)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        list(generate_tokens(model, torch.tensor([0, 1]), 0))
+
+
+def test_sampling_is_reproducible(llama_dir):
+    model = load_model(llama_dir)
+    ensure_kv_cache(model, 1, 40)
+    runs = []
+    for _ in range(2):
+        generator = torch.Generator().manual_seed(3)
+        runs.append(list(generate_tokens(model, torch.tensor(PROMPTS[0]), 20, temperature=1.0, top_p=0.9, generator=generator)))
+    assert runs[0] == runs[1]

@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from litgpt.generate.core import StopWatcher
+from litgpt.generate.sampling import probabilities, sample
+
+
+def logits_of(*probs: float) -> torch.Tensor:
+    return torch.tensor([probs]).log()  # (1, V)
+
+
+def test_greedy_settings_take_the_argmax():
+    logits = torch.randn(4, 50)
+    expected = logits.argmax(-1)
+    assert torch.equal(sample(logits, temperature=0.0), expected)
+    assert torch.equal(sample(logits, temperature=1.5, top_k=1), expected)
+    assert torch.equal(probabilities(logits, top_k=1).argmax(-1), expected)
+    assert torch.equal(probabilities(logits, temperature=0.0).sum(-1), torch.ones(4))
+
+
+def test_top_k_keeps_the_k_most_likely():
+    probs = probabilities(logits_of(0.1, 0.4, 0.2, 0.3), top_k=2)
+    assert torch.allclose(probs, torch.tensor([[0.0, 4 / 7, 0.0, 3 / 7]]))
+
+
+@pytest.mark.parametrize(
+    "top_p, kept",
+    [(0.0, [0]), (0.5, [0]), (0.51, [0, 1]), (0.8, [0, 1]), (0.81, [0, 1, 2]), (0.95, [0, 1, 2]), (0.96, [0, 1, 2, 3]), (1.0, [0, 1, 2, 3])],
+)
+def test_top_p_keeps_the_smallest_set_reaching_p(top_p, kept):
+    probs = probabilities(logits_of(0.5, 0.3, 0.15, 0.05), top_p=top_p)[0]
+    assert (probs > 0).nonzero().flatten().tolist() == kept
+    assert torch.allclose(probs.sum(), torch.tensor(1.0))
+
+
+def test_temperature_flattens_or_sharpens():
+    logits = logits_of(0.7, 0.2, 0.1)
+    hot, cold = probabilities(logits, temperature=2.0), probabilities(logits, temperature=0.5)
+    assert hot[0, 0] < 0.7 < cold[0, 0]
+
+
+def test_fixed_seed_is_reproducible():
+    logits = torch.randn(3, 100)
+    draws = []
+    for _ in range(2):
+        generator = torch.Generator().manual_seed(42)
+        draws.append([sample(logits, temperature=1.0, top_p=0.9, generator=generator) for _ in range(5)])
+    assert all(torch.equal(a, b) for a, b in zip(*draws))
+    torch.manual_seed(7)
+    first = sample(logits, top_k=20)
+    torch.manual_seed(7)
+    assert torch.equal(first, sample(logits, top_k=20))
+
+
+def test_sampling_follows_the_distribution():
+    generator = torch.Generator().manual_seed(0)
+    logits = logits_of(0.6, 0.3, 0.1).expand(20000, -1)
+    counts = torch.bincount(sample(logits, generator=generator), minlength=3) / 20000
+    assert torch.allclose(counts, torch.tensor([0.6, 0.3, 0.1]), atol=0.02)
+
+
+@pytest.mark.parametrize("kwargs", [dict(top_p=1.5), dict(top_p=-0.1), dict(temperature=-1.0), dict(top_k=0)])
+def test_bad_settings_raise(kwargs):
+    with pytest.raises(ValueError):
+        sample(torch.randn(1, 5), **kwargs)
+
+
+def test_stop_watcher_holds_back_partial_stop_sequences():
+    watcher = StopWatcher([(7, 8, 9), 3])
+    assert watcher.push(1) == [1]
+    assert watcher.push(7) == []  # may start 7 8 9
+    assert watcher.push(8) == []
+    assert watcher.push(5) == [7, 8, 5]  # it did not
+    assert watcher.push(7) == [] and watcher.push(8) == [] and watcher.push(9) == []
+    assert watcher.stopped
+    watcher = StopWatcher([(7, 8, 9)], include_stop=True)
+    assert [watcher.push(t) for t in (7, 7, 8, 9)] == [[], [7], [], [7, 8, 9]]
+    watcher = StopWatcher([3])
+    assert watcher.push(3) == [] and watcher.stopped
+    watcher = StopWatcher([(4, 5)])
+    assert watcher.push(4) == [] and watcher.flush() == [4]

@@ -1,0 +1,160 @@
+import shutil
+
+import pytest
+import torch
+from generate.tiny import checkpoint, one_thread  # noqa: F401 (an autouse fixture)
+
+from litgpt import LLM
+from litgpt.checkpoint import load_model
+from litgpt.prompts import Alpaca, ChatTemplate, Default
+
+PROMPTS = ["What food do llamas eat?", "Hi", "Tokens stream one at a time; the reply is printed piece by piece."]
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return checkpoint(tmp_path_factory, "tiny-random-llama", "llama")
+
+
+@pytest.fixture(scope="module")
+def llm(llama_dir):
+    return LLM.load(llama_dir)
+
+
+def test_load_and_generate(llm, llama_dir):
+    assert isinstance(llm, torch.nn.Module) and isinstance(llm.prompt_style, Default)
+    assert llm.config.name == "tiny-random-llama" and llm.checkpoint_dir == llama_dir
+    text = llm.generate(PROMPTS[0], max_new_tokens=10, temperature=0.0)
+    assert isinstance(text, str)
+    ids = llm.generate(PROMPTS[0], max_new_tokens=10, temperature=0.0, return_as_token_ids=True)
+    assert ids.dtype == torch.long and ids.ndim == 1 and llm.tokenizer.decode(ids) == text
+    assert "".join(llm.generate(PROMPTS[0], max_new_tokens=10, temperature=0.0, stream=True)) == text
+    streamed_ids = list(llm.generate(PROMPTS[0], max_new_tokens=10, temperature=0.0, stream=True, return_as_token_ids=True))
+    assert torch.equal(torch.cat(streamed_ids), ids)
+
+
+def test_batch_equals_one_prompt_at_a_time(llm):
+    singles = [llm.generate(p, max_new_tokens=12, temperature=0.0) for p in PROMPTS]
+    assert llm.generate(PROMPTS, max_new_tokens=12, temperature=0.0) == singles
+    assert llm.generate(list(reversed(PROMPTS)), max_new_tokens=12, temperature=0.0) == list(reversed(singles))
+    ids = llm.generate(PROMPTS, max_new_tokens=12, temperature=0.0, return_as_token_ids=True)
+    assert [llm.tokenizer.decode(i) for i in ids] == singles
+    with pytest.raises(ValueError, match="single prompt"):
+        llm.generate(PROMPTS, stream=True)
+
+
+def test_sampling_with_a_seed_is_reproducible(llm):
+    texts = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        texts.append(llm.generate(PROMPTS[0], max_new_tokens=15, temperature=1.0, top_k=50, top_p=0.9))
+    assert texts[0] == texts[1]
+
+
+def test_prompt_style_and_sys_prompt(llama_dir, tmp_path):
+    folder = tmp_path / "styled"
+    shutil.copytree(llama_dir, folder)
+    (folder / "prompt_style.yaml").write_text("class_path: litgpt.prompts.Alpaca\n")
+    llm = LLM.load(folder)
+    assert isinstance(llm.prompt_style, Alpaca)
+    plain = LLM.load(llama_dir)
+    styled = plain.tokenizer.decode(plain.generate(Alpaca().apply("Hi", sys_prompt="S: "), max_new_tokens=6, temperature=0.0, return_as_token_ids=True))
+    assert llm.generate("Hi", max_new_tokens=6, temperature=0.0, sys_prompt="S: ") == styled
+
+
+def test_forward_returns_logits_and_loss(llm):
+    ids = torch.tensor([[0, 5, 17, 42]])
+    logits = llm(ids)
+    assert logits.shape == (1, 4, llm.config.padded_vocab_size)
+    logits, loss = llm(ids, target_ids=ids)
+    assert loss.ndim == 0 and loss > 0
+    _, custom = llm(ids, target_ids=ids, loss_fn=lambda x, y: x.sum() * 0)
+    assert custom == 0
+    assert set(llm.state_dict()) == set(load_model(llm.checkpoint_dir).state_dict())
+
+
+def test_benchmark_reports_litgpt_metrics(llm):
+    text, metrics = llm.benchmark(num_iterations=2, prompt=PROMPTS[0], max_new_tokens=5, temperature=0.0)
+    assert text == llm.generate(PROMPTS[0], max_new_tokens=5, temperature=0.0)
+    keys = {"Seconds total", "Seconds to first token", "Tokens generated", "Inference speed in tokens/sec"}
+    assert keys <= set(metrics) and all(len(metrics[k]) == 2 for k in keys)
+    assert all(t > 0 for t in metrics["Seconds to first token"]) and metrics["Tokens generated"][0] > 0
+    assert ("Total GPU memory allocated in GB" in metrics) == (llm.device.type == "cuda")
+
+
+def test_save_round_trip(llm, tmp_path):
+    llm.save(tmp_path / "saved")
+    saved = tmp_path / "saved"
+    for name in ("lit_model.pth", "model_config.yaml", "tokenizer.json", "tokenizer_config.json", "config.json"):
+        assert (saved / name).is_file(), name
+    assert (saved / "prompt_style.yaml").read_text() == "class_path: litgpt.prompts.Default\n"
+    again = LLM.load(saved)
+    assert again.generate(PROMPTS[0], max_new_tokens=10, temperature=0.0) == llm.generate(PROMPTS[0], max_new_tokens=10, temperature=0.0)
+    state, loaded = llm.state_dict(), torch.load(saved / "lit_model.pth", weights_only=True)
+    assert all(torch.equal(state[k].cpu(), loaded[k]) for k in state)
+
+
+def test_chat_template_is_used_and_survives_save(tmp_path_factory, tmp_path):
+    folder = checkpoint(tmp_path_factory, "tiny-random-llama-chatml", "llama", chat_template=True)
+    llm = LLM.load(folder)
+    assert isinstance(llm.prompt_style, ChatTemplate)
+    llm.save(tmp_path / "saved")
+    assert not (tmp_path / "saved" / "prompt_style.yaml").exists()
+    assert isinstance(LLM.load(tmp_path / "saved").prompt_style, ChatTemplate)
+
+
+def test_random_init_needs_a_tokenizer(llama_dir):
+    with pytest.raises(ValueError, match="tokenizer_dir"):
+        LLM.load("pythia-14m", init="random")
+    llm = LLM.load("pythia-14m", init="random", tokenizer_dir=llama_dir)
+    assert llm.checkpoint_dir is None and llm.config.name == "pythia-14m"
+    assert len(llm.generate("Hi", max_new_tokens=5, temperature=0.0, return_as_token_ids=True)) == 5
+    with pytest.raises(ValueError, match="not a known model"):
+        LLM.load("not-a-model", init="random", tokenizer_dir=llama_dir)
+    with pytest.raises(ValueError, match="init"):
+        LLM.load("pythia-14m", init="zeros")
+
+
+def test_distribute_later(llama_dir):
+    llm = LLM.load(llama_dir, distribute=None)
+    with pytest.raises(AttributeError, match="distribute"):
+        llm.generate("Hi")
+    llm.distribute(accelerator="cpu", devices=1, precision="32-true", fixed_kv_cache_size=64)
+    same = LLM.load(llama_dir, accelerator="cpu", precision="32-true")
+    assert llm.generate("Hi", max_new_tokens=5, temperature=0.0) == same.generate("Hi", max_new_tokens=5, temperature=0.0)
+    with pytest.raises(NotImplementedError):
+        llm.distribute(devices=2)
+    with pytest.raises(NotImplementedError):
+        llm.distribute(generate_strategy="sequential")
+    with pytest.raises(ValueError, match="precision"):
+        llm.distribute(precision="8-bit")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            llm.distribute(quantize="bnb.nf4")
+        with pytest.raises(ValueError, match="CUDA"):
+            llm.distribute(accelerator="cuda")
+
+
+def test_registry_name_is_downloaded_lazily(llama_dir, tmp_path, monkeypatch):
+    import litgpt.hub
+
+    calls = []
+
+    def download(repo_id, checkpoint_dir, access_token=None, **kwargs):
+        calls.append((repo_id, access_token))
+        shutil.copytree(llama_dir, checkpoint_dir / repo_id)
+
+    monkeypatch.setattr(litgpt.hub, "download", download)
+    monkeypatch.chdir(tmp_path)
+    llm = LLM.load("pythia-14m", access_token="secret")
+    assert calls == [("EleutherAI/pythia-14m", "secret")]
+    assert llm.checkpoint_dir == tmp_path.joinpath("checkpoints", "EleutherAI", "pythia-14m").relative_to(tmp_path)
+    LLM.load("EleutherAI/pythia-14m")  # now local: no second download
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="neither a checkpoint folder nor a known model"):
+        LLM.load("no/such-model")
+
+
+def test_prompt_too_long(llm):
+    with pytest.raises(ValueError, match="context length"):
+        llm.generate("llamas " * 3000, max_new_tokens=5)
