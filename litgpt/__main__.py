@@ -19,7 +19,13 @@ COMMANDS: Dict[str, str] = {
     "generate_full": "litgpt.generate.cli:generate_full",
     "generate_speculatively": "litgpt.generate.speculative:generate_speculatively",
     "chat": "litgpt.chat:chat",
+    "pretrain": "litgpt.train.pretrain:setup",
 }
+
+
+# Commands whose first argument may be given bare although it is optional (`litgpt pretrain tiny-llama-1.1b`,
+# `litgpt pretrain list`); jsonargparse makes only arguments without a default positional.
+OPTIONAL_POSITIONAL = {"pretrain": "model_name"}
 
 
 def _load(target: str) -> Callable:
@@ -45,6 +51,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     set_parsing_settings(config_read_mode_urls_enabled=True)  # `--config https://...` as LitGPT allows
 
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) > 1 and argv[0] in OPTIONAL_POSITIONAL and not argv[1].startswith("-"):
+        argv = [argv[0], f"--{OPTIONAL_POSITIONAL[argv[0]]}", *argv[1:]]
     chosen = {argv[0]: COMMANDS[argv[0]]} if argv and argv[0] in COMMANDS else COMMANDS
     components = {name: _load(target) for name, target in chosen.items()}
     try:

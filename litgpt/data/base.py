@@ -1,0 +1,38 @@
+"""The interface every data set offers the training loop; the loop calls the methods in this order.
+
+    connect(tokenizer, batch_size, max_seq_length)   what the run needs from the data
+    check()                                          cheap input checks, before any work
+    prepare_data()                                   once, on rank 0 first (download, tokenize)
+    setup()                                          on every process
+    train_dataloader(), val_dataloader()
+
+Subclasses are dataclasses whose fields are the `--data.*` flags; the module imports nothing heavy, so that
+`litgpt pretrain --help` stays fast.
+"""
+
+from typing import Any, Optional
+
+
+class DataModule:
+    """Base class of the data sets; a plain class (not a dataclass) so that `--data` takes any subclass."""
+
+    def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
+        """Tell the data set the tokenizer, the micro-batch size and the longest sample the model takes."""
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_seq_length = -1 if max_seq_length is None else max_seq_length
+
+    def check(self) -> None:
+        """Raise FileNotFoundError/ValueError on bad settings; must be cheap: it runs before any work."""
+
+    def prepare_data(self) -> None:
+        """One-time preparation whose results later runs reuse (tokenizing, downloading)."""
+
+    def setup(self, stage: str = "") -> None:
+        """Per-process setup after `prepare_data`."""
+
+    def train_dataloader(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no training data")
+
+    def val_dataloader(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no validation data")

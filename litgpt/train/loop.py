@@ -1,0 +1,589 @@
+"""The one training loop. Pretraining and every finetuning method run through `fit`; a command only decides
+the model, the data and the `Method`, and checks its flags before any work.
+
+    command (pretrain, finetune_*)                     this module
+    ──────────────────────────────                     ─────────────────────────────────────────────
+    check flags (check_train, resolve_resume, ...)     make_fabric: devices, DDP/FSDP, precision
+    build the GPT, initialise or load weights     ──►  fit: Method.transform → requires_grad → Fabric
+    pick a Method: what trains, what is saved          → optimizer → data → resume → optimizer steps
+                                                       (accumulation, clipping, warmup + cosine lr)
+                                                       → validation → logs → step-XXXXXXXX/ → final/
+
+A checkpoint `out_dir/step-XXXXXXXX/` holds `lit_model.pth` (model, optimizer, counters, data-loader
+position, loss history), one `rng-<rank>.pt` per process, and the folder files (`model_config.yaml`,
+tokenizer files, `hyperparameters.yaml`). It is written to a hidden temporary folder and renamed into place,
+so a killed run never leaves a half-written checkpoint, and `--resume auto` continues exactly where the
+latest one was taken.
+"""
+
+import math
+import os
+import random
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from importlib import import_module
+from inspect import signature
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
+
+from litgpt.config import Config
+from litgpt.train.args import EvalArgs, TrainArgs
+
+if TYPE_CHECKING:
+    import torch
+    from lightning import Fabric
+
+    from litgpt.data.base import DataModule
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json", "config.json")
+ResumeArg = Union[bool, Literal["auto"], Path]
+
+
+@dataclass
+class Method:
+    """Full training: the plain model, every parameter trained and saved. Finetuning methods (LoRA,
+    adapters) subclass it and override the hooks; the loop asks nothing else of them."""
+
+    name: str = "full"
+    weights_file: str = "lit_model.pth"
+    """The file of `final/` that holds what `is_saved` selects"""
+
+    def transform(self, model: Any) -> Any:
+        """Change the plain model before training (e.g. add LoRA layers); called before Fabric wraps it."""
+        return model
+
+    def is_trainable(self, name: str) -> bool:
+        """Whether the parameter `name` trains."""
+        return True
+
+    def is_saved(self, name: str) -> bool:
+        """Whether the state-dict entry `name` goes into checkpoints (enough to resume, given the base model)."""
+        return True
+
+    def finish(self, fabric: "Fabric", model: Any, folder: Path) -> None:
+        """Write anything else `final/` needs (e.g. merged weights); runs on every process."""
+
+
+@dataclass
+class FolderFiles:
+    """The files besides the weights that make a folder a checkpoint that `litgpt generate` and finetuning read."""
+
+    config: Config
+    tokenizer_dir: Optional[Path] = None
+    hparams: Dict[str, Any] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> None:
+        import yaml
+
+        self.config.save(folder / "model_config.yaml")
+        if self.tokenizer_dir is not None:
+            for name in TOKENIZER_FILES:
+                if (Path(self.tokenizer_dir) / name).is_file():
+                    shutil.copy2(Path(self.tokenizer_dir) / name, folder / name)
+        if self.hparams:
+            (folder / "hyperparameters.yaml").write_text(yaml.safe_dump(self.hparams, sort_keys=False), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# checks and choices made before any work
+
+
+def check_train(train: TrainArgs, eval: EvalArgs, world_size: int) -> int:
+    """Raise on settings the loop cannot honour; returns the micro-batches per optimizer step."""
+    if not (train.max_steps or train.max_tokens or train.epochs):
+        raise ValueError("Say how long to train: set --train.max_steps, --train.max_tokens or --train.epochs")
+    accum = train.gradient_accumulation_iters(world_size)
+    effective = accum * train.micro_batch_size * world_size
+    if effective != train.global_batch_size:
+        # LitGPT's recipes rely on rounding down (e.g. 125 samples on 8 GPUs), so round, and say so
+        warnings.warn(
+            f"--train.global_batch_size {train.global_batch_size} is not a multiple of micro_batch_size x processes "
+            f"({train.micro_batch_size} x {world_size}); each optimizer step takes {effective} samples"
+        )
+    return accum
+
+
+def parse_devices(devices: Union[int, str]) -> int:
+    """The number of devices per node: 'auto' is every GPU (or one CPU process)."""
+    import torch
+
+    if devices in ("auto", -1, "-1"):
+        return torch.cuda.device_count() or 1
+    try:
+        count = int(devices)
+    except ValueError:
+        raise ValueError(f"--devices must be a number or 'auto', got {devices!r}") from None
+    if count < 1:
+        raise ValueError(f"--devices must be at least 1, got {count}")
+    if torch.cuda.is_available() and count > torch.cuda.device_count():
+        raise ValueError(f"--devices {count}: only {torch.cuda.device_count()} GPU(s) are visible")
+    return count
+
+
+def default_precision() -> str:
+    """bf16 mixed precision on GPUs that have bf16, fp16 mixed on older GPUs, fp32 on CPUs."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def resolve_optimizer(spec: Union[str, Dict]) -> Tuple[type, Dict[str, Any]]:
+    """The optimizer class and its keyword arguments: a name ("AdamW", "torch.optim.SGD") or
+    {"class_path": ..., "init_args": {...}}."""
+    import torch
+
+    if isinstance(spec, str):
+        class_path, init_args = spec, {}
+    elif isinstance(spec, dict):
+        unknown = set(spec) - {"class_path", "init_args"}
+        if "class_path" not in spec or unknown:
+            raise ValueError(f"--optimizer takes a name or {{class_path, init_args}}, got keys {sorted(spec)}")
+        class_path, init_args = spec["class_path"], dict(spec.get("init_args") or {})
+    else:
+        raise ValueError(f"--optimizer takes a name or {{class_path, init_args}}, got {spec!r}")
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(import_module(module_name or "torch.optim"), class_name, None)
+    except ImportError:
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f"--optimizer {class_path!r} is not an optimizer class (try AdamW or torch.optim.SGD)")
+    accepted = set(signature(cls).parameters)
+    unknown = set(init_args) - accepted
+    if unknown:
+        raise ValueError(f"{cls.__name__} takes no argument(s) {', '.join(sorted(unknown))}")
+    return cls, init_args
+
+
+def resolve_resume(resume: ResumeArg, out_dir: Path) -> Optional[Path]:
+    """The checkpoint file to resume from: False → none, True → the latest in out_dir (which must exist),
+    'auto' → the latest if any, a path → that checkpoint folder or file."""
+    if resume is False or resume is None:
+        return None
+    if resume is True or resume == "auto":
+        latest = latest_checkpoint(out_dir)
+        if latest is None and resume is True:
+            raise FileNotFoundError(f"--resume true: no step-* checkpoint in {str(out_dir)!r} (--resume auto starts afresh instead)")
+        return latest
+    path = Path(resume)
+    path = path / "lit_model.pth" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {str(path)!r}")
+    return path
+
+
+def latest_checkpoint(out_dir: Path) -> Optional[Path]:
+    candidates = [p for p in Path(out_dir).glob("step-*/lit_model.pth") if p.parent.name[5:].isdigit()]
+    return max(candidates, key=lambda p: int(p.parent.name[5:]), default=None)
+
+
+def make_fabric(devices: int, num_nodes: int, precision: str, loggers: List[Any], block_class: type) -> "Fabric":
+    """Fabric for the run: one process per device; FSDP sharding each `block_class` on several GPUs, DDP over
+    gloo on several CPU processes (started by spawning, which works from scripts, `python -c` and notebooks)."""
+    import lightning as L
+    import torch
+    from lightning.fabric.strategies import DDPStrategy, FSDPStrategy
+
+    strategy: Any = "auto"
+    if devices * num_nodes > 1:
+        if torch.cuda.is_available():
+            strategy = FSDPStrategy(
+                auto_wrap_policy={block_class},
+                state_dict_type="full",
+                sharding_strategy="HYBRID_SHARD" if num_nodes > 1 else "FULL_SHARD",
+            )
+        else:
+            strategy = DDPStrategy(process_group_backend="gloo", start_method="spawn")
+    return L.Fabric(devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, loggers=loggers)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the loop
+
+
+def fit(
+    fabric: "Fabric",
+    model: Any,
+    *,
+    method: Method,
+    data: "DataModule",
+    train: TrainArgs,
+    eval: EvalArgs,
+    optimizer: Union[str, Dict],
+    out_dir: Path,
+    resume: Optional[Path],
+    files: FolderFiles,
+    compile: bool = False,
+    lm_head_chunk_size: int = 0,
+) -> Dict[str, Any]:
+    """Train `model` (built and initialised, not yet set up by Fabric) on `data`; write checkpoints and final/.
+
+    The command has run `check_train` and connected `data` (`data.connect`) already. Returns the final
+    training state (counters, history).
+    """
+    import torch
+
+    from litgpt.train import monitor
+
+    accum = train.gradient_accumulation_iters(fabric.world_size)
+    model = method.transform(model)
+    for name, param in model.named_parameters():
+        param.requires_grad = method.is_trainable(name)
+    seq_len = model.max_seq_length
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in model.parameters())
+    fabric.print(f"Parameters: {n_total:,} ({n_trainable:,} trainable)")
+    flops = monitor.measure_flops(lambda: method.transform(type(model)(model.config)), train.micro_batch_size, seq_len)
+
+    if compile:
+        model = torch.compile(model)
+    model = fabric.setup(model)
+    cls, init_args = resolve_optimizer(optimizer)
+    if fabric.device.type == "cuda" and "fused" in signature(cls).parameters:
+        init_args.setdefault("fused", True)
+    opt = cls([p for p in model.parameters() if p.requires_grad], **init_args)
+    base_lrs = [group["lr"] for group in opt.param_groups]
+    opt = fabric.setup_optimizers(opt)
+
+    with fabric.rank_zero_first():
+        data.prepare_data()
+    data.setup()
+    train_loader = fabric.setup_dataloaders(data.train_dataloader())
+    val_loader = data.val_dataloader()
+    val_loader = None if val_loader is None else fabric.setup_dataloaders(val_loader)
+    batches = Batches(train_loader)
+
+    iters_per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else None
+    max_steps = plan_steps(train, accum, fabric.world_size, seq_len, iters_per_epoch)
+    max_iters = max_steps * accum
+    warmup = train.warmup_iters(fabric.world_size, max_iters, iters_per_epoch)
+
+    state: Dict[str, Any] = {
+        "model": model,
+        "optimizer": opt,
+        "train_dataloader": batches,
+        "iter_num": 0,
+        "step_count": 0,
+        "tokens": 0,
+        "history": [],
+        # the loss of micro-batches since the last log line, so a resumed run logs what an uninterrupted one would
+        "loss_sum": torch.zeros((), device=fabric.device),
+        "loss_count": 0,
+    }
+    strict = all(method.is_saved(name) for name in model.state_dict())
+    if resume is not None:
+        fabric.print(f"Resuming from {resume}")
+        fabric.load(resume, state, strict=strict)
+        load_rng_state(resume.parent, fabric.global_rank)
+        state["loss_sum"] = state["loss_sum"].to(fabric.device)
+    if state["step_count"] >= max_steps:
+        fabric.print(f"The checkpoint is at step {state['step_count']}, the run's last step is {max_steps}: nothing to train")
+
+    progress = monitor.Progress(fabric, max_steps, state["step_count"])
+    precision = getattr(fabric.strategy.precision, "precision", "32-true")
+    throughput = monitor.Throughput(fabric.world_size, flops, monitor.peak_flops(fabric.device, precision))
+    clock = monitor.Clock()
+    val_loss: Optional[float] = None
+
+    def run_validation(max_iters: int) -> float:
+        loss = validate(fabric, model, val_loader, max_iters, seq_len, lm_head_chunk_size)
+        state["history"].append({"step": state["step_count"], "val_loss": loss})
+        fabric.log_dict({"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}, step=state["step_count"])
+        progress.print(f"step {state['step_count']}: val loss {loss:.4f}, val ppl {math.exp(min(loss, 50)):.2f}")
+        return loss
+
+    if eval.initial_validation and val_loader is not None and state["step_count"] == 0:
+        val_loss = run_validation(eval.max_iters)
+
+    session_steps, session_iters, session_tokens, session_samples = 0, 0, 0, 0
+    clock.start()
+    while state["step_count"] < max_steps:
+        if train.max_time is not None and stop_for_time(fabric, clock.now(), train.max_time):
+            progress.print(f"Stopping: --train.max_time of {train.max_time}s reached")
+            break
+        step_start = clock.now()
+        for micro in range(accum):
+            batch = next(batches)
+            input_ids, targets = split_batch(batch, seq_len)
+            with fabric.no_backward_sync(model, enabled=micro < accum - 1):
+                logits = model(input_ids, lm_head_chunk_size=lm_head_chunk_size)
+                loss = next_token_loss(logits, targets)
+                fabric.backward(loss / accum)
+            state["loss_sum"] += loss.detach()
+            state["loss_count"] += 1
+            state["iter_num"] += 1
+            state["tokens"] += input_ids.numel()
+            session_tokens += input_ids.numel()
+            session_samples += input_ids.size(0)
+        session_iters += accum
+        if train.max_norm is not None:
+            fabric.clip_gradients(model, opt, max_norm=train.max_norm)
+        for group, base in zip(opt.param_groups, base_lrs):
+            group["lr"] = learning_rate(state["iter_num"], base, train.min_lr, warmup, max_iters)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        state["step_count"] += 1
+        session_steps += 1
+        step = state["step_count"]
+
+        if step % train.log_interval == 0 or step == max_steps:
+            mean_loss = fabric.all_reduce(state["loss_sum"] / state["loss_count"], reduce_op="mean").item()
+            state["loss_sum"].zero_()
+            state["loss_count"] = 0
+            now = clock.now()
+            throughput.update(now, session_iters, session_samples, session_tokens)
+            metrics = {
+                "loss": mean_loss,
+                "iter": state["iter_num"],
+                "step": step,
+                "epoch": batches.epoch,
+                "iter_time": (now - step_start) / accum,
+                "remaining_time": now / session_steps * (max_steps - step),
+                "tokens": state["tokens"],
+                "total_tokens": state["tokens"] * fabric.world_size,
+                "learning_rate": opt.param_groups[0]["lr"],
+                **throughput.compute(),
+            }
+            fabric.log_dict(metrics, step=step)
+            state["history"].append({k: metrics[k] for k in ("step", "loss", "throughput/tokens_per_sec") if k in metrics})
+            progress.update(step, metrics)
+            progress.print(monitor.log_line(metrics, max_steps, val_loss))
+        else:
+            progress.update(step)
+
+        if val_loader is not None and step % eval.interval == 0 and step < max_steps:
+            clock.stop()
+            val_loss = run_validation(eval.max_iters)
+            clock.start()
+        if train.save_interval is not None and step % train.save_interval == 0:
+            clock.stop()
+            save_checkpoint(fabric, state, out_dir / f"step-{step:08d}", files, method)
+            progress.print(f"Saved checkpoint {out_dir / f'step-{step:08d}'}")
+            clock.start()
+    clock.stop()
+    progress.close()
+
+    if eval.final_validation and val_loader is not None:
+        val_loss = run_validation(eval.max_iters)
+    final = out_dir / "final"
+    save_final(fabric, model, method, final, files, state["history"])
+    fabric.print(f"Saved the trained model to {final} ({clock.elapsed:.1f}s of training)")
+    if fabric.device.type == "cuda":
+        fabric.print(f"Peak memory: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB")
+    return {k: v for k, v in state.items() if k not in ("model", "optimizer", "train_dataloader", "loss_sum")}
+
+
+class Batches:
+    """Endless batches from a loader, epoch after epoch, with a position that checkpoints save and restore.
+
+    A loader with its own `state_dict` (litdata's StreamingDataLoader) restores itself; any other is
+    fast-forwarded to the saved batch of the saved epoch (its sampler reshuffles by epoch number).
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.inner = getattr(loader, "_dataloader", loader)  # under Fabric's wrapper
+        self.stateful = hasattr(self.inner, "state_dict") and hasattr(self.inner, "load_state_dict")
+        self.epoch = 0
+        self.index = 0
+        self._skip = 0
+        self._iterator: Optional[Iterator] = None
+
+    def __next__(self) -> Any:
+        while True:
+            if self._iterator is None:
+                if hasattr(self.loader, "_num_iter_calls"):
+                    self.loader._num_iter_calls = self.epoch  # Fabric sets the sampler's epoch from this count
+                self._iterator = iter(self.loader)
+                for _ in range(self._skip):
+                    next(self._iterator)
+                self._skip = 0
+            try:
+                batch = next(self._iterator)
+            except StopIteration:
+                self._iterator = None
+                self.epoch += 1
+                self.index = 0
+                continue
+            self.index += 1
+            return batch
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = {"epoch": self.epoch, "index": self.index}
+        if self.stateful:
+            state["loader"] = self.inner.state_dict()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.epoch, self.index = state["epoch"], state["index"]
+        if self.stateful and "loader" in state:
+            self.inner.load_state_dict(state["loader"])
+        else:
+            self._skip = self.index
+        self._iterator = None
+
+
+def split_batch(batch: Any, seq_len: int) -> Tuple["torch.Tensor", "torch.Tensor"]:
+    """Inputs and next-token targets: from a (B, T+1) token block, or from {"input_ids", "labels"} (finetuning)."""
+    if isinstance(batch, dict):
+        input_ids, labels = batch["input_ids"], batch["labels"]
+        return input_ids[:, :-1][:, :seq_len].long(), labels[:, 1:][:, :seq_len].long()
+    return batch[:, :seq_len].long(), batch[:, 1 : seq_len + 1].long()
+
+
+def next_token_loss(logits: Union["torch.Tensor", List["torch.Tensor"]], targets: "torch.Tensor") -> "torch.Tensor":
+    """Mean cross-entropy over targets that are not -100; `logits` may come as chunks along T."""
+    import torch
+    import torch.nn.functional as F
+
+    if isinstance(logits, torch.Tensor):
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    chunks = targets.split([chunk.size(1) for chunk in logits], dim=1)
+    total = sum(
+        F.cross_entropy(chunk.flatten(0, 1), target.flatten(), ignore_index=-100, reduction="sum")
+        for chunk, target in zip(logits, chunks)
+    )
+    return total / (targets != -100).sum().clamp(min=1)
+
+
+def plan_steps(train: TrainArgs, accum: int, world_size: int, seq_len: int, iters_per_epoch: Optional[int]) -> int:
+    """The run's optimizer steps: the tightest of --train.max_steps, max_tokens and epochs."""
+    limits = []
+    if train.max_steps:
+        limits.append(train.max_steps * accum)
+    if train.max_tokens:
+        limits.append(train.max_tokens // (world_size * train.micro_batch_size * seq_len))
+    if train.epochs:
+        if iters_per_epoch is None:
+            raise ValueError("--train.epochs needs a training set of known length")
+        limits.append(train.epochs * iters_per_epoch)
+    max_steps = min(limits) // accum
+    if max_steps < 1:
+        raise ValueError(f"--train.max_steps/max_tokens/epochs allow no full optimizer step of {accum} micro-batch(es)")
+    return max_steps
+
+
+def learning_rate(it: int, base: float, min_lr: float, warmup: int, max_iters: int) -> float:
+    """The learning rate after `it` micro-batches: linear warmup from 0 to `base` over `warmup`, then cosine
+    decay to `min_lr` at `max_iters`."""
+    if it < warmup:
+        return base * it / warmup
+    progress = min(1.0, (it - warmup) / max(1, max_iters - warmup))
+    return min_lr + (base - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def stop_for_time(fabric: "Fabric", elapsed: float, max_time: float) -> bool:
+    """Whether every process stops now (rank 0 decides, so all stop at the same step)."""
+    return bool(fabric.broadcast(elapsed >= max_time, src=0))
+
+
+def validate(fabric: "Fabric", model: Any, loader: Any, max_iters: int, seq_len: int, lm_head_chunk_size: int = 0) -> float:
+    """Mean loss over the first `max_iters` validation batches, averaged over processes."""
+    import torch
+
+    model.eval()
+    total = torch.zeros((), device=fabric.device)
+    count = 0
+    with torch.no_grad():
+        for k, batch in enumerate(loader):
+            if k >= max_iters:
+                break
+            input_ids, targets = split_batch(batch, seq_len)
+            total += next_token_loss(model(input_ids, lm_head_chunk_size=lm_head_chunk_size), targets)
+            count += 1
+    model.train()
+    return fabric.all_reduce(total / max(count, 1), reduce_op="mean").item()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def save_checkpoint(fabric: "Fabric", state: Dict[str, Any], folder: Path, files: FolderFiles, method: Method) -> None:
+    """Write a resumable checkpoint folder atomically (temporary folder, then rename)."""
+    import torch
+
+    for logger in fabric.loggers:  # the logs up to here must survive a kill, as the checkpoint does
+        logger.save()
+    tmp = _begin_folder(fabric, folder)
+    fabric.save(tmp / "lit_model.pth", state, filter={"model": lambda name, _: method.is_saved(name)})
+    torch.save(rng_state(), tmp / f"rng-{fabric.global_rank}.pt")
+    if fabric.is_global_zero:
+        files.write(tmp)
+    _commit_folder(fabric, tmp, folder)
+
+
+def save_final(fabric: "Fabric", model: Any, method: Method, folder: Path, files: FolderFiles, history: List[Dict]) -> None:
+    """Write final/: the method's weights, the folder files and training.png, atomically."""
+    from litgpt.train.monitor import plot_training
+
+    for logger in fabric.loggers:
+        logger.save()
+    tmp = _begin_folder(fabric, folder)
+    fabric.save(tmp / method.weights_file, {"model": model}, filter={"model": lambda name, _: method.is_saved(name)})
+    method.finish(fabric, model, tmp)
+    if fabric.is_global_zero:
+        files.write(tmp)
+        if history:
+            plot_training(history, tmp / "training.png")
+    _commit_folder(fabric, tmp, folder)
+
+
+def _begin_folder(fabric: "Fabric", folder: Path) -> Path:
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if fabric.is_global_zero:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    fabric.barrier()
+    return tmp
+
+
+def _commit_folder(fabric: "Fabric", tmp: Path, folder: Path) -> None:
+    fabric.barrier()
+    if fabric.is_global_zero:
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.replace(old)
+            tmp.replace(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.replace(folder)
+    fabric.barrier()
+
+
+def rng_state() -> Dict[str, Any]:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def load_rng_state(folder: Path, rank: int) -> None:
+    """Restore this process's random generators from a checkpoint (skipped if it has none for this rank)."""
+    import numpy as np
+    import torch
+
+    path = folder / f"rng-{rank}.pt"
+    if not path.is_file():
+        return
+    state = torch.load(path, weights_only=False)  # our own file: Python and NumPy states are not tensors
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def cpu_threads(fabric: "Fabric", devices: int) -> None:
+    """Split the CPU cores between the `devices` processes of one machine, so they do not fight over them."""
+    import torch
+
+    if fabric.device.type == "cpu" and devices > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
