@@ -1,0 +1,51 @@
+"""`Deita`: 10k conversations selected for SFT (HuggingFaceH4/deita-10k-v0-sft), as instruction/answer pairs."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from litgpt.data.alpaca import write_hf_dataset
+from litgpt.data.sft import SFTData, read_records
+
+
+@dataclass
+class Deita(SFTData):
+    """Deita's chat records: the first user/assistant exchange of each, or every exchange with
+    `include_multiturn_conversations` (the earlier turns then go in front of the instruction)."""
+
+    include_multiturn_conversations: bool = False
+    """Make one record of each exchange of a conversation, not only of the first"""
+    download_dir: Path = Path("./data/deita")
+    """The folder the train.json and val.json files are written to (and read from)"""
+    repo_id: str = "HuggingFaceH4/deita-10k-v0-sft"
+    """The Hugging Face data set to fetch"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.download_dir = Path(self.download_dir)
+
+    def prepare_data(self) -> None:
+        for split, name in (("train_sft", "train.json"), ("test_sft", "val.json")):
+            if not (self.download_dir / name).is_file():
+                write_hf_dataset(self.repo_id, self.download_dir / name, split=split)
+
+    def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
+        train = conversation_records(read_records(self.download_dir / "train.json"), self.include_multiturn_conversations)
+        val = conversation_records(read_records(self.download_dir / "val.json"), self.include_multiturn_conversations)
+        return train, val
+
+
+def conversation_records(rows: List[Dict[str, Any]], multiturn: bool) -> List[Dict[str, Any]]:
+    """Instruction records from chat rows: `messages` as [{role, content}, ...] or `conversations` as strings
+    alternating user and assistant."""
+    records = []
+    for row in rows:
+        turns = row.get("messages") or row.get("conversations") or []
+        texts = [t["content"] if isinstance(t, dict) else t for t in turns if not (isinstance(t, dict) and t.get("role") == "system")]
+        history = ""
+        for i in range(0, len(texts) - 1, 2):
+            records.append({"instruction": history + texts[i], "input": "", "output": texts[i + 1]})
+            if not multiturn:
+                break
+            history += f"{texts[i]}\n\n{texts[i + 1]}\n\n"
+    return records

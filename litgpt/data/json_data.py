@@ -1,0 +1,49 @@
+"""`JSON`: instruction finetuning on your own records in a .json/.jsonl file, or a folder of train/val files."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from litgpt.data.sft import SFTData, read_records
+
+
+@dataclass
+class JSON(SFTData):
+    """Records {"instruction", "input" (optional), "output"} from `json_path`: one file, split into training and
+    validation by `val_split_fraction`, or a folder holding train.json(l) and val.json(l)."""
+
+    json_path: Path = Path("data.json")
+    """A .json/.jsonl file, or a folder with train.json and val.json (or .jsonl)"""
+    val_split_fraction: Optional[float] = None
+    """The fraction of a single file's records kept for validation (required for a file, unset for a folder)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.json_path = Path(self.json_path)
+
+    def check(self) -> None:
+        super().check()
+        if self.json_path.is_dir():
+            if self.val_split_fraction is not None:
+                raise ValueError("--data.val_split_fraction applies to a single file; the folder has its own val file")
+            self._folder_files()
+        elif self.json_path.is_file():
+            if self.val_split_fraction is None:
+                raise ValueError("--data.json_path is one file: set --data.val_split_fraction to split off validation records")
+        else:
+            raise FileNotFoundError(f"--data.json_path: no file or folder at {str(self.json_path)!r}")
+
+    def _folder_files(self) -> Tuple[Path, Path]:
+        found = []
+        for stem in ("train", "val"):
+            paths = [self.json_path / f"{stem}{ext}" for ext in (".json", ".jsonl") if (self.json_path / f"{stem}{ext}").is_file()]
+            if not paths:
+                raise FileNotFoundError(f"{self.json_path} needs {stem}.json or {stem}.jsonl")
+            found.append(paths[0])
+        return found[0], found[1]
+
+    def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
+        if self.json_path.is_dir():
+            train, val = self._folder_files()
+            return read_records(train), read_records(val)
+        return read_records(self.json_path), None

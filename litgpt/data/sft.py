@@ -1,0 +1,195 @@
+"""Supervised finetuning data: records {"instruction", "input", "output"} become token ids and labels.
+
+    prompt_style.apply(instruction, input=...)  ─► tokens (BOS ...)  ┐
+    output                                      ─► tokens (... EOS)  ┴─► input_ids; labels = input_ids with
+                                                                         the prompt part set to ignore_index
+                                                                         when mask_prompt
+
+`SFTData` is the base of every instruction data set here: it holds LitGPT's shared options and turns record
+lists into data loaders; a subclass only says where its records come from (`records()`).
+"""
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from litgpt.data.base import DataModule
+from litgpt.prompts import PromptStyle
+
+
+class SFTDataset:
+    """Records tokenized on access: each item is {"input_ids", "labels"} (1-D LongTensors)."""
+
+    def __init__(
+        self,
+        data: List[Dict[str, Any]],
+        tokenizer: Any,
+        prompt_style: Any,
+        max_seq_length: int = -1,
+        mask_prompt: bool = True,
+        ignore_index: int = -100,
+        transform: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
+    ) -> None:
+        self.data = data
+        self.tokenizer = tokenizer
+        self.prompt_style = prompt_style
+        self.max_seq_length = max_seq_length
+        self.mask_prompt = mask_prompt
+        self.ignore_index = ignore_index
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, idx: int) -> Dict[str, Any]:
+        import torch
+
+        example = self.data[idx]
+        if self.transform is not None:
+            example = self.transform(example)
+        extra = {k: v for k, v in example.items() if k not in ("instruction", "output") and isinstance(v, str)}
+        prompt = self.prompt_style.apply(example["instruction"], **extra)
+        prompt_ids = self.tokenizer.encode(prompt, max_length=self.max_seq_length)
+        response_ids = self.tokenizer.encode(example["output"], bos=False, eos=True, max_length=self.max_seq_length)
+        input_ids = torch.cat((prompt_ids, response_ids)).long()
+        if self.max_seq_length > 0:
+            input_ids = input_ids[: self.max_seq_length]
+        labels = input_ids.clone()
+        if self.mask_prompt:
+            labels[: len(prompt_ids)] = self.ignore_index
+        return {"input_ids": input_ids, "labels": labels}
+
+
+def get_sft_collate_fn(max_seq_length: int = -1, pad_id: int = 0, ignore_index: int = -100) -> Callable:
+    """A collate function that right-pads a batch to its longest sample (input_ids with `pad_id`, labels with
+    `ignore_index`), after cutting samples to `max_seq_length` when positive."""
+
+    def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+        import torch
+
+        batch = {}
+        for key, pad in (("input_ids", pad_id), ("labels", ignore_index)):
+            seqs = [s[key][:max_seq_length] if max_seq_length > 0 else s[key] for s in samples]
+            longest = max(len(s) for s in seqs)
+            batch[key] = torch.stack([torch.cat((s, s.new_full((longest - len(s),), pad))) for s in seqs])
+        return batch
+
+    return collate
+
+
+@dataclass
+class SFTData(DataModule):
+    """Base of the instruction data sets: the shared `--data.*` options, splitting and loading."""
+
+    mask_prompt: bool = False
+    """Exclude the prompt from the loss (its labels become ignore_index)"""
+    val_split_fraction: Optional[float] = 0.05
+    """The fraction of the records kept for validation"""
+    prompt_style: Union[str, PromptStyle] = "alpaca"
+    """The prompt style that wraps each instruction (a name such as "alpaca", or a PromptStyle)"""
+    ignore_index: int = -100
+    """The label of tokens that do not count in the loss"""
+    seed: int = 42
+    """The seed of the train/validation split and of the shuffling"""
+    num_workers: int = 4
+    """Worker processes per data loader"""
+
+    tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
+    batch_size: int = field(default=1, init=False, repr=False)
+    max_seq_length: int = field(default=-1, init=False, repr=False)
+    train_dataset: Optional[SFTDataset] = field(default=None, init=False, repr=False)
+    test_dataset: Optional[SFTDataset] = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompt_style, str):
+            self.prompt_style = PromptStyle.from_name(self.prompt_style)
+
+    def check(self) -> None:
+        if self.tokenizer is None:
+            raise ValueError(f"{type(self).__name__} needs a tokenizer")
+        if self.val_split_fraction is not None and not 0 < self.val_split_fraction < 1:
+            raise ValueError(f"--data.val_split_fraction must be between 0 and 1, got {self.val_split_fraction}")
+        if self.num_workers < 0:
+            raise ValueError(f"--data.num_workers must be 0 or more, got {self.num_workers}")
+
+    def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
+        """The training records and the validation records (None: split them off the training records)."""
+        raise NotImplementedError
+
+    def transform(self, example: Dict[str, Any]) -> Dict[str, Any]:
+        """Map a source record to {"instruction", "input", "output"}; the identity for Alpaca-style sources."""
+        return example
+
+    def setup(self, stage: str = "") -> None:
+        train, val = self.records()
+        if val is None:
+            train, val = split_records(train, self.val_split_fraction or 0.05, self.seed)
+        kwargs = dict(
+            tokenizer=self.tokenizer, prompt_style=self.prompt_style, max_seq_length=self.max_seq_length,
+            mask_prompt=self.mask_prompt, ignore_index=self.ignore_index, transform=self.transform,
+        )
+        self.train_dataset = SFTDataset(train, **kwargs)
+        self.test_dataset = SFTDataset(val, **kwargs)
+
+    def _loader(self, dataset: SFTDataset, shuffle: bool) -> Any:
+        import torch
+        from torch.utils.data import DataLoader
+
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            collate_fn=get_sft_collate_fn(self.max_seq_length, ignore_index=self.ignore_index),
+        )
+
+    def train_dataloader(self) -> Any:
+        return self._loader(self.train_dataset, shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        return self._loader(self.test_dataset, shuffle=False)
+
+
+def split_records(records: List[Any], val_fraction: float, seed: int) -> Tuple[List[Any], List[Any]]:
+    """A seeded random split into (train, val), val holding round(len * val_fraction) records (at least one)."""
+    if len(records) < 2:
+        raise ValueError(f"Cannot split {len(records)} record(s) into training and validation sets")
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(records) - 1, max(1, round(len(records) * val_fraction)))
+    return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
+
+
+def read_records(path: Path) -> List[Dict[str, Any]]:
+    """Records of a .json file (a list) or a .jsonl file (one object a line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No data file at {str(path)!r}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        records = json.loads(text)
+    except ValueError:  # JSON Lines, whatever the file is called
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path} must hold a list of objects with 'instruction' and 'output' keys")
+    return records
+
+
+def download_if_missing(path: Path, url: str) -> None:
+    """Fetch `url` to `path` unless the file is there already (so a local copy is used as it is)."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > 0:
+        return
+    import urllib.request
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+        tmp.replace(path)
+    except OSError as e:
+        raise ConnectionError(f"Could not download {url} to {path}: {e}; place the file there yourself to work offline") from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,109 @@
+"""`TinyStories`: short stories for small models (https://huggingface.co/datasets/roneneldan/TinyStories).
+
+    data_path/
+        TinyStories_all_data.tar.gz   downloaded from the Hub once (skipped when the .json shards are there)
+        TinyStories_all_data/*.json   its shards: JSON lists of {"story": ...}; the first (sorted) is validation
+        train/, val/                  the stories tokenized by `litdata.optimize`, streamed in training
+"""
+
+import json
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+from litgpt.data.base import DataModule
+from litgpt.data.lit_data import (
+    check_num_workers, fetching, optimize_tokens, prepared, token_dataset, token_loader,
+)
+
+REPO_ID = "roneneldan/TinyStories"
+ARCHIVE = "TinyStories_all_data.tar.gz"
+SHARD_DIR = "TinyStories_all_data"
+
+
+@dataclass
+class TinyStories(DataModule):
+    """The TinyStories stories, downloaded and tokenized once into `data_path`, then streamed."""
+
+    data_path: Path = Path("data/tinystories")
+    """Where the download, its .json shards and the tokenized train/ and val/ folders go"""
+    seed: int = 42
+    """The seed of the shuffling of training samples"""
+    num_workers: int = 8
+    """Worker processes per data loader (0 loads in the training process)"""
+
+    tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
+    batch_size: int = field(default=1, init=False, repr=False)
+    max_seq_length: int = field(default=-1, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_path = Path(self.data_path)
+        self.data_path_train = self.data_path / "train"
+        self.data_path_val = self.data_path / "val"
+
+    def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
+        super().connect(tokenizer, batch_size, max_seq_length)
+        self.max_seq_length = self.max_seq_length + 1  # each sample also holds the next token of its last position
+
+    def check(self) -> None:
+        check_num_workers(self.num_workers)
+        if self.tokenizer is None:
+            raise ValueError("TinyStories needs a tokenizer: pass --tokenizer_dir")
+
+    def prepare_data(self) -> None:
+        from litgpt.data.text_files import _source
+
+        shards = sorted((self.data_path / SHARD_DIR).glob("*.json"))
+        if not shards and all((d / "index.json").is_file() for d in (self.data_path_train, self.data_path_val)):
+            print(f"Using the tokenized TinyStories in {self.data_path}", flush=True)
+            return
+        shards = shards or download(self.data_path)
+        if len(shards) < 2:
+            raise ValueError(f"{self.data_path / SHARD_DIR} needs at least two .json shards: the first is validation")
+        val_shard, *train_shards = shards
+        for files, out_dir in ((train_shards, self.data_path_train), ([val_shard], self.data_path_val)):
+            source = _source(files, self.tokenizer)
+            if not prepared(out_dir, source):
+                optimize_tokens(partial(_tokenize_shard, tokenizer=self.tokenizer), [str(f) for f in files], out_dir, source)
+
+    def train_dataloader(self) -> Any:
+        dataset = token_dataset(str(self.data_path_train), self.max_seq_length, shuffle=True, seed=self.seed)
+        return token_loader(dataset, self.batch_size, self.num_workers, str(self.data_path_train))
+
+    def val_dataloader(self) -> Any:
+        dataset = token_dataset(str(self.data_path_val), self.max_seq_length, shuffle=False, seed=self.seed)
+        return token_loader(dataset, self.batch_size, self.num_workers, str(self.data_path_val))
+
+
+def download(data_path: Path) -> List[Path]:
+    """Fetch the archive from the Hub (HF_ENDPOINT and HF_HUB_OFFLINE apply) and unpack its .json shards."""
+    archive = data_path / ARCHIVE
+    if not archive.is_file():
+        from huggingface_hub import hf_hub_download
+
+        instead = f"put its .json shards in {data_path / SHARD_DIR} (or {ARCHIVE} in {data_path}) and run again"
+        with fetching(f"{ARCHIVE} of the dataset {REPO_ID}", instead):
+            hf_hub_download(REPO_ID, ARCHIVE, repo_type="dataset", local_dir=data_path)
+    shard_dir = data_path / SHARD_DIR
+    tmp = shard_dir.with_name(shard_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    print(f"Unpacking {archive} ...", flush=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+    shutil.rmtree(shard_dir, ignore_errors=True)  # an earlier unpacking that left no .json shards
+    tmp.replace(shard_dir)
+    return sorted(shard_dir.glob("*.json"))
+
+
+def _tokenize_shard(path: str, tokenizer: Any) -> Iterator[Any]:
+    import torch
+
+    with open(path, encoding="utf-8") as f:
+        stories = json.load(f)
+    for example in stories:
+        # a BOS token starts each story when the tokenizer has one
+        yield tokenizer.encode(example["story"].strip(), bos=tokenizer.bos_id is not None, eos=False).to(torch.int32)
