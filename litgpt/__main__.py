@@ -20,6 +20,8 @@ COMMANDS: Dict[str, str] = {
     "generate_speculatively": "litgpt.generate.speculative:generate_speculatively",
     "chat": "litgpt.chat:chat",
     "pretrain": "litgpt.train.pretrain:setup",
+    "evaluate": "litgpt.evaluate:evaluate",
+    "serve": "litgpt.serve:serve",
 }
 
 

@@ -1,0 +1,101 @@
+"""Continuous batching: whenever a sequence joins or leaves the batch, every sequence decodes as it would alone."""
+
+import threading
+
+import pytest
+import torch
+
+from litgpt.checkpoint import load_model
+from litgpt.generate.batcher import BackgroundBatcher, Batcher, Generation, cut_at_first
+from litgpt.generate.core import ensure_kv_cache, generate_tokens
+
+PROMPTS = [[0, 5, 17, 42, 99, 7], [0, 3], [0, 250, 11, 12, 13, 14, 15, 16, 19, 200, 201], [0, 8, 9], [0, 60, 61, 62, 63]]
+LENGTHS = [9, 14, 5, 11, 7]
+
+
+@pytest.fixture(scope="module")
+def model(llama_dir):
+    return load_model(llama_dir)
+
+
+def alone(model, prompt, n, **kwargs):
+    ensure_kv_cache(model, 1, len(prompt) + n)
+    return list(generate_tokens(model, torch.tensor(prompt), n, **{"temperature": 0.0, **kwargs}))
+
+
+def test_rows_join_and_leave_yet_decode_as_alone(model):
+    expected = [alone(model, p, n) for p, n in zip(PROMPTS, LENGTHS)]
+    batcher = Batcher(model, max_batch_size=2, cache_multiple=8)  # small steps of cache growth, rows reused
+    gens = [Generation(torch.tensor(p), n, temperature=0.0) for p, n in zip(PROMPTS, LENGTHS)]
+    batcher.add(gens[0])
+    for _ in range(3):
+        batcher.step()  # the first runs alone a while; the others then join as rows free up
+    for gen in gens[1:]:
+        batcher.add(gen)
+    steps = 3
+    while batcher.busy:
+        assert len(batcher.running) <= 2
+        batcher.step()
+        steps += 1
+    assert [g.tokens for g in gens] == expected
+    assert all(g.done and g.finish_reason == "length" for g in gens)
+    assert steps < sum(LENGTHS)  # sequences did share decode steps
+
+
+def test_stop_tokens_and_cancel(model):
+    free = alone(model, PROMPTS[0], 12)
+    stop = free[4]
+    stopped = Generation(torch.tensor(PROMPTS[0]), 12, temperature=0.0, stop_tokens=[stop])
+    cancelled = Generation(torch.tensor(PROMPTS[1]), 12, temperature=0.0)
+    batcher = Batcher(model, max_batch_size=4)
+    batcher.add(stopped)
+    batcher.add(cancelled)
+    batcher.step()
+    batcher.step()
+    cancelled.cancel()
+    batcher.run()
+    assert stopped.tokens == free[: free.index(stop)] and stopped.finish_reason == "stop"
+    # a step prefills new rows (one token) and decodes all rows (another): two steps, three tokens
+    assert cancelled.finish_reason == "cancelled" and cancelled.tokens == alone(model, PROMPTS[1], 3)
+
+
+def test_sampling_per_row_with_its_own_generator(model):
+    expected = alone(model, PROMPTS[2], 10, temperature=1.0, top_k=20, generator=torch.Generator().manual_seed(3))
+    sampled = Generation(torch.tensor(PROMPTS[2]), 10, temperature=1.0, top_k=20, generator=torch.Generator().manual_seed(3))
+    greedy = Generation(torch.tensor(PROMPTS[0]), 10, temperature=0.0)
+    batcher = Batcher(model, max_batch_size=2)
+    batcher.add(greedy)
+    batcher.add(sampled)
+    batcher.run()
+    assert sampled.tokens == expected and greedy.tokens == alone(model, PROMPTS[0], 10)
+
+
+def test_too_long_is_rejected_before_it_runs(model):
+    batcher = Batcher(model, max_batch_size=1)
+    with pytest.raises(ValueError, match="exceeds the model's context length"):
+        batcher.add(Generation(torch.tensor(PROMPTS[0]), model.max_seq_length))
+    with pytest.raises(ValueError, match="max_new_tokens must be at least 1"):
+        batcher.add(Generation(torch.tensor(PROMPTS[0]), 0))
+    assert not batcher.busy
+
+
+def test_background_batcher_serves_threads(model):
+    expected = [alone(model, p, n) for p, n in zip(PROMPTS, LENGTHS)]
+    background = BackgroundBatcher(Batcher(model, max_batch_size=3))
+    finished = [threading.Event() for _ in PROMPTS]
+    gens = [
+        Generation(torch.tensor(p), n, temperature=0.0, on_update=lambda g, ids, e=e: g.done and e.set())
+        for p, n, e in zip(PROMPTS, LENGTHS, finished)
+    ]
+    threads = [threading.Thread(target=background.submit, args=(g,)) for g in gens]
+    for t in threads:
+        t.start()
+    for event in finished:
+        assert event.wait(30)
+    background.close()
+    assert [g.tokens for g in gens] == expected
+
+
+def test_cut_at_first():
+    assert cut_at_first("abc. def? g", [".", "?"]) == "abc"
+    assert cut_at_first("abc", ["x", ""]) == "abc"

@@ -1,0 +1,214 @@
+"""`litgpt serve`: real servers on 127.0.0.1 answer as the generation core does, alone or many at once."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from generate.tiny import checkpoint, one_thread  # noqa: F401 (an autouse fixture)
+
+import litgpt
+from litgpt.api import LLM
+
+PROMPTS = ["What food do llamas eat?", "Hi", "Tokens stream one at a time; the reply is printed piece by piece.", "Hello there"]
+# the CLI with `serve` in its table, whether or not __main__.py lists it yet
+CLI = "from litgpt.__main__ import COMMANDS, main; COMMANDS.setdefault('serve', 'litgpt.serve:serve'); main()"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(checkpoint_dir, tmp_path, *args):
+    """`litgpt serve checkpoint_dir *args` on a free port of 127.0.0.1; yields its base URL, then stops it."""
+    port = free_port()
+    log = open(tmp_path / f"server-{port}.log", "w+")
+    env = {**os.environ, "PYTHONPATH": str(Path(litgpt.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLI, "serve", str(checkpoint_dir), "--port", str(port), "--accelerator", "cpu", *args],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"the server exited:\n{_read(log)}"
+            assert time.monotonic() < deadline, f"the server did not start:\n{_read(log)}"
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code in (200, 401):
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        _signal_group(process.pid, signal.SIGTERM)  # the server and the worker processes it started
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:  # already gone
+        pass
+
+
+def _read(log) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read()[-5000:]
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return checkpoint(tmp_path_factory, "tiny-random-llama", "llama")
+
+
+@pytest.fixture(scope="module")
+def llm(llama_dir):
+    return LLM.load(llama_dir, accelerator="cpu")
+
+
+@pytest.fixture(scope="module")
+def server(llama_dir, tmp_path_factory):
+    with running_server(llama_dir, tmp_path_factory.mktemp("serve"), "--max_batch_size", "4") as url:
+        yield url
+
+
+def predict(url, **body):
+    return requests.post(f"{url}/predict", json=body, timeout=60)
+
+
+def test_predict_equals_greedy_generation(server, llm):
+    response = predict(server, prompt=PROMPTS[0], temperature=0)
+    assert response.status_code == 200
+    assert response.json() == {"output": llm.generate(PROMPTS[0], max_new_tokens=50, temperature=0.0)}
+
+
+def test_per_request_settings(server, llm):
+    output = predict(server, prompt=PROMPTS[3], max_new_tokens=5, top_k=1).json()["output"]  # top_k=1 is greedy too
+    assert output == llm.generate(PROMPTS[3], max_new_tokens=5, temperature=0.0)
+    longer = llm.generate(PROMPTS[3], max_new_tokens=50, temperature=0.0)
+    assert longer.startswith(output) and len(longer) > len(output)
+    # the server's default temperature (0.8) samples; a high one makes different replies likely
+    replies = {predict(server, prompt=PROMPTS[3], max_new_tokens=20, temperature=2.0, top_k=None).json()["output"] for _ in range(3)}
+    assert len(replies) > 1
+
+
+def test_concurrent_requests_answer_as_alone(server, llm):
+    jobs = [(prompt, n) for n in (6, 17, 11) for prompt in PROMPTS]
+    expected = [llm.generate(prompt, max_new_tokens=n, temperature=0.0) for prompt, n in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        responses = list(pool.map(lambda job: predict(server, prompt=job[0], max_new_tokens=job[1], temperature=0), jobs))
+    assert [r.status_code for r in responses] == [200] * len(jobs)
+    assert [r.json()["output"] for r in responses] == expected
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "'prompt' must be given"),
+        ({"prompt": 3}, "'prompt' must be given"),
+        ({"prompt": "Hi", "max_new_tokens": -1}, "'max_new_tokens' must be an integer of at least 1"),
+        ({"prompt": "Hi", "max_new_tokens": "10"}, "'max_new_tokens' must be an integer"),
+        ({"prompt": "Hi", "max_new_tokens": 10**9}, "exceeds the model's context length"),
+        ({"prompt": "Hi " * 3000}, "exceeds the model's context length"),
+        ({"prompt": "Hi", "temperature": -1}, "temperature must be >= 0"),
+        ({"prompt": "Hi", "top_p": 1.5}, "top_p must be in"),
+        ({"prompt": "Hi", "max_tokens": 10}, "Unknown field(s) max_tokens"),
+        (["Hi"], "must be a JSON object"),
+    ],
+)
+def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, body, message):
+    response = requests.post(f"{server}/predict", json=body, timeout=30)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert predict(server, prompt="Hi", max_new_tokens=2).status_code == 200
+
+
+def test_not_json_is_4xx(server):
+    response = requests.post(f"{server}/predict", data="prompt=Hi", timeout=30)
+    assert response.status_code == 415 and "application/json" in response.json()["detail"]
+    response = requests.post(f"{server}/predict", data="{not json", headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 422 and response.json()["detail"]  # FastAPI's own answer to broken JSON
+    assert predict(server, prompt="Hi", max_new_tokens=2).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def stream_server(llama_dir, tmp_path_factory):
+    with running_server(llama_dir, tmp_path_factory.mktemp("serve"), "--stream", "true", "--api_key", "sesame") as url:
+        yield url
+
+
+def test_streaming_with_api_key(stream_server, llm):
+    key = {"Authorization": "Bearer sesame"}
+    with requests.post(f"{stream_server}/predict", json={"prompt": PROMPTS[0], "temperature": 0}, headers=key, stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        pieces = [json.loads(line)["output"] for line in response.iter_lines() if line]
+    assert len(pieces) > 1
+    assert "".join(pieces) == llm.generate(PROMPTS[0], max_new_tokens=50, temperature=0.0)
+    # a bad streaming request is refused before the stream starts
+    response = requests.post(f"{stream_server}/predict", json={"prompt": "Hi", "max_new_tokens": 0}, headers=key, timeout=30)
+    assert response.status_code == 400
+
+
+def test_api_key_is_required(stream_server):
+    body = {"prompt": "Hi", "max_new_tokens": 2}
+    assert requests.post(f"{stream_server}/predict", json=body, timeout=30).status_code == 401
+    wrong = {"Authorization": "Bearer open"}
+    response = requests.post(f"{stream_server}/predict", json=body, headers=wrong, timeout=30)
+    assert response.status_code == 401 and "API key" in response.json()["detail"]
+    assert requests.get(f"{stream_server}/health", timeout=30).status_code == 401
+    right = {"Authorization": "Bearer sesame"}
+    assert requests.post(f"{stream_server}/predict", json=body, headers=right, timeout=30).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory):
+    return checkpoint(tmp_path_factory, "tiny-random-llama-chat", "llama", chat_template=True)
+
+
+@pytest.fixture(scope="module")
+def openai_server(chat_dir, tmp_path_factory):
+    with running_server(chat_dir, tmp_path_factory.mktemp("serve"), "--openai_spec", "true", "--max_batch_size", "2") as url:
+        yield url
+
+
+def test_openai_client(openai_server, chat_dir):
+    import openai
+
+    llm = LLM.load(chat_dir, accelerator="cpu")
+    client = openai.OpenAI(base_url=f"{openai_server}/v1", api_key="not-needed")
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPTS[0]}]
+    expected = llm.generate(PROMPTS[0], sys_prompt="Be brief.", max_new_tokens=12, temperature=0.0)
+
+    reply = client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_completion_tokens=12)
+    assert reply.choices[0].message.content == expected
+
+    chunks = client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=12, stream=True)
+    pieces = [chunk.choices[0].delta.content or "" for chunk in chunks]
+    assert sum(1 for p in pieces if p) > 1 and "".join(pieces) == expected
+
+    # a stop string ends the reply before it
+    stop = expected[4:6]
+    reply = client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=12, stop=[stop])
+    assert reply.choices[0].message.content == expected[: expected.index(stop)]
+
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model="tiny", messages=messages, max_completion_tokens=10**6)
+    assert "exceeds the model's context length" in error.value.body["detail"]
