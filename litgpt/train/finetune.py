@@ -1,0 +1,426 @@
+"""`litgpt finetune_lora` (and `finetune`), `finetune_full`, `finetune_adapter`, `finetune_adapter_v2`.
+
+Four thin commands with LitGPT's flags and defaults; each picks a `Method` (litgpt/train/methods.py) and hands
+the work to `_finetune`, which checks everything, loads the base model and runs the one training loop.
+out_dir/final/ is a complete checkpoint folder (weights, model_config.yaml, tokenizer files, prompt_style.yaml,
+hyperparameters.yaml) that `litgpt generate` and `litgpt chat` read.
+"""
+
+from pathlib import Path
+from pprint import pprint
+from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Union
+
+from litgpt.data import DataModule  # no torch inside; imports the data modules so `--data NAME` finds them
+from litgpt.train.args import EvalArgs, LogArgs, TrainArgs, to_yaml_value
+
+if TYPE_CHECKING:
+    from lightning import Fabric
+
+Quantize = Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8-training"]]
+Logger = Literal["wandb", "tensorboard", "csv", "mlflow", "litlogger"]
+Resume = Union[bool, Literal["auto"], Path]
+
+
+def _train_defaults() -> TrainArgs:
+    return TrainArgs(save_interval=1000, log_interval=1, global_batch_size=16, micro_batch_size=1, lr_warmup_steps=100, epochs=5, max_seq_length=None)
+
+
+def finetune_lora(
+    checkpoint_dir: Path,
+    out_dir: Path = Path("out/finetune/lora"),
+    precision: Optional[str] = None,
+    quantize: Quantize = None,
+    devices: Union[int, str] = 1,
+    num_nodes: int = 1,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.05,
+    lora_query: bool = True,
+    lora_key: bool = False,
+    lora_value: bool = True,
+    lora_projection: bool = False,
+    lora_mlp: bool = False,
+    lora_head: bool = False,
+    data: Optional[DataModule] = None,
+    train: TrainArgs = _train_defaults(),
+    log: LogArgs = LogArgs(),
+    eval: EvalArgs = EvalArgs(interval=100, max_new_tokens=100, max_iters=100),
+    optimizer: Union[str, Dict] = "AdamW",
+    logger_name: Logger = "csv",
+    seed: int = 1337,
+    access_token: Optional[str] = None,
+    resume: Resume = False,
+) -> None:
+    """Finetune a model with LoRA: low-rank updates of chosen layers train, the base weights stay frozen.
+
+    Args:
+        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
+        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
+        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
+            32-true on CPUs.
+        quantize: Quantize the frozen base weights with bitsandbytes (QLoRA; one CUDA GPU, a "-true" precision).
+        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
+        num_nodes: Machines to train on.
+        lora_r: The LoRA rank.
+        lora_alpha: The LoRA alpha (updates are scaled by alpha / r).
+        lora_dropout: Dropout on the LoRA layers' input.
+        lora_query: Apply LoRA to the attention's query projection.
+        lora_key: Apply LoRA to the attention's key projection.
+        lora_value: Apply LoRA to the attention's value projection.
+        lora_projection: Apply LoRA to the attention's output projection.
+        lora_mlp: Apply LoRA to the MLP's linear layers.
+        lora_head: Apply LoRA to the output head.
+        data: The instruction data; default `Alpaca`.
+        train: Training arguments (`--train.*`).
+        log: Experiment-tracker arguments (`--log.*`).
+        eval: Validation arguments (`--eval.*`).
+        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
+        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
+        seed: The random seed.
+        access_token: A Hugging Face token, to download a gated base model.
+        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
+            any) or the path of a checkpoint.
+    """
+    hparams = _hparams(locals())
+    from litgpt.train.methods import LoRA
+
+    method = LoRA(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, query=lora_query, key=lora_key, value=lora_value,
+                  projection=lora_projection, mlp=lora_mlp, head=lora_head)
+    if lora_r < 1:
+        raise ValueError(f"--lora_r must be at least 1, got {lora_r}")
+    if not any((lora_query, lora_key, lora_value, lora_projection, lora_mlp, lora_head)):
+        raise ValueError("LoRA covers no layer: enable at least one of --lora_query/key/value/projection/mlp/head")
+    _finetune(method, hparams, checkpoint_dir, out_dir, precision, quantize, devices, num_nodes, data, train, log, eval,
+              optimizer, logger_name, seed, access_token, resume)
+
+
+finetune = finetune_lora
+
+
+def finetune_full(
+    checkpoint_dir: Path,
+    out_dir: Path = Path("out/finetune/full"),
+    precision: Optional[str] = None,
+    devices: Union[int, str] = 1,
+    num_nodes: int = 1,
+    resume: Resume = False,
+    data: Optional[DataModule] = None,
+    train: TrainArgs = _train_defaults(),
+    log: LogArgs = LogArgs(),
+    eval: EvalArgs = EvalArgs(interval=600, max_new_tokens=100, max_iters=100),
+    optimizer: Union[str, Dict] = "AdamW",
+    logger_name: Logger = "csv",
+    seed: int = 1337,
+    access_token: Optional[str] = None,
+) -> None:
+    """Finetune all of a model's weights.
+
+    Args:
+        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
+        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
+        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
+            32-true on CPUs.
+        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
+        num_nodes: Machines to train on.
+        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
+            any) or the path of a checkpoint.
+        data: The instruction data; default `Alpaca`.
+        train: Training arguments (`--train.*`).
+        log: Experiment-tracker arguments (`--log.*`).
+        eval: Validation arguments (`--eval.*`).
+        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
+        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
+        seed: The random seed.
+        access_token: A Hugging Face token, to download a gated base model.
+    """
+    hparams = _hparams(locals())
+    from litgpt.train.methods import Full
+
+    _finetune(Full(), hparams, checkpoint_dir, out_dir, precision, None, devices, num_nodes, data, train, log, eval,
+              optimizer, logger_name, seed, access_token, resume)
+
+
+def finetune_adapter(
+    checkpoint_dir: Path,
+    out_dir: Path = Path("out/finetune/adapter"),
+    precision: Optional[str] = None,
+    quantize: Quantize = None,
+    devices: Union[int, str] = 1,
+    num_nodes: int = 1,
+    data: Optional[DataModule] = None,
+    train: TrainArgs = _train_defaults(),
+    log: LogArgs = LogArgs(),
+    eval: EvalArgs = EvalArgs(interval=100, max_new_tokens=100, max_iters=100),
+    optimizer: Union[str, Dict] = "AdamW",
+    logger_name: Logger = "csv",
+    seed: int = 1337,
+    access_token: Optional[str] = None,
+    resume: Resume = False,
+) -> None:
+    """Finetune a model with the Adapter method: a gated learned prefix in the attention of the blocks from
+    the third on trains, everything else stays frozen.
+
+    Args:
+        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
+        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
+        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
+            32-true on CPUs.
+        quantize: Quantize the frozen base weights with bitsandbytes (one CUDA GPU, a "-true" precision).
+        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
+        num_nodes: Machines to train on.
+        data: The instruction data; default `Alpaca`.
+        train: Training arguments (`--train.*`).
+        log: Experiment-tracker arguments (`--log.*`).
+        eval: Validation arguments (`--eval.*`).
+        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
+        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
+        seed: The random seed.
+        access_token: A Hugging Face token, to download a gated base model.
+        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
+            any) or the path of a checkpoint.
+    """
+    hparams = _hparams(locals())
+    from litgpt.train.methods import Adapter
+
+    _finetune(Adapter(), hparams, checkpoint_dir, out_dir, precision, quantize, devices, num_nodes, data, train, log, eval,
+              optimizer, logger_name, seed, access_token, resume)
+
+
+def finetune_adapter_v2(
+    checkpoint_dir: Path,
+    out_dir: Path = Path("out/finetune/adapter-v2"),
+    precision: Optional[str] = None,
+    quantize: Quantize = None,
+    devices: Union[int, str] = 1,
+    num_nodes: int = 1,
+    data: Optional[DataModule] = None,
+    train: TrainArgs = _train_defaults(),
+    log: LogArgs = LogArgs(),
+    eval: EvalArgs = EvalArgs(interval=100, max_new_tokens=100, max_iters=100),
+    optimizer: Union[str, Dict] = "AdamW",
+    logger_name: Logger = "csv",
+    seed: int = 1337,
+    access_token: Optional[str] = None,
+    resume: Resume = False,
+) -> None:
+    """Finetune a model with Adapter v2: the Adapter's gated prefix, plus a learned scale and bias on every
+    linear layer's output and the norms, train; the other weights stay frozen.
+
+    Args:
+        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
+        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
+        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
+            32-true on CPUs.
+        quantize: Quantize the frozen base weights with bitsandbytes (one CUDA GPU, a "-true" precision).
+        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
+        num_nodes: Machines to train on.
+        data: The instruction data; default `Alpaca`.
+        train: Training arguments (`--train.*`).
+        log: Experiment-tracker arguments (`--log.*`).
+        eval: Validation arguments (`--eval.*`).
+        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
+        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
+        seed: The random seed.
+        access_token: A Hugging Face token, to download a gated base model.
+        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
+            any) or the path of a checkpoint.
+    """
+    hparams = _hparams(locals())
+    from litgpt.train.methods import AdapterV2
+
+    _finetune(AdapterV2(), hparams, checkpoint_dir, out_dir, precision, quantize, devices, num_nodes, data, train, log, eval,
+              optimizer, logger_name, seed, access_token, resume)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _hparams(args: Dict[str, Any]) -> Dict[str, Any]:
+    """The command's arguments as a `--config` file writes them (access_token left out: it is a secret)."""
+    hparams = {name: to_yaml_value(value) for name, value in args.items() if name != "access_token"}
+    data = hparams.get("data")
+    if isinstance(data, dict):
+        style = data.get("init_args", {}).get("prompt_style")
+        if style is not None and not isinstance(style, str):
+            data["init_args"]["prompt_style"] = _style_name(args["data"].prompt_style)
+    return hparams
+
+
+def _style_name(style: Any) -> str:
+    from litgpt.prompts import prompt_styles
+
+    for name, cls in prompt_styles.items():
+        if type(style) is cls:
+            return name
+    return f"{type(style).__module__}.{type(style).__name__}"
+
+
+def _base_folder(checkpoint_dir: Path, access_token: Optional[str]) -> Path:
+    """The base model's folder: as given, under checkpoints/, or downloaded there for a known ORG/NAME."""
+    from litgpt.checkpoint import resolve_checkpoint_dir
+
+    try:
+        return resolve_checkpoint_dir(checkpoint_dir)
+    except FileNotFoundError:
+        from litgpt.config import find_entry
+
+        entry = find_entry(Path(checkpoint_dir).name)
+        if entry is None or Path(checkpoint_dir).is_absolute():
+            raise
+    from litgpt.hub import download
+
+    repo_id = f"{entry['hf_config']['org']}/{entry['hf_config']['name']}"
+    download(repo_id, checkpoint_dir=Path("checkpoints"), access_token=access_token)
+    return Path("checkpoints") / repo_id
+
+
+def _finetune(
+    method: Any,
+    hparams: Dict[str, Any],
+    checkpoint_dir: Path,
+    out_dir: Path,
+    precision: Optional[str],
+    quantize: Optional[str],
+    devices: Union[int, str],
+    num_nodes: int,
+    data: Optional[DataModule],
+    train: TrainArgs,
+    log: LogArgs,
+    eval: EvalArgs,
+    optimizer: Union[str, Dict],
+    logger_name: str,
+    seed: int,
+    access_token: Optional[str],
+    resume: Resume,
+) -> None:
+    from litgpt.config import Config
+    from litgpt.data import Alpaca
+    from litgpt.model import Block
+    from litgpt.tokenizer import Tokenizer
+    from litgpt.train import loop, monitor
+    from litgpt.train.methods import FinetuneFiles
+
+    # every check before any work
+    checkpoint_dir = _base_folder(Path(checkpoint_dir), access_token)
+    base_weights = checkpoint_dir / "lit_model.pth"
+    if not base_weights.is_file():
+        raise FileNotFoundError(f"No lit_model.pth in {str(checkpoint_dir)!r}; convert a Hugging Face folder with `litgpt convert_to_litgpt`")
+    config = Config.from_checkpoint(checkpoint_dir)
+    tokenizer = Tokenizer(checkpoint_dir)
+    data = Alpaca() if data is None else data
+    if train.max_seq_length is not None and train.max_seq_length > config.block_size:
+        raise ValueError(f"--train.max_seq_length ({train.max_seq_length}) exceeds the model's block_size ({config.block_size})")
+    devices = loop.parse_devices(devices)
+    if num_nodes < 1:
+        raise ValueError(f"--num_nodes must be at least 1, got {num_nodes}")
+    precision = precision or loop.default_precision()
+    if quantize is not None:
+        _check_quantize(quantize, precision, devices * num_nodes)
+    loop.check_train(train, eval, devices * num_nodes)
+    loop.resolve_optimizer(optimizer)
+    resume_path = loop.resolve_resume(resume, out_dir)
+    if getattr(data, "ignore_index", -100) != -100:
+        # the training loop's loss skips the label -100 only; another value would be read as a token id
+        raise ValueError(f"--data.ignore_index {data.ignore_index} is not supported yet: use -100")
+    data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=train.max_seq_length)
+    data.check()
+    monitor.check_logger(logger_name)
+    if hasattr(method, "base_weights"):
+        method.base_weights = base_weights
+
+    pprint(hparams)
+    logger = monitor.make_logger(logger_name, out_dir, f"finetune-{config.name}", log, resume_path is not None, train.log_interval)
+    if quantize is not None:
+        import lightning as L
+        import torch
+        from lightning.fabric.plugins import BitsandbytesPrecision
+
+        dtype = {"16-true": torch.float16, "bf16-true": torch.bfloat16, "32-true": torch.float32}[precision]
+        fabric = L.Fabric(devices=1, num_nodes=1, precision=None, loggers=[logger],
+                          plugins=BitsandbytesPrecision(quantize[len("bnb."):], dtype))
+    else:
+        fabric = loop.make_fabric(devices, num_nodes, precision, [logger], Block)
+    prompt_style = getattr(data, "prompt_style", None)
+    files = FinetuneFiles(config, checkpoint_dir, hparams, prompt_style=prompt_style)
+    fabric.launch(_run, method, config, base_weights, devices, resume_path, data, train, eval, optimizer, out_dir, files, seed)
+
+
+def _check_quantize(quantize: str, precision: str, world_size: int) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes); none is available")
+    if "mixed" in precision:
+        raise ValueError(f"--quantize cannot be combined with --precision {precision}: use bf16-true, 16-true or 32-true")
+    if world_size > 1:
+        raise NotImplementedError("--quantize trains on one GPU: set --devices 1 and --num_nodes 1")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--quantize {quantize} needs bitsandbytes: pip install bitsandbytes") from None
+
+
+def _run(
+    fabric: "Fabric",
+    method: Any,
+    config: Any,
+    base_weights: Path,
+    devices: int,
+    resume_path: Optional[Path],
+    data: DataModule,
+    train: TrainArgs,
+    eval: EvalArgs,
+    optimizer: Union[str, Dict],
+    out_dir: Path,
+    files: Any,
+    seed: int,
+) -> None:
+    """The work of each process."""
+    import torch
+
+    from litgpt.checkpoint import load_state_dict, model_state_dict
+    from litgpt.model import GPT
+    from litgpt.train import loop
+
+    loop.cpu_threads(fabric, devices)
+    fabric.seed_everything(seed)
+    if fabric.is_global_zero:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    longest = _longest_sample(fabric, data)
+    seq_len = min(x for x in (longest, train.max_seq_length, config.block_size) if x)
+    fabric.print(
+        f"The longest sequence length in the train data is {longest}, the model's maximum sequence length is "
+        f"{seq_len} and context length is {config.block_size}"
+    )
+
+    with torch.device("meta"):
+        counted = method.transform(GPT(config))
+    trainable = sum(p.numel() for n, p in counted.named_parameters() if method.is_trainable(n))
+    total = sum(p.numel() for p in counted.parameters())
+    fabric.print(f"Number of trainable parameters: {trainable:,}")
+    fabric.print(f"Number of non-trainable parameters: {total - trainable:,}")
+    del counted
+
+    with torch.device("meta"):
+        model = GPT(config)
+    model.load_state_dict(model_state_dict(load_state_dict(base_weights)), assign=True)
+    model.reset_parameters()  # the RoPE cache was built on the meta device
+    if train.tie_embeddings:
+        model.transformer.wte.weight = model.lm_head.weight
+    model.max_seq_length = seq_len
+    loop.fit(fabric, model, method=method, data=data, train=train, eval=eval, optimizer=optimizer,
+             out_dir=out_dir, resume=resume_path, files=files)
+
+
+def _longest_sample(fabric: "Fabric", data: DataModule) -> Optional[int]:
+    """The token count of the longest training or validation sample, when the data set can tell (SFT data)."""
+    with fabric.rank_zero_first():
+        data.prepare_data()
+    data.setup()
+    lengths = []
+    for name in ("train_dataset", "test_dataset"):
+        dataset = getattr(data, name, None)
+        if dataset is not None:
+            lengths.extend(len(dataset[i]["input_ids"]) for i in range(len(dataset)))
+    return max(lengths) if lengths else None
