@@ -118,6 +118,7 @@ class LLM(nn.Module):
             fixed_kv_cache_size: allocate the KV cache once with this many positions (or the whole context).
         """
         from litgpt.checkpoint import load_model, precision_dtype
+        from litgpt.finetuned import finetuned_kind, load_finetuned
 
         if generate_strategy is not None:
             raise NotImplementedError(f"generate_strategy={generate_strategy!r} is not supported yet; use one device")
@@ -131,6 +132,10 @@ class LLM(nn.Module):
             with torch.device(device if quantize is None else "cpu"):
                 model = GPT(self.config)
             model = model.to(dtype=dtype).eval()
+        elif finetuned_kind(self.checkpoint_dir) is not None:  # LoRA weights not merged yet, Adapter, Adapter v2
+            if quantize is not None:
+                raise ValueError("--quantize is not supported for a LoRA or adapter folder yet; merge it into a plain checkpoint first")
+            model = load_finetuned(self.checkpoint_dir, device, precision=_precision_name(dtype))
         else:
             model = load_model(self.checkpoint_dir, device="cpu" if quantize else device, precision=_precision_name(dtype))
         if quantize is not None:

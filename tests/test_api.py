@@ -158,3 +158,35 @@ def test_registry_name_is_downloaded_lazily(llama_dir, tmp_path, monkeypatch):
 def test_prompt_too_long(llm):
     with pytest.raises(ValueError, match="context length"):
         llm.generate("llamas " * 3000, max_new_tokens=5)
+
+
+def test_llm_load_attaches_an_adapter_folder(tiny_checkpoint, tmp_path):
+    """chat, serve and evaluate load through LLM.load, so an Adapter folder must come back with its adapter."""
+    import shutil
+
+    import torch
+    import yaml
+
+    from litgpt import LLM
+    from litgpt.adapter import adapter_filter, add_adapter
+    from litgpt.checkpoint import load_model
+
+    base = load_model(tiny_checkpoint)
+    model = add_adapter(load_model(tiny_checkpoint), prompt_length=3, start_layer=1)
+    torch.manual_seed(1)
+    for name, param in model.named_parameters():
+        if adapter_filter(name):
+            param.data.normal_(0, 0.5)  # gates start at zero; make the adapter visible
+    folder = tmp_path / "adapter-final"
+    folder.mkdir()
+    torch.save({k: v for k, v in model.state_dict().items() if adapter_filter(k)}, folder / "lit_model.pth.adapter")
+    for name in ("model_config.yaml", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_checkpoint / name, folder / name)
+    (folder / "hyperparameters.yaml").write_text(yaml.safe_dump({"checkpoint_dir": str(tiny_checkpoint)}))
+
+    x = torch.randint(0, 400, (1, 8))
+    llm = LLM.load(str(folder), accelerator="cpu", precision="32-true")
+    with torch.no_grad():
+        got, expected, plain = llm.model(x), model.eval()(x), base(x)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, plain)

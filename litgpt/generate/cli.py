@@ -42,11 +42,12 @@ def generate(
     """
     import torch
 
+    from litgpt.api import LLM
     from litgpt.generate.core import compiled_decode_step, decode_step, ensure_kv_cache, generate_tokens
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    llm = _load(checkpoint_dir, precision, quantize)
+    llm = LLM.load(str(checkpoint_dir), precision=precision, quantize=quantize)  # finetuned folders included
     model, tokenizer = llm.model, llm.tokenizer
     encoded = tokenizer.encode(llm.prompt_style.apply(prompt, sys_prompt=sys_prompt), device=llm.device)
     ensure_kv_cache(model, 1, encoded.numel() + max_new_tokens - 1)
@@ -68,23 +69,6 @@ def generate(
         )
     if llm.device.type == "cuda":
         print(f"Memory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB", file=sys.stderr)
-
-
-def _load(checkpoint_dir: Path, precision: Optional[str], quantize: Optional[str]) -> "LLM":
-    """LLM.load, except that a finetuned folder (LoRA weights not merged yet, Adapter, Adapter v2) gets the model
-    its files call for (see litgpt/merge_lora.py: detected from the files and weights' keys, not the name)."""
-    from litgpt.api import LLM, _pick_device
-    from litgpt.merge_lora import finetuned_kind, load_finetuned
-
-    folder = Path(checkpoint_dir)
-    kind = finetuned_kind(folder) if folder.is_dir() else None
-    if kind is None:
-        return LLM.load(str(checkpoint_dir), precision=precision, quantize=quantize)
-    if quantize is not None:
-        raise ValueError(f"--quantize is not supported for a {kind} folder yet; merge it into a plain checkpoint first")
-    llm = LLM.load(str(folder), distribute=None)
-    llm.model = load_finetuned(folder, _pick_device("auto", 1), precision)
-    return llm
 
 
 generate_full = generate

@@ -60,9 +60,37 @@ def test_finetune_method(command, base_dir, json_data, tmp_path, capsys):
     assert "### Response:" in capsys.readouterr().out
 
 
+def test_sample_generation_at_each_validation(base_dir, json_data, tmp_path, capsys):
+    """A greedy reply to a validation instruction follows the initial, interval and final validations."""
+    out = tmp_path / "out"
+    run("finetune_lora", base_dir, json_data, out, train={"max_steps": 2},
+        eval={"interval": 1, "initial_validation": True, "max_new_tokens": 5, "evaluate_example": 1})
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    validations = [i for i, line in enumerate(lines) if "val loss" in line]
+    assert len(validations) == 3  # step 0, step 1, after the last step (2)
+    for i in validations:
+        assert lines[i + 1] == "Instruction: Name a fast animal." and lines[i + 2].startswith("Generated: ")
+    assert "prompt_style.yaml" in {p.name for p in (out / "final").iterdir()}
+
+
+def test_no_sample_generation_without_max_new_tokens(base_dir, json_data, tmp_path, capsys):
+    run("finetune_full", base_dir, json_data, tmp_path / "out", train={"max_steps": 1})
+    printed = capsys.readouterr().out
+    assert "val loss" in printed and "Instruction:" not in printed
+
+
+def test_ignore_index_other_than_minus_100_trains(base_dir, json_data, tmp_path):
+    out = tmp_path / "out"
+    run("finetune_lora", base_dir, json_data, out, ignore_index=-1, mask_prompt=True)
+    history = losses(out)
+    assert all(loss == loss and loss < 1e3 for loss in history) and history[-1] < history[0]
+
+
 def test_lora_unmerged_folder_merge_and_generate(base_dir, json_data, tmp_path, capsys):
     from litgpt.checkpoint import load_model
-    from litgpt.merge_lora import finetuned_kind, load_finetuned, merge_lora
+    from litgpt.finetuned import finetuned_kind, load_finetuned
+    from litgpt.merge_lora import merge_lora
 
     out = tmp_path / "out"
     run("finetune_lora", base_dir, json_data, out, lora_r=4, lora_alpha=8, lora_key=True, lora_projection=True, lora_head=True)
@@ -97,7 +125,7 @@ def test_lora_unmerged_folder_merge_and_generate(base_dir, json_data, tmp_path, 
 
 
 def test_adapter_folder_without_base_weights_loads_from_hyperparameters(base_dir, json_data, tmp_path):
-    from litgpt.merge_lora import finetuned_kind, load_finetuned
+    from litgpt.finetuned import finetuned_kind, load_finetuned
 
     out = tmp_path / "out"
     run("finetune_adapter_v2", base_dir, json_data, out, train={"max_steps": 2})
