@@ -111,10 +111,12 @@ def test_per_request_settings(server, llm):
 
 
 def test_concurrent_requests_answer_as_alone(server, llm):
-    jobs = [(prompt, n) for n in (6, 17, 11) for prompt in PROMPTS]
+    jobs = [(prompt, n) for n in (6, 17, 11, 3, 9, 14, 8, 20) for prompt in PROMPTS]  # 32 requests at once
     expected = [llm.generate(prompt, max_new_tokens=n, temperature=0.0) for prompt, n in jobs]
+    start = time.perf_counter()
     with ThreadPoolExecutor(len(jobs)) as pool:
         responses = list(pool.map(lambda job: predict(server, prompt=job[0], max_new_tokens=job[1], temperature=0), jobs))
+    print(f"{len(jobs)} concurrent requests answered in {time.perf_counter() - start:.2f} s")
     assert [r.status_code for r in responses] == [200] * len(jobs)
     assert [r.json()["output"] for r in responses] == expected
 
