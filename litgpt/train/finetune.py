@@ -6,6 +6,8 @@ out_dir/final/ is a complete checkpoint folder (weights, model_config.yaml, toke
 hyperparameters.yaml) that `litgpt generate` and `litgpt chat` read.
 """
 
+import random
+from dataclasses import dataclass
 from pathlib import Path
 from pprint import pprint
 from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Union
@@ -298,7 +300,6 @@ def _finetune(
     from litgpt.model import Block
     from litgpt.tokenizer import Tokenizer
     from litgpt.train import loop, monitor
-    from litgpt.train.methods import FinetuneFiles
 
     # every check before any work
     checkpoint_dir = _base_folder(Path(checkpoint_dir), access_token)
@@ -319,9 +320,6 @@ def _finetune(
     loop.check_train(train, eval, devices * num_nodes)
     loop.resolve_optimizer(optimizer)
     resume_path = loop.resolve_resume(resume, out_dir)
-    if getattr(data, "ignore_index", -100) != -100:
-        # the training loop's loss skips the label -100 only; another value would be read as a token id
-        raise ValueError(f"--data.ignore_index {data.ignore_index} is not supported yet: use -100")
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=train.max_seq_length)
     data.check()
     monitor.check_logger(logger_name)
@@ -341,7 +339,7 @@ def _finetune(
     else:
         fabric = loop.make_fabric(devices, num_nodes, precision, [logger], Block)
     prompt_style = getattr(data, "prompt_style", None)
-    files = FinetuneFiles(config, checkpoint_dir, hparams, prompt_style=prompt_style)
+    files = loop.FolderFiles(config, checkpoint_dir, hparams, prompt_style=prompt_style)
     fabric.launch(_run, method, config, base_weights, devices, resume_path, data, train, eval, optimizer, out_dir, files, seed)
 
 
@@ -379,6 +377,7 @@ def _run(
     import torch
 
     from litgpt.checkpoint import load_state_dict, model_state_dict
+    from litgpt.data.sft import SFTData
     from litgpt.model import GPT
     from litgpt.train import loop
 
@@ -388,6 +387,7 @@ def _run(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     longest = _longest_sample(fabric, data)
+    sample = ValidationSample(data, eval.max_new_tokens, eval.evaluate_example) if eval.max_new_tokens and isinstance(data, SFTData) else None
     seq_len = min(x for x in (longest, train.max_seq_length, config.block_size) if x)
     fabric.print(
         f"The longest sequence length in the train data is {longest}, the model's maximum sequence length is "
@@ -410,7 +410,7 @@ def _run(
         model.transformer.wte.weight = model.lm_head.weight
     model.max_seq_length = seq_len
     loop.fit(fabric, model, method=method, data=data, train=train, eval=eval, optimizer=optimizer,
-             out_dir=out_dir, resume=resume_path, files=files)
+             out_dir=out_dir, resume=resume_path, files=files, sample=sample)
 
 
 def _longest_sample(fabric: "Fabric", data: DataModule) -> Optional[int]:
@@ -424,3 +424,39 @@ def _longest_sample(fabric: "Fabric", data: DataModule) -> Optional[int]:
         if dataset is not None:
             lengths.extend(len(dataset[i]["input_ids"]) for i in range(len(dataset)))
     return max(lengths) if lengths else None
+
+
+@dataclass
+class ValidationSample:
+    """What `fit` shows after each validation: a greedy reply to one validation instruction, in the data's
+    prompt style. `which` is "first", "random" (drawn from the step, so every process picks the same one and
+    the training random state is left alone) or an index."""
+
+    data: Any
+    max_new_tokens: int
+    which: Union[str, int] = "first"
+
+    def __post_init__(self) -> None:
+        size = len(self.data.test_dataset)
+        if isinstance(self.which, int) and not -size <= self.which < size:
+            raise ValueError(f"--eval.evaluate_example {self.which} is out of range: the validation set has {size} records")
+
+    def __call__(self, fabric: "Fabric", model: Any, step: int) -> None:
+        from litgpt.train.loop import generate_sample
+
+        dataset, tokenizer, style = self.data.test_dataset, self.data.tokenizer, self.data.prompt_style
+        if self.which == "first":
+            index = 0
+        elif self.which == "random":
+            index = random.Random(step).randrange(len(dataset))
+        else:
+            index = int(self.which)
+        example = dataset.data[index] if dataset.transform is None else dataset.transform(dataset.data[index])
+        extra = {k: v for k, v in example.items() if k not in ("instruction", "output") and isinstance(v, str)}
+        prompt = tokenizer.encode(style.apply(example["instruction"], **extra))
+        tokens = generate_sample(fabric, model, prompt, self.max_new_tokens, style.stop_tokens(tokenizer))
+        fabric.print(f"Instruction: {example['instruction']}")
+        if tokens:
+            fabric.print(f"Generated: {tokenizer.decode(tokens)}\n")
+        else:
+            fabric.print(f"Generated nothing: the prompt's {prompt.numel()} tokens fill the training context of the model\n")

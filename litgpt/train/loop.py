@@ -7,7 +7,7 @@ the model, the data and the `Method`, and checks its flags before any work.
     build the GPT, initialise or load weights     ──►  fit: Method.transform → requires_grad → Fabric
     pick a Method: what trains, what is saved          → optimizer → data → resume → optimizer steps
                                                        (accumulation, clipping, warmup + cosine lr)
-                                                       → validation → logs → step-XXXXXXXX/ → final/
+                                                       → validation (+ sample) → logs → step-XXXXXXXX/ → final/
 
 A checkpoint `out_dir/step-XXXXXXXX/` holds `lit_model.pth` (model, optimizer, counters, data-loader
 position, loss history), one `rng-<rank>.pt` per process, and the folder files (`model_config.yaml`,
@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from inspect import signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
+from litgpt.checkpoint import copy_tokenizer_files
 from litgpt.config import Config
 from litgpt.train.args import EvalArgs, TrainArgs
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
     from litgpt.data.base import DataModule
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json", "config.json")
 ResumeArg = Union[bool, Literal["auto"], Path]
 
 
@@ -72,15 +72,19 @@ class FolderFiles:
     config: Config
     tokenizer_dir: Optional[Path] = None
     hparams: Dict[str, Any] = field(default_factory=dict)
+    prompt_style: Optional[Any] = None
+    """The data's PromptStyle (finetuning), saved as prompt_style.yaml; a chat template travels with the tokenizer files"""
 
     def write(self, folder: Path) -> None:
         import yaml
 
+        from litgpt.prompts import ChatTemplate, save_prompt_style
+
         self.config.save(folder / "model_config.yaml")
         if self.tokenizer_dir is not None:
-            for name in TOKENIZER_FILES:
-                if (Path(self.tokenizer_dir) / name).is_file():
-                    shutil.copy2(Path(self.tokenizer_dir) / name, folder / name)
+            copy_tokenizer_files(self.tokenizer_dir, folder)
+        if self.prompt_style is not None and not isinstance(self.prompt_style, ChatTemplate):
+            save_prompt_style(self.prompt_style, folder)
         if self.hparams:
             (folder / "hyperparameters.yaml").write_text(yaml.safe_dump(self.hparams, sort_keys=False), encoding="utf-8")
 
@@ -218,17 +222,20 @@ def fit(
     files: FolderFiles,
     compile: bool = False,
     lm_head_chunk_size: int = 0,
+    sample: Optional[Callable[["Fabric", Any, int], None]] = None,
 ) -> Dict[str, Any]:
     """Train `model` (built and initialised, not yet set up by Fabric) on `data`; write checkpoints and final/.
 
-    The command has run `check_train` and connected `data` (`data.connect`) already. Returns the final
-    training state (counters, history).
+    The command has run `check_train` and connected `data` (`data.connect`) already. `sample(fabric, model,
+    step)`, if given, runs after every validation on every process (finetuning shows a generated reply with
+    it, see `generate_sample`). Returns the final training state (counters, history).
     """
     import torch
 
     from litgpt.train import monitor
 
     accum = train.gradient_accumulation_iters(fabric.world_size)
+    ignore_index = getattr(data, "ignore_index", -100)  # token blocks have no ignored labels
     model = method.transform(model)
     for name, param in model.named_parameters():
         param.requires_grad = method.is_trainable(name)
@@ -289,10 +296,12 @@ def fit(
     val_loss: Optional[float] = None
 
     def run_validation(max_iters: int) -> float:
-        loss = validate(fabric, model, val_loader, max_iters, seq_len, lm_head_chunk_size)
+        loss = validate(fabric, model, val_loader, max_iters, seq_len, lm_head_chunk_size, ignore_index)
         state["history"].append({"step": state["step_count"], "val_loss": loss})
         fabric.log_dict({"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}, step=state["step_count"])
         progress.print(f"step {state['step_count']}: val loss {loss:.4f}, val ppl {math.exp(min(loss, 50)):.2f}")
+        if sample is not None:
+            sample(fabric, model, state["step_count"])
         return loss
 
     if eval.initial_validation and val_loader is not None and state["step_count"] == 0:
@@ -310,7 +319,7 @@ def fit(
             input_ids, targets = split_batch(batch, seq_len)
             with fabric.no_backward_sync(model, enabled=micro < accum - 1):
                 logits = model(input_ids, lm_head_chunk_size=lm_head_chunk_size)
-                loss = next_token_loss(logits, targets)
+                loss = next_token_loss(logits, targets, ignore_index)
                 fabric.backward(loss / accum)
             state["loss_sum"] += loss.detach()
             state["loss_count"] += 1
@@ -434,19 +443,21 @@ def split_batch(batch: Any, seq_len: int) -> Tuple["torch.Tensor", "torch.Tensor
     return batch[:, :seq_len].long(), batch[:, 1 : seq_len + 1].long()
 
 
-def next_token_loss(logits: Union["torch.Tensor", List["torch.Tensor"]], targets: "torch.Tensor") -> "torch.Tensor":
-    """Mean cross-entropy over targets that are not -100; `logits` may come as chunks along T."""
+def next_token_loss(
+    logits: Union["torch.Tensor", List["torch.Tensor"]], targets: "torch.Tensor", ignore_index: int = -100
+) -> "torch.Tensor":
+    """Mean cross-entropy over targets that are not `ignore_index`; `logits` may come as chunks along T."""
     import torch
     import torch.nn.functional as F
 
     if isinstance(logits, torch.Tensor):
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=ignore_index)
     chunks = targets.split([chunk.size(1) for chunk in logits], dim=1)
     total = sum(
-        F.cross_entropy(chunk.flatten(0, 1), target.flatten(), ignore_index=-100, reduction="sum")
+        F.cross_entropy(chunk.flatten(0, 1), target.flatten(), ignore_index=ignore_index, reduction="sum")
         for chunk, target in zip(logits, chunks)
     )
-    return total / (targets != -100).sum().clamp(min=1)
+    return total / (targets != ignore_index).sum().clamp(min=1)
 
 
 def plan_steps(train: TrainArgs, accum: int, world_size: int, seq_len: int, iters_per_epoch: Optional[int]) -> int:
@@ -480,7 +491,9 @@ def stop_for_time(fabric: "Fabric", elapsed: float, max_time: float) -> bool:
     return bool(fabric.broadcast(elapsed >= max_time, src=0))
 
 
-def validate(fabric: "Fabric", model: Any, loader: Any, max_iters: int, seq_len: int, lm_head_chunk_size: int = 0) -> float:
+def validate(
+    fabric: "Fabric", model: Any, loader: Any, max_iters: int, seq_len: int, lm_head_chunk_size: int = 0, ignore_index: int = -100
+) -> float:
     """Mean loss over the first `max_iters` validation batches, averaged over processes."""
     import torch
 
@@ -492,10 +505,31 @@ def validate(fabric: "Fabric", model: Any, loader: Any, max_iters: int, seq_len:
             if k >= max_iters:
                 break
             input_ids, targets = split_batch(batch, seq_len)
-            total += next_token_loss(model(input_ids, lm_head_chunk_size=lm_head_chunk_size), targets)
+            total += next_token_loss(model(input_ids, lm_head_chunk_size=lm_head_chunk_size), targets, ignore_index)
             count += 1
     model.train()
     return fabric.all_reduce(total / max(count, 1), reduce_op="mean").item()
+
+
+def generate_sample(fabric: "Fabric", model: Any, prompt: "torch.Tensor", max_new_tokens: int, stop_tokens: Sequence = ()) -> List[int]:
+    """Greedy new token ids after the 1-D `prompt`, at most `max_new_tokens` and as many as the model's
+    max_seq_length leaves room for. Runs on every process (FSDP gathers weights in each forward); the KV
+    cache it needs is cleared afterwards and the model is back in train mode."""
+    from litgpt.generate.core import ensure_kv_cache, generate_tokens
+
+    inner = getattr(model, "_original_module", model)  # under Fabric's wrapper
+    inner = getattr(inner, "_orig_mod", inner)  # under torch.compile
+    max_new_tokens = min(max_new_tokens, inner.max_seq_length - prompt.numel() + 1)
+    if max_new_tokens < 1:
+        return []
+    model.eval()
+    try:
+        ensure_kv_cache(inner, 1, prompt.numel() + max_new_tokens - 1)
+        # forwards go through the wrapper, so precision and sharding apply as in training
+        return list(generate_tokens(model, prompt.to(fabric.device), max_new_tokens, temperature=0.0, stop_tokens=stop_tokens))
+    finally:
+        inner.clear_kv_cache()
+        model.train()
 
 
 # ---------------------------------------------------------------------------------------------------------

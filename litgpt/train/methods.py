@@ -14,21 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from litgpt.train.loop import FolderFiles, Method
-
-
-@dataclass
-class FinetuneFiles(FolderFiles):
-    """The folder files of a finetuned checkpoint: those of `FolderFiles` plus prompt_style.yaml."""
-
-    prompt_style: Any = None
-
-    def write(self, folder: Path) -> None:
-        from litgpt.prompts import ChatTemplate, save_prompt_style
-
-        super().write(folder)
-        if self.prompt_style is not None and not isinstance(self.prompt_style, ChatTemplate):
-            save_prompt_style(self.prompt_style, folder)
+from litgpt.train.loop import Method
 
 
 Full = Method
