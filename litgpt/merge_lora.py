@@ -13,10 +13,10 @@ def merge_lora(checkpoint_dir: Path, pretrained_checkpoint_dir: Optional[Path] =
         pretrained_checkpoint_dir: The base model's folder; default: `checkpoint_dir` of hyperparameters.yaml.
         precision: The dtype of the merged weights (bf16-true, 16-true, 32-true); default: the base weights' dtype.
     """
-    from litgpt.checkpoint import copy_tokenizer_files, parse_dtype
+    from litgpt.checkpoint import copy_tokenizer_files, parse_dtype, resolve_checkpoint_dir
     from litgpt.config import Config
 
-    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
     lora_path = checkpoint_dir / "lit_model.pth.lora"
     if not lora_path.is_file():
         raise FileNotFoundError(f"No lit_model.pth.lora in {str(checkpoint_dir)!r}: nothing to merge")

@@ -20,9 +20,9 @@ def validate(checkpoint_dir: Path, *, training: bool = False, precision: str = "
     """
     if precision not in BYTES:
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(BYTES)}")
-    checkpoint_dir = Path(checkpoint_dir)
-    if not checkpoint_dir.is_dir():
-        raise FileNotFoundError(f"{str(checkpoint_dir)!r} is not a folder")
+    from litgpt.checkpoint import resolve_checkpoint_dir
+
+    checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
     problems: List[str] = []
     config = _check_config(checkpoint_dir, problems)
     tokenizer_vocab = _check_tokenizer(checkpoint_dir, problems)

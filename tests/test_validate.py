@@ -43,5 +43,5 @@ def test_a_tokenizer_larger_than_the_embedding_is_a_problem(tiny_checkpoint, cap
 def test_bad_precision_and_missing_folder_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="Unknown precision"):
         validate(tmp_path, precision="fp8")
-    with pytest.raises(FileNotFoundError, match="is not a folder"):
+    with pytest.raises(FileNotFoundError, match="No checkpoint folder at"):
         validate(tmp_path / "nope")

@@ -12,6 +12,7 @@ from litgpt.checkpoint import (
     load_state_dict,
     model_state_dict,
     read_json,
+    resolve_checkpoint_dir,
     write_json_atomic,
 )
 from litgpt.config import Config, find_entry
@@ -34,7 +35,7 @@ def convert_from_litgpt(
         model_name: The registry name whose config to use when the folder has no model_config.yaml.
         max_shard_size: The largest safetensors file to write, as a byte count or with a unit ("5GB", "500MB").
     """
-    checkpoint_dir, output_dir = Path(checkpoint_dir), Path(output_dir)
+    checkpoint_dir, output_dir = resolve_checkpoint_dir(checkpoint_dir), Path(output_dir)
     if not checkpoint_dir.is_dir():
         raise CheckpointError(f"{str(checkpoint_dir)!r} is not a folder")
     max_bytes = parse_size(max_shard_size)

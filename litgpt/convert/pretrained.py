@@ -10,6 +10,7 @@ from litgpt.checkpoint import (
     incremental_save,
     load_state_dict,
     model_state_dict,
+    resolve_checkpoint_dir,
 )
 from litgpt.config import Config, find_entry
 
@@ -26,7 +27,7 @@ def convert_pretrained_checkpoint(checkpoint_dir: Path, output_dir: Path) -> Non
             tokenizer files.
         output_dir: Where to write lit_model.pth (model weights only), model_config.yaml and the tokenizer files.
     """
-    checkpoint_dir, output_dir = Path(checkpoint_dir), Path(output_dir)
+    checkpoint_dir, output_dir = resolve_checkpoint_dir(checkpoint_dir), Path(output_dir)
     if not checkpoint_dir.is_dir():
         raise CheckpointError(f"{str(checkpoint_dir)!r} is not a folder")
     if output_dir.resolve() == checkpoint_dir.resolve():
