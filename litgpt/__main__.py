@@ -38,6 +38,25 @@ COMMANDS: Dict[str, str] = {
 OPTIONAL_POSITIONAL = {"pretrain": "model_name"}
 
 
+def _config_first(argv: List[str]) -> List[str]:
+    """Move `--config FILE` right after the command: jsonargparse applies arguments in order, and what the
+    user types beside a recipe (a checkpoint folder, a flag) must win over the recipe's values."""
+    if not argv:
+        return argv
+    configs, rest, i = [], [argv[0]], 1
+    while i < len(argv):
+        if argv[i] == "--config" and i + 1 < len(argv):
+            configs += argv[i : i + 2]
+            i += 2
+        elif argv[i].startswith("--config="):
+            configs.append(argv[i])
+            i += 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return [rest[0], *configs, *rest[1:]]
+
+
 def _load(target: str) -> Callable:
     module, name = target.split(":")
     return getattr(import_module(module), name)
@@ -63,6 +82,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) > 1 and argv[0] in OPTIONAL_POSITIONAL and not argv[1].startswith("-"):
         argv = [argv[0], f"--{OPTIONAL_POSITIONAL[argv[0]]}", *argv[1:]]
+    argv = _config_first(argv)
     chosen = {argv[0]: COMMANDS[argv[0]]} if argv and argv[0] in COMMANDS else COMMANDS
     components = {name: _load(target) for name, target in chosen.items()}
     try:

@@ -50,3 +50,13 @@ def test_config_file_supplies_arguments(tmp_path, tiny_checkpoint):
     result = run("validate", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert "Full finetuning with AdamW" in result.stdout
+
+
+def test_what_the_user_types_wins_over_the_config_file(tmp_path, tiny_checkpoint):
+    # a recipe names one checkpoint; the folder given on the command line, before or after --config, is used
+    config = tmp_path / "recipe.yaml"
+    config.write_text(f"checkpoint_dir: {tmp_path / 'not-this-one'}\ntraining: true\n")
+    for args in (["validate", str(tiny_checkpoint), "--config", str(config)], ["validate", "--config", str(config), str(tiny_checkpoint)]):
+        result = run(*args)
+        assert result.returncode == 0, result.stderr
+        assert f"Checked {tiny_checkpoint}" in result.stdout and "Full finetuning with AdamW" in result.stdout

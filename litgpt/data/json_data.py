@@ -32,6 +32,10 @@ class JSON(SFTData):
                 raise ValueError("--data.json_path is one file: set --data.val_split_fraction to split off validation records")
         else:
             raise FileNotFoundError(f"--data.json_path: no file or folder at {str(self.json_path)!r}")
+        # a local file is cheap to read: bad JSON, missing fields and too-long records fail here, before any work
+        files = self._folder_files() if self.json_path.is_dir() else (self.json_path,)
+        for path in files:
+            self.dataset(read_records(path)).check(str(path))
 
     def _folder_files(self) -> Tuple[Path, Path]:
         found = []

@@ -46,13 +46,7 @@ class SFTDataset:
     def __getitem__(self, idx: int) -> Dict[str, Any]:
         import torch
 
-        example = self.data[idx]
-        if self.transform is not None:
-            example = self.transform(example)
-        extra = {k: v for k, v in example.items() if k not in ("instruction", "output") and isinstance(v, str)}
-        prompt = self.prompt_style.apply(example["instruction"], **extra)
-        prompt_ids = self.tokenizer.encode(prompt, max_length=self.max_seq_length)
-        response_ids = self.tokenizer.encode(example["output"], bos=False, eos=True, max_length=self.max_seq_length)
+        prompt_ids, response_ids = self.encode(idx, self.max_seq_length)
         input_ids = torch.cat((prompt_ids, response_ids)).long()
         if self.max_seq_length > 0:
             input_ids = input_ids[: self.max_seq_length]
@@ -60,6 +54,42 @@ class SFTDataset:
         if self.mask_prompt:
             labels[: len(prompt_ids)] = self.ignore_index
         return {"input_ids": input_ids, "labels": labels}
+
+
+    def encode(self, idx: int, max_length: int = -1) -> Tuple[Any, Any]:
+        """The token ids of record `idx`'s prompt and of its response (EOS included), each cut to max_length."""
+        example = self.data[idx]
+        if self.transform is not None:
+            example = self.transform(example)
+        extra = {k: v for k, v in example.items() if k not in ("instruction", "output") and isinstance(v, str)}
+        prompt = self.prompt_style.apply(example["instruction"], **extra)
+        prompt_ids = self.tokenizer.encode(prompt, max_length=max_length)
+        response_ids = self.tokenizer.encode(example["output"], bos=False, eos=True, max_length=max_length)
+        return prompt_ids, response_ids
+
+    def check(self, name: str) -> None:
+        """Raise a one-line ValueError for a record without "instruction" or "output", or when every record is
+        longer than max_seq_length (training would see only cut-off samples)."""
+        for i, record in enumerate(self.data):
+            try:
+                example = record if self.transform is None else self.transform(record)
+            except KeyError as missing:
+                raise ValueError(f"{name} record {i} lacks the field {missing}") from None
+            for key in ("instruction", "output"):
+                if key not in example:
+                    raise ValueError(f"{name} record {i} lacks the field {key!r}")
+        if self.max_seq_length <= 0 or not self.data:
+            return
+        shortest = None
+        for i in range(len(self.data)):  # stops at the first record that fits: one tokenization, usually
+            length = sum(len(ids) for ids in self.encode(i))
+            if length <= self.max_seq_length:
+                return
+            shortest = length if shortest is None else min(shortest, length)
+        raise ValueError(
+            f"All {len(self.data)} {name} records are longer than --train.max_seq_length={self.max_seq_length} "
+            f"tokens (the shortest has {shortest}); raise it or shorten the data"
+        )
 
 
 def get_sft_collate_fn(max_seq_length: int = -1, pad_id: int = 0, ignore_index: int = -100) -> Callable:
@@ -124,14 +154,21 @@ class SFTData(DataModule):
 
     def setup(self, stage: str = "") -> None:
         train, val = self.records()
-        if val is None:
+        name = type(self).__name__
+        self.dataset(train).check(f"{name} training" if val is not None else name)  # record numbers as in the file
+        if val is not None:
+            self.dataset(val).check(f"{name} validation")
+        else:
             train, val = split_records(train, self.val_split_fraction or 0.05, self.seed)
-        kwargs = dict(
-            tokenizer=self.tokenizer, prompt_style=self.prompt_style, max_seq_length=self.max_seq_length,
+        self.train_dataset = self.dataset(train)
+        self.test_dataset = self.dataset(val)
+
+    def dataset(self, records: List[Dict[str, Any]]) -> SFTDataset:
+        """`records` as an SFTDataset with this data set's tokenizer, prompt style and options."""
+        return SFTDataset(
+            records, tokenizer=self.tokenizer, prompt_style=self.prompt_style, max_seq_length=self.max_seq_length,
             mask_prompt=self.mask_prompt, ignore_index=self.ignore_index, transform=self.transform,
         )
-        self.train_dataset = SFTDataset(train, **kwargs)
-        self.test_dataset = SFTDataset(val, **kwargs)
 
     def _loader(self, dataset: SFTDataset, shuffle: bool) -> Any:
         import torch
@@ -168,8 +205,16 @@ def read_records(path: Path) -> List[Dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     try:
         records = json.loads(text)
-    except ValueError:  # JSON Lines, whatever the file is called
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as error:
+        if text.lstrip().startswith("["):  # one JSON document: say where it breaks
+            raise ValueError(f"{path} is not valid JSON: line {error.lineno}, column {error.colno}: {error.msg}") from None
+        records = []  # JSON Lines, whatever the file is called
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError as error:
+                    raise ValueError(f"{path} is not valid JSON (Lines): line {number}, column {error.colno}: {error.msg}") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ValueError(f"{path} must hold a list of objects with 'instruction' and 'output' keys")
     return records

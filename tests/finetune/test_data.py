@@ -50,7 +50,7 @@ def test_json_file_split_and_loaders(tmp_path, tokenizer):
     data = JSON(json_path=path, val_split_fraction=0.1, num_workers=0)
     with pytest.raises(ValueError, match="tokenizer"):
         data.check()
-    data.connect(tokenizer, batch_size=3, max_seq_length=32)
+    data.connect(tokenizer, batch_size=3, max_seq_length=256)
     data.check()
     data.setup()
     assert len(data.train_dataset) == 18 and len(data.test_dataset) == 2

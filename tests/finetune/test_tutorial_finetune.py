@@ -31,13 +31,14 @@ RECORDS = [
 
 @pytest.fixture
 def checkpoint(tmp_path, bpe_tokenizer_json) -> Path:
-    """Like conftest's `tiny_checkpoint`, with a context long enough for Alpaca-style prompts."""
+    """Like conftest's `tiny_checkpoint`, with a context long enough for Alpaca-style prompts, where the recipe's
+    checkpoint_dir points (the tests run in tmp_path)."""
     import torch
 
     from litgpt.config import Config
     from litgpt.model import GPT
 
-    folder = tmp_path / "checkpoints" / "tiny-phi-2"
+    folder = tmp_path / "checkpoints" / "microsoft" / "phi-2"  # where `litgpt download microsoft/phi-2` puts it
     folder.mkdir(parents=True)
     (folder / "tokenizer.json").write_bytes(bpe_tokenizer_json.read_bytes())
     (folder / "tokenizer_config.json").write_text(
@@ -86,7 +87,7 @@ def check_final(final: Path) -> None:
 
 def test_finetune_lora_with_the_recipe_file_then_chat(tmp_path, checkpoint):
     out_dir = tmp_path / "out" / "finetune" / "lora-phi-2"
-    result = litgpt("finetune_lora", str(checkpoint), "--config", str(REPO_ROOT / RECIPE), *tiny_run_overrides(tmp_path, out_dir), cwd=tmp_path)
+    result = litgpt("finetune_lora", "microsoft/phi-2", "--config", str(REPO_ROOT / RECIPE), *tiny_run_overrides(tmp_path, out_dir), cwd=tmp_path)
     output = result.stdout + result.stderr
     assert "Number of trainable parameters" in output
     assert "'lora_r': 8" in output and "'lora_alpha': 16" in output  # the recipe's values were used
@@ -121,6 +122,6 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 def test_finetune_lora_with_the_recipe_url(tmp_path, checkpoint, served_repo):
     out_dir = tmp_path / "out" / "finetune" / "lora-phi-2"
     url = f"{served_repo}/{RECIPE}"
-    result = litgpt("finetune_lora", str(checkpoint), "--config", url, *tiny_run_overrides(tmp_path, out_dir), cwd=tmp_path)
+    result = litgpt("finetune_lora", "microsoft/phi-2", "--config", url, *tiny_run_overrides(tmp_path, out_dir), cwd=tmp_path)
     assert "'lora_dropout': 0.05" in result.stdout + result.stderr
     check_final(out_dir / "final")
