@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple, Union
 
 from litgpt.data.base import DataModule
-from litgpt.data.lit_data import (
-    check_num_workers, fetching, is_remote, join, optimize_tokens, prepared, require_chunks, token_dataset, token_loader,
+from litgpt.data.chunks import (
+    check_num_workers, fetching, is_remote, join, optimize_tokens, prepared, require_chunks, source_of, token_dataset,
+    token_loader,
 )
 
 REPO_ID = "Skylion007/openwebtext"
@@ -55,9 +56,7 @@ class OpenWebText(DataModule):
             raise ValueError("OpenWebText needs a tokenizer: pass --tokenizer_dir")
 
     def _source(self) -> dict:
-        from litgpt.data.text_files import _source
-
-        return {**_source([], self.tokenizer), "val_split_fraction": self.val_split_fraction, "seed": self.seed}
+        return {**source_of([], self.tokenizer), "val_split_fraction": self.val_split_fraction, "seed": self.seed}
 
     def prepare_data(self) -> None:
         if is_remote(self.data_path):

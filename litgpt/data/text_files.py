@@ -5,18 +5,13 @@ streamed in blocks of `max_seq_length + 1` tokens. A later run reuses those chun
 and the tokenizer are unchanged (their sizes, times and tokenizer hash are kept in `source.json`).
 """
 
-import hashlib
-import json
-import os
-import shutil
-import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from litgpt.data.base import DataModule
-
-_SOURCE_FILE = "source.json"
+from litgpt.data.chunks import optimize_tokens, prepared, source_of, token_dataset, token_loader
 
 
 @dataclass
@@ -67,10 +62,10 @@ class TextFiles(DataModule):
     def prepare_data(self) -> None:
         train_files, val_files = self._files()
         for files, out_dir in ((train_files, self.out_path_train), (val_files, self.out_path_val)):
-            source = _source(files, self.tokenizer)
-            if _is_prepared(out_dir, source):
-                continue
-            _tokenize_to(files, out_dir, source, self.tokenizer)
+            source = source_of(files, self.tokenizer)
+            if not prepared(out_dir, source, foreign_ok=False):
+                tokenize = partial(_tokenize_file, tokenizer=self.tokenizer)
+                optimize_tokens(tokenize, [str(path) for path in files], out_dir, source, chunk_bytes="50MB")
 
     def train_dataloader(self) -> Any:
         return self._loader(self.out_path_train, shuffle=True)
@@ -80,21 +75,8 @@ class TextFiles(DataModule):
         return self._loader(self.out_path_val, shuffle=False)
 
     def _loader(self, path: Path, shuffle: bool) -> Any:
-        import torch
-        from litdata.streaming import StreamingDataLoader, StreamingDataset, TokensLoader
-
-        dataset = StreamingDataset(
-            input_dir=str(path), item_loader=TokensLoader(block_size=self.max_seq_length), shuffle=shuffle, drop_last=True, seed=self.seed
-        )
-        loader = StreamingDataLoader(
-            dataset, batch_size=self.batch_size, num_workers=self.num_workers, drop_last=True, pin_memory=torch.cuda.is_available()
-        )
-        if len(loader) == 0:
-            raise ValueError(
-                f"{path} holds fewer than {self.batch_size} samples of {self.max_seq_length} tokens per process; "
-                "add text, or lower --train.micro_batch_size or --train.max_seq_length"
-            )
-        return loader
+        dataset = token_dataset(str(path), self.max_seq_length, shuffle=shuffle, seed=self.seed)
+        return token_loader(dataset, self.batch_size, self.num_workers, str(path), block_size=self.max_seq_length)
 
 
 def _text_files(folder: Path, flag: str) -> List[Path]:
@@ -104,52 +86,6 @@ def _text_files(folder: Path, flag: str) -> List[Path]:
     if not files:
         raise FileNotFoundError(f"{flag}: no .txt files in {str(folder)!r}")
     return files
-
-
-def _source(files: List[Path], tokenizer: Any) -> Dict[str, Any]:
-    """What the tokenized chunks were made from; a change in any of it means tokenizing again."""
-    digest = hashlib.sha256()
-    for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json"):
-        path = Path(tokenizer.checkpoint_dir) / name
-        if path.is_file():
-            digest.update(name.encode() + path.read_bytes())
-    return {
-        "files": [[path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in files],
-        "tokenizer": digest.hexdigest(),
-        "bos_id": tokenizer.bos_id,
-    }
-
-
-def _is_prepared(out_dir: Path, source: Dict[str, Any]) -> bool:
-    marker = out_dir / _SOURCE_FILE
-    if not marker.is_file() or not (out_dir / "index.json").is_file():
-        return False
-    return json.loads(marker.read_text(encoding="utf-8")) == source
-
-
-def _tokenize_to(files: List[Path], out_dir: Path, source: Dict[str, Any], tokenizer: Any) -> None:
-    """Tokenize into a temporary folder and move it in place, so an interrupted run leaves nothing half-made."""
-    from functools import partial
-
-    from litdata import TokensLoader, optimize
-
-    print(f"Tokenizing {len(files)} file(s) into {out_dir} ...", flush=True)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    optimize(
-        fn=partial(_tokenize_file, tokenizer=tokenizer),
-        inputs=[str(path) for path in files],
-        output_dir=str(tmp),
-        num_workers=max(1, min(len(files), (os.cpu_count() or 2) - 1)),
-        chunk_bytes="50MB",
-        item_loader=TokensLoader(),
-        verbose=False,
-        # litdata defaults to spawn, whose workers import torch afresh (seconds); fork is Linux's own default
-        start_method="fork" if sys.platform == "linux" else None,
-    )
-    (tmp / _SOURCE_FILE).write_text(json.dumps(source), encoding="utf-8")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)
 
 
 def _tokenize_file(path: str, tokenizer: Any) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Union
 
 from litgpt.data.base import DataModule
-from litgpt.data.lit_data import check_num_workers, join, require_chunks, token_dataset, token_loader
+from litgpt.data.chunks import check_num_workers, join, require_chunks, token_dataset, token_loader
 
 # the share of each corpus in a training batch, as TinyLlama was trained: SlimPajama, Starcoder
 WEIGHTS = (0.693584, 0.306416)

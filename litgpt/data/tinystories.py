@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
 from litgpt.data.base import DataModule
-from litgpt.data.lit_data import (
-    check_num_workers, fetching, optimize_tokens, prepared, token_dataset, token_loader,
+from litgpt.data.chunks import (
+    check_num_workers, fetching, optimize_tokens, prepared, source_of, token_dataset, token_loader,
 )
 
 REPO_ID = "roneneldan/TinyStories"
@@ -54,8 +54,6 @@ class TinyStories(DataModule):
             raise ValueError("TinyStories needs a tokenizer: pass --tokenizer_dir")
 
     def prepare_data(self) -> None:
-        from litgpt.data.text_files import _source
-
         shards = sorted((self.data_path / SHARD_DIR).glob("*.json"))
         if not shards and all((d / "index.json").is_file() for d in (self.data_path_train, self.data_path_val)):
             print(f"Using the tokenized TinyStories in {self.data_path}", flush=True)
@@ -65,7 +63,7 @@ class TinyStories(DataModule):
             raise ValueError(f"{self.data_path / SHARD_DIR} needs at least two .json shards: the first is validation")
         val_shard, *train_shards = shards
         for files, out_dir in ((train_shards, self.data_path_train), ([val_shard], self.data_path_val)):
-            source = _source(files, self.tokenizer)
+            source = source_of(files, self.tokenizer)
             if not prepared(out_dir, source):
                 optimize_tokens(partial(_tokenize_shard, tokenizer=self.tokenizer), [str(f) for f in files], out_dir, source)
 
