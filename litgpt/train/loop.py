@@ -396,6 +396,10 @@ class Batches:
         self.loader = loader
         self.inner = getattr(loader, "_dataloader", loader)  # under Fabric's wrapper
         self.stateful = hasattr(self.inner, "state_dict") and hasattr(self.inner, "load_state_dict")
+        # a plain shuffled DataLoader draws each epoch's order from its generator's running state, which a resumed
+        # run does not have: reseed it per epoch, so the order depends on the seed and the epoch alone
+        self.generator = getattr(self.inner, "generator", None)
+        self.seed = None if self.generator is None else self.generator.initial_seed()
         self.epoch = 0
         self.index = 0
         self._skip = 0
@@ -406,6 +410,8 @@ class Batches:
             if self._iterator is None:
                 if hasattr(self.loader, "_num_iter_calls"):
                     self.loader._num_iter_calls = self.epoch  # Fabric sets the sampler's epoch from this count
+                if self.generator is not None:
+                    self.generator.manual_seed(self.seed + self.epoch)
                 self._iterator = iter(self.loader)
                 for _ in range(self._skip):
                     next(self._iterator)
