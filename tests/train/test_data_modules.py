@@ -153,27 +153,26 @@ def test_tinystories_unpacks_a_downloaded_archive(tmp_path):
     assert (tmp_path / "train" / "index.json").is_file() and (tmp_path / "val" / "index.json").is_file()
 
 
-def test_tinystories_offline_is_one_line(tmp_path, monkeypatch, capsys):
+def test_tinystories_offline_is_one_line(tmp_path):
     """No shards and no network: the CLI run ends with one line that says what to do instead."""
-    import huggingface_hub.constants
+    import os
+    import subprocess
+    import sys
 
-    from litgpt.__main__ import main
-
-    monkeypatch.delenv("LITGPT_DEBUG", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(SystemExit) as exited:
-        main([
-            "pretrain", "pythia-14m", "--data", "TinyStories", "--data.data_path", str(tmp_path / "ts"),
-            "--data.num_workers", "0", "--tokenizer_dir", str(CORPUS), "--out_dir", str(tmp_path / "out"),
-            "--train.max_steps", "1", "--train.max_seq_length", "16", "--train.micro_batch_size", "1",
-            "--train.global_batch_size", "1", "--train.lr_warmup_steps", "0", "--precision", "32-true", "--logger_name", "csv",
-            "--devices", "1",
-        ])
-    assert exited.value.code == 1
-    stderr = capsys.readouterr().err
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("litgpt pretrain: error:")]
-    assert len(lines) == 1, stderr
+    args = [
+        "pretrain", "pythia-14m", "--data", "TinyStories", "--data.data_path", str(tmp_path / "ts"),
+        "--data.num_workers", "0", "--tokenizer_dir", str(CORPUS), "--out_dir", str(tmp_path / "out"),
+        "--train.max_steps", "1", "--train.max_seq_length", "16", "--train.micro_batch_size", "1",
+        "--train.global_batch_size", "1", "--train.lr_warmup_steps", "0", "--precision", "32-true", "--logger_name", "csv",
+        "--devices", "1",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "LITGPT_DEBUG"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    result = subprocess.run([sys.executable, "-m", "litgpt", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("litgpt pretrain: error:")]
+    assert len(lines) == 1, result.stderr
     assert "could not download TinyStories_all_data.tar.gz" in lines[0]
     assert str(tmp_path / "ts" / "TinyStories_all_data") in lines[0]
 
