@@ -16,17 +16,19 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import copy_bandwidth_tbs, emit, table  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
-from litgpt.generate.core import generate_tokens  # noqa: E402
+from litgpt.generate.core import compiled_decode_step, decode_step, generate_tokens  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 
 
-def run(model_name: str, prompt_len: int, new: int, repeats: int, bandwidth: float) -> dict:
+def run(model_name: str, prompt_len: int, new: int, repeats: int, bandwidth: float, compile: bool) -> dict:
     config = Config.from_name(model_name)
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = GPT(config).to(torch.bfloat16).eval()
     model.max_seq_length = prompt_len + new
     model.set_kv_cache(batch_size=1)
+    # compiled: one fixed-shape single-token step over the whole cache (CUDA graphs via mode="reduce-overhead")
+    step = compiled_decode_step(mode="reduce-overhead") if compile else decode_step
     prompt = torch.randint(0, config.vocab_size, (prompt_len,), device="cuda")
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     rates, firsts = [], []
@@ -35,7 +37,7 @@ def run(model_name: str, prompt_len: int, new: int, repeats: int, bandwidth: flo
         start = time.perf_counter()
         first = None
         count = 0
-        for _ in generate_tokens(model, prompt, new, temperature=0.0):
+        for _ in generate_tokens(model, prompt, new, temperature=0.0, step=step):
             if first is None:
                 torch.cuda.synchronize()
                 first = time.perf_counter() - start
@@ -48,7 +50,7 @@ def run(model_name: str, prompt_len: int, new: int, repeats: int, bandwidth: flo
     bound = bandwidth * 1e12 / weight_bytes  # tokens/s if each step only had to read the weights once
     rate = statistics.median(rates)
     return dict(
-        bench="decode_throughput", model=model_name, prompt=prompt_len, new=new, tokens_per_s=round(rate, 1),
+        bench="decode_throughput", model=model_name, compile=compile, prompt=prompt_len, new=new, tokens_per_s=round(rate, 1),
         ttft_ms=round(statistics.median(firsts) * 1e3, 1), bandwidth_bound=round(bound), fraction=round(rate / bound, 3),
     )
 
@@ -59,15 +61,17 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--new", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", choices=["no", "yes", "both"], default="no")
     args = parser.parse_args()
     bandwidth = copy_bandwidth_tbs()  # bytes read + written, the figure the reference bound uses
     emit(dict(bench="copy_bandwidth", tbs=round(bandwidth, 2)))
     cases = []
     for name in args.model:
-        case = run(name, args.prompt, args.new, args.repeats, bandwidth)
-        emit(case)
-        cases.append(case)
-    table(cases, ["model", "tokens_per_s", "ttft_ms", "bandwidth_bound", "fraction"])
+        for compile in {"no": [False], "yes": [True], "both": [False, True]}[args.compile]:
+            case = run(name, args.prompt, args.new, args.repeats, bandwidth, compile)
+            emit(case)
+            cases.append(case)
+    table(cases, ["model", "compile", "tokens_per_s", "ttft_ms", "bandwidth_bound", "fraction"])
 
 
 if __name__ == "__main__":
