@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from litgpt.lora import WrappedLinear
 from litgpt.model import CausalSelfAttention
 
 PROMPT_LENGTH = 10
@@ -46,7 +47,7 @@ class AdapterAttention(CausalSelfAttention):
         return y + (gate * ay).to(y.dtype)
 
 
-class AdapterV2Linear(nn.Module):
+class AdapterV2Linear(WrappedLinear):
     """`adapter_scale * (linear(x) + adapter_bias)`, starting as the identity transform of the output."""
 
     def __init__(self, linear: nn.Module) -> None:
@@ -56,22 +57,6 @@ class AdapterV2Linear(nn.Module):
         dtype = linear.weight.dtype if linear.weight.dtype.is_floating_point else torch.float32
         self.adapter_bias = nn.Parameter(torch.zeros(linear.out_features, device=device, dtype=dtype))
         self.adapter_scale = nn.Parameter(torch.ones(linear.out_features, device=device, dtype=dtype))
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.linear.weight
-
-    @property
-    def bias(self) -> Optional[torch.Tensor]:
-        return self.linear.bias
-
-    @property
-    def in_features(self) -> int:
-        return self.linear.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.adapter_scale * (self.linear(x) + self.adapter_bias)

@@ -17,7 +17,30 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class LoRALinear(nn.Module):
+class WrappedLinear(nn.Module):
+    """Base of layers that wrap a linear layer (`self.linear`) and stand in for it: they show its weight, bias and
+    sizes, since callers read e.g. `lm_head.weight.device` / `.dtype` or `proj.out_features`."""
+
+    linear: nn.Module
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
+
+    @property
+    def bias(self) -> Optional[torch.Tensor]:
+        return self.linear.bias
+
+    @property
+    def in_features(self) -> int:
+        return self.linear.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.linear.out_features
+
+
+class LoRALinear(WrappedLinear):
     """A frozen linear layer plus a low-rank update on the output slices `parts` [(offset, size), ...]."""
 
     def __init__(self, linear: nn.Module, r: int, alpha: float, dropout: float = 0.0, parts: Optional[Sequence[Tuple[int, int]]] = None) -> None:
@@ -34,22 +57,6 @@ class LoRALinear(nn.Module):
         self.lora_A = nn.Parameter(torch.empty(r * len(self.parts), linear.in_features, device=device, dtype=dtype))
         self.lora_B = nn.Parameter(torch.empty(sum(size for _, size in self.parts), r, device=device, dtype=dtype))
         self.reset_parameters()
-
-    @property
-    def weight(self) -> torch.Tensor:  # callers read `lm_head.weight.device` / `.dtype`
-        return self.linear.weight
-
-    @property
-    def bias(self) -> Optional[torch.Tensor]:
-        return self.linear.bias
-
-    @property
-    def in_features(self) -> int:
-        return self.linear.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.linear.out_features
 
     def reset_parameters(self) -> None:
         """A as nn.Linear initialises its weight, B zero: the wrapped layer starts out unchanged."""
