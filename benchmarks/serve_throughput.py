@@ -1,0 +1,377 @@
+"""`litgpt serve` under concurrent clients: requests/s, generated tokens/s, p50/p99 latency, batched vs one at a time.
+
+    python benchmarks/serve_throughput.py --model Llama-3.2-1B --device cuda --clients 1 8 64 --seconds 30
+    python benchmarks/serve_throughput.py --tiny --device cpu --clients 1 8 --requests 4   # a quick CPU smoke run
+
+The server is `python -m litgpt serve` in a subprocess on 127.0.0.1, serving a checkpoint folder written here:
+random weights of the registry config (`GPT(Config.from_name(model))`, fixed seed) and the byte-level BPE
+tokenizer of litgpt/data/corpus/ (2,048 tokens; the model's vocabulary is larger). Every client thread sends
+greedy /predict requests back to back on one keep-alive connection, for `--seconds` (requests in flight at the
+deadline finish and count) or `--requests` each. The batched server (`--max_batch_size`, default the largest
+client count) serves every client count; a second one with `--max_batch_size 1` serves the largest count as
+the one-at-a-time baseline, and the ratio of their generated tokens/s is printed (the target is >= 5x).
+
+So that every reply is exactly `--new_tokens` tokens and countable from its text:
+- the folder's tokenizer_config.json names no EOS token, so the server has no stop tokens and always
+  generates `max_new_tokens` (its API has no "ignore EOS" switch);
+- the output head keeps its random rows only for "word" tokens (a space and lowercase letters, ~1,000 of the
+  2,048), and the other rows are zero: greedy decoding then never picks an id that the tokenizer lacks (those
+  decode to nothing), and any sequence of word tokens decodes to text that encodes back to the same ids.
+  Two word rows are each other's negatives, so the best word logit is never below the zeros. The head's cost
+  does not depend on its values.
+The prompts are random word-token sequences of exactly `--prompt_tokens` ids. Each reply's tokens are counted
+by encoding its text again (the "exact" column: every reply had exactly `--new_tokens`).
+"""
+
+import argparse
+import http.client
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from common import emit, table  # noqa: E402
+
+from litgpt.checkpoint import precision_dtype, save_state_dict_atomic  # noqa: E402
+from litgpt.config import Config  # noqa: E402
+from litgpt.model import GPT  # noqa: E402
+from litgpt.prompts import Default, save_prompt_style  # noqa: E402
+from litgpt.tokenizer import Tokenizer  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "litgpt" / "data" / "corpus"  # tokenizer.json + tokenizer_config.json
+HOST = "127.0.0.1"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the checkpoint folder
+
+
+def tiny_config() -> Config:
+    """A 2-layer, width-64 Llama-style model with a vocabulary twice the tokenizer's: for CPU smoke runs."""
+    return Config(
+        name="tiny-llama-serve-bench", block_size=1024, vocab_size=4096, padded_vocab_size=4096, n_layer=2, n_embd=64,
+        n_head=4, n_query_groups=2, intermediate_size=256, rotary_percentage=1.0, parallel_residual=False, bias=False,
+        norm_class_name="RMSNorm", mlp_class_name="LLaMAMLP",
+    )
+
+
+def word_tokens(tokenizer: Tokenizer) -> List[int]:
+    """Ids of tokens that are a space and lowercase letters and encode back to themselves alone."""
+    vocab = tokenizer.processor.get_vocab()
+    ids = [i for token, i in vocab.items() if re.fullmatch("\u0120[a-z]+", token)]  # \u0120 is byte-level BPE's space
+    return sorted(i for i in ids if tokenizer.encode(tokenizer.decode([i]), bos=False).tolist() == [i])
+
+
+def write_checkpoint(folder: Path, config: Config, device: str, precision: str, seed: int) -> List[int]:
+    """lit_model.pth (random weights, head limited to word tokens), model_config.yaml, tokenizer without EOS.
+
+    Returns the word-token ids.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer(CORPUS)
+    words = word_tokens(tokenizer)
+    if config.padded_vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"{config.name}'s vocabulary ({config.padded_vocab_size}) is smaller than the tokenizer's ({tokenizer.vocab_size})")
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = GPT(config)
+    model = model.to(precision_dtype(precision, torch.device(device)))
+    with torch.no_grad():
+        head = model.lm_head.weight
+        keep = torch.zeros(head.shape[0], dtype=torch.bool, device=head.device)
+        keep[words] = True
+        head[~keep] = 0
+        head[words[1]] = -head[words[0]]
+        if model.lm_head.bias is not None:
+            model.lm_head.bias.zero_()
+    save_state_dict_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "lit_model.pth")
+    del model, head
+    if device == "cuda":
+        torch.cuda.empty_cache()  # leave the GPU to the server
+    config.save(folder / "model_config.yaml")
+    shutil.copyfile(CORPUS / "tokenizer.json", folder / "tokenizer.json")
+    tokenizer_config = json.loads((CORPUS / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tokenizer_config.pop("eos_token", None)  # no stop token: every reply runs to max_new_tokens
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2), encoding="utf-8")
+    save_prompt_style(Default(), folder)  # the prompt as sent, no template around it
+    served = Tokenizer(folder)
+    assert served.eos_id is None and not Default().stop_tokens(served), "the served tokenizer still has a stop token"
+    return words
+
+
+def make_prompts(tokenizer: Tokenizer, words: List[int], n_prompts: int, length: int, seed: int) -> List[str]:
+    """Texts of `length` random word tokens each, checked to encode to exactly those ids."""
+    rng = random.Random(seed)
+    text_of = {i: tokenizer.decode([i]) for i in words}
+    prompts = []
+    for _ in range(n_prompts):
+        ids = [rng.choice(words) for _ in range(length)]
+        text = "".join(text_of[i] for i in ids)
+        if tokenizer.encode(text).tolist() != ids:
+            raise AssertionError(f"a prompt does not encode back to its {length} ids")
+        prompts.append(text)
+    return prompts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m litgpt serve` in its own process group, its output in a log file; `stop()` ends the group."""
+
+    def __init__(self, folder: Path, log_path: Path, args: argparse.Namespace, max_batch_size: int) -> None:
+        self.port = args.port or free_port()
+        self.max_batch_size = max_batch_size
+        self.log_path = log_path
+        command = [
+            sys.executable, "-m", "litgpt", "serve", str(folder), "--port", str(self.port), "--host", HOST,
+            "--accelerator", args.device, "--devices", "1", "--precision", args.precision,
+            "--max_batch_size", str(max_batch_size), "--max_new_tokens", str(args.new_tokens), "--temperature", "0",
+            "--timeout", str(args.queue_timeout),
+        ]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            command, cwd=str(folder.parent), env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited ({self.process.returncode}):\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server was not ready after {timeout:.0f} s:\n{self.log_tail()}")
+            try:
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                conn.request("GET", "/health")
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        """SIGTERM the server and the worker processes it started (its process group), SIGKILL if they linger."""
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._log.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the clients
+
+
+class Result:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done: List[Tuple[float, float, str]] = []  # (sent, answered, reply text)
+        self.errors: List[str] = []
+
+
+def client(port: int, prompts: List[str], first: int, new_tokens: int, start: threading.Barrier,
+           deadline: List[float], n_requests: Optional[int], result: Result, http_timeout: float) -> None:
+    """Send requests back to back on one keep-alive connection until the deadline passes (or n_requests are done).
+
+    The first failed request ends this client; the case then reports the error.
+    """
+    conn = http.client.HTTPConnection(HOST, port, timeout=http_timeout)
+    headers = {"Content-Type": "application/json"}
+    start.wait()
+    k = 0
+    try:
+        while (k < n_requests) if n_requests is not None else (time.perf_counter() < deadline[0]):
+            body = json.dumps({"prompt": prompts[(first + k) % len(prompts)], "max_new_tokens": new_tokens, "temperature": 0})
+            k += 1
+            sent = time.perf_counter()
+            try:
+                conn.request("POST", "/predict", body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                with result.lock:
+                    result.errors.append(f"{type(error).__name__}: {error}")
+                return  # a broken server: this client stops, and the case reports the error
+            answered = time.perf_counter()
+            if response.status != 200:
+                with result.lock:
+                    result.errors.append(f"HTTP {response.status}: {data[:200]!r}")
+                return
+            with result.lock:
+                result.done.append((sent, answered, json.loads(data)["output"]))
+    finally:
+        conn.close()
+
+
+def run_clients(port: int, prompts: List[str], n_clients: int, new_tokens: int, seconds: float,
+                n_requests: Optional[int], http_timeout: float) -> Tuple[Result, float]:
+    """Start `n_clients` threads together; returns their results and the start time."""
+    result = Result()
+    barrier = threading.Barrier(n_clients + 1)
+    deadline = [math.inf]
+    stride = max(1, len(prompts) // n_clients)
+    threads = [
+        threading.Thread(
+            target=client, args=(port, prompts, i * stride, new_tokens, barrier, deadline, n_requests, result, http_timeout),
+            daemon=True,
+        )
+        for i in range(n_clients)
+    ]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    begin = time.perf_counter()
+    deadline[0] = begin + seconds
+    for thread in threads:
+        thread.join()
+    return result, begin
+
+
+def percentile(values: List[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients: int, args: argparse.Namespace, label: str) -> Dict:
+    result, begin = run_clients(server.port, prompts, n_clients, args.new_tokens, args.seconds, args.requests, args.http_timeout)
+    case = dict(
+        bench="serve_throughput", model=args.model_label, device=args.device, precision=args.precision, server=label,
+        max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens,
+    )
+    if result.errors:
+        case.update(errors=len(result.errors), first_error=result.errors[0])
+    if not result.done:
+        case.update(requests=0, error="no request succeeded")
+        return case
+    # counted after the run, not to load the clients' interpreter while they measure
+    counts = [len(tokenizer.encode(text)) for _, _, text in result.done]
+    wall = max(answered for _, answered, _ in result.done) - begin
+    latencies = [answered - sent for sent, answered, _ in result.done]
+    case.update(
+        requests=len(result.done), seconds=round(wall, 2), requests_per_s=round(len(result.done) / wall, 3),
+        tokens_per_s=round(sum(counts) / wall, 1), p50_ms=round(percentile(latencies, 50) * 1e3, 1),
+        p99_ms=round(percentile(latencies, 99) * 1e3, 1), new_tokens_min=min(counts), new_tokens_max=max(counts),
+        exact=all(c == args.new_tokens for c in counts) and not result.errors,
+    )
+    return case
+
+
+def serve_cases(folder: Path, log_dir: Path, tokenizer: Tokenizer, prompts: List[str], args: argparse.Namespace,
+                max_batch_size: int, client_counts: List[int], label: str) -> List[Dict]:
+    server = Server(folder, log_dir / f"server-{label}.log", args, max_batch_size)
+    cases = []
+    try:
+        server.wait_ready(args.startup_timeout)
+        for _ in range(args.warmup):  # one round at the most concurrency this server batches
+            warm = run_clients(server.port, prompts, min(max(client_counts), max_batch_size), args.new_tokens, 0, 1, args.http_timeout)[0]
+            if warm.errors or not warm.done:
+                raise RuntimeError(f"warm-up failed: {warm.errors[:1]}\n{server.log_tail()}")
+        for n in client_counts:
+            case = measure(server, tokenizer, prompts, n, args, label)
+            emit(case)
+            cases.append(case)
+    finally:
+        server.stop()
+    return cases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="Llama-3.2-1B", help="registry config of the random-weight model")
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer, width-64 Llama-style model instead (CPU smoke runs)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default=None, help="the server's --precision (default bf16-true on cuda, 32-true on cpu)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64], help="concurrent clients, one case each")
+    parser.add_argument("--max_batch_size", type=int, default=None, help="of the batched server (default: the most clients)")
+    parser.add_argument("--no_baseline", action="store_true", help="skip the one-at-a-time (--max_batch_size 1) server")
+    parser.add_argument("--prompt_tokens", type=int, default=128)
+    parser.add_argument("--new_tokens", type=int, default=128)
+    parser.add_argument("--seconds", type=float, default=30.0, help="each client sends requests for this long (per case)")
+    parser.add_argument("--requests", type=int, default=None, help="instead of --seconds: this many requests per client")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up rounds per server before measuring")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint_dir", type=Path, default=None, help="write the checkpoint here (default: a temporary folder, deleted)")
+    parser.add_argument("--port", type=int, default=0, help="the servers' port (default: a free one)")
+    parser.add_argument("--startup_timeout", type=float, default=600.0, help="seconds to wait for a server to answer /health")
+    parser.add_argument("--queue_timeout", type=int, default=3600, help="the server's --timeout (seconds a request may queue)")
+    parser.add_argument("--http_timeout", type=float, default=1800.0, help="client socket timeout in seconds")
+    args = parser.parse_args()
+    if args.precision is None:
+        args.precision = "bf16-true" if args.device == "cuda" else "32-true"
+    if min(args.clients) < 1 or args.prompt_tokens < 1 or args.new_tokens < 1:
+        parser.error("--clients, --prompt_tokens and --new_tokens must be positive")
+    clients = sorted(set(args.clients))
+    max_batch_size = args.max_batch_size or max(clients)
+    config = tiny_config() if args.tiny else Config.from_name(args.model)
+    args.model_label = config.name
+    if args.prompt_tokens + args.new_tokens > config.block_size:
+        parser.error(f"--prompt_tokens + --new_tokens exceeds {config.name}'s context ({config.block_size})")
+
+    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    folder = args.checkpoint_dir or work / "checkpoint"
+    try:
+        start = time.perf_counter()
+        words = write_checkpoint(folder, config, args.device, args.precision, args.seed)
+        tokenizer = Tokenizer(folder)
+        prompts = make_prompts(tokenizer, words, n_prompts=max(256, 4 * max(clients)), length=args.prompt_tokens, seed=args.seed)
+        print(f"checkpoint {folder} written in {time.perf_counter() - start:.1f} s; {len(words)} word tokens", file=sys.stderr, flush=True)
+        cases = serve_cases(folder, work, tokenizer, prompts, args, max_batch_size, clients, "batched")
+        if not args.no_baseline:
+            cases += serve_cases(folder, work, tokenizer, prompts, args, 1, [max(clients)], "one_at_a_time")
+            batched = next(c for c in cases if c["server"] == "batched" and c["clients"] == max(clients))
+            single = cases[-1]
+            if batched.get("tokens_per_s") and single.get("tokens_per_s"):
+                ratio = batched["tokens_per_s"] / single["tokens_per_s"]
+                emit(dict(bench="serve_speedup", model=config.name, device=args.device, clients=max(clients),
+                          batched_max_batch_size=max_batch_size, batched_tokens_per_s=batched["tokens_per_s"],
+                          one_at_a_time_tokens_per_s=single["tokens_per_s"], ratio=round(ratio, 2), target=5.0, meets_target=ratio >= 5))
+                print(f"batched / one at a time at {max(clients)} clients: {ratio:.2f}x generated tokens/s (target >= 5x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if args.checkpoint_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    table(cases, ["server", "max_batch_size", "clients", "requests", "requests_per_s", "tokens_per_s", "p50_ms", "p99_ms", "exact"])
+
+
+if __name__ == "__main__":
+    main()
