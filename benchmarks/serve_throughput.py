@@ -151,7 +151,7 @@ class Server:
             "--accelerator", args.device, "--devices", "1", "--precision", args.precision,
             "--max_batch_size", str(max_batch_size), "--max_new_tokens", str(args.new_tokens), "--temperature", "0",
             "--timeout", str(args.queue_timeout),
-        ]
+        ] + (["--compile", "true"] if args.compile else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(
@@ -275,7 +275,8 @@ def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients:
     result, begin = run_clients(server.port, prompts, n_clients, args.new_tokens, args.seconds, args.requests, args.http_timeout)
     case = dict(
         bench="serve_throughput", model=args.model_label, device=args.device, precision=args.precision, server=label,
-        max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens,
+        compile=args.compile, max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens,
     )
     if result.errors:
         case.update(errors=len(result.errors), first_error=result.errors[0])
@@ -301,11 +302,13 @@ def serve_cases(folder: Path, log_dir: Path, tokenizer: Tokenizer, prompts: List
     cases = []
     try:
         server.wait_ready(args.startup_timeout)
-        for _ in range(args.warmup):  # one round at the most concurrency this server batches
-            warm = run_clients(server.port, prompts, min(max(client_counts), max_batch_size), args.new_tokens, 0, 1, args.http_timeout)[0]
-            if warm.errors or not warm.done:
-                raise RuntimeError(f"warm-up failed: {warm.errors[:1]}\n{server.log_tail()}")
         for n in client_counts:
+            # warm-up rounds of one request per client, as many clients as the server batches (a compiled
+            # step meets this case's batch size before the clock starts)
+            for _ in range(args.warmup):
+                warm = run_clients(server.port, prompts, min(n, max_batch_size), args.new_tokens, 0, 1, args.http_timeout)[0]
+                if warm.errors or not warm.done:
+                    raise RuntimeError(f"warm-up failed: {warm.errors[:1]}\n{server.log_tail()}")
             case = measure(server, tokenizer, prompts, n, args, label)
             emit(case)
             cases.append(case)
@@ -321,6 +324,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer, width-64 Llama-style model instead (CPU smoke runs)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default=None, help="the server's --precision (default bf16-true on cuda, 32-true on cpu)")
+    parser.add_argument("--compile", action="store_true", help="pass --compile true to the servers (a compiled decode step)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64], help="concurrent clients, one case each")
     parser.add_argument("--max_batch_size", type=int, default=None, help="of the batched server (default: the most clients)")
     parser.add_argument("--no_baseline", action="store_true", help="skip the one-at-a-time (--max_batch_size 1) server")
@@ -328,7 +332,7 @@ def main() -> None:
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=30.0, help="each client sends requests for this long (per case)")
     parser.add_argument("--requests", type=int, default=None, help="instead of --seconds: this many requests per client")
-    parser.add_argument("--warmup", type=int, default=1, help="warm-up rounds per server before measuring")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up rounds before each case")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint_dir", type=Path, default=None, help="write the checkpoint here (default: a temporary folder, deleted)")
     parser.add_argument("--port", type=int, default=0, help="the servers' port (default: a free one)")
