@@ -3,7 +3,10 @@
 import sys
 import time
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
+
+if TYPE_CHECKING:
+    from litgpt.api import LLM
 
 Quantize = Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8"]]
 
@@ -43,11 +46,38 @@ def generate(
     import torch
 
     from litgpt.api import LLM
-    from litgpt.generate.core import compiled_decode_step, decode_step, ensure_kv_cache, generate_tokens
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     llm = LLM.load(str(checkpoint_dir), precision=precision, quantize=quantize)  # finetuned folders included
+    print_completions(
+        llm, prompt, sys_prompt=sys_prompt, num_samples=num_samples, max_new_tokens=max_new_tokens, top_k=top_k,
+        top_p=top_p, temperature=temperature, compile=compile, seed=seed,
+    )
+    if llm.device.type == "cuda":
+        print(f"Memory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB", file=sys.stderr)
+
+
+def print_completions(
+    llm: "LLM",
+    prompt: str,
+    *,
+    sys_prompt: Optional[str] = None,
+    num_samples: int = 1,
+    max_new_tokens: int = 50,
+    top_k: Optional[int] = 50,
+    top_p: float = 1.0,
+    temperature: float = 0.8,
+    compile: bool = False,
+    seed: int = 1234,
+    show: bool = True,
+) -> None:
+    """Print `num_samples` completions of `prompt` by `llm`'s model (on one device or spread over several), each
+    followed by a stats line on stderr; with `show=False`, generate the same without printing (other ranks)."""
+    import torch
+
+    from litgpt.generate.core import compiled_decode_step, decode_step, ensure_kv_cache, generate_tokens
+
     model, tokenizer = llm.model, llm.tokenizer
     encoded = tokenizer.encode(llm.prompt_style.apply(prompt, sys_prompt=sys_prompt), device=llm.device)
     ensure_kv_cache(model, 1, encoded.numel() + max_new_tokens - 1)
@@ -61,14 +91,14 @@ def generate(
             stop_tokens=stop, step=step,
         ))
         seconds = time.perf_counter() - start
+        if not show:
+            continue
         print(tokenizer.decode(encoded.tolist() + tokens), flush=True)
         print(
             f"Time for inference {i + 1}: {seconds:.02f} sec total, {len(tokens) / seconds:.02f} tokens/sec, "
             f"{len(tokens)} tokens",
             file=sys.stderr,
         )
-    if llm.device.type == "cuda":
-        print(f"Memory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB", file=sys.stderr)
 
 
 generate_full = generate
