@@ -21,6 +21,7 @@ COMMANDS: Dict[str, str] = {
     "generate_adapter_v2": "litgpt.generate.cli:generate_adapter_v2",
     "generate_speculatively": "litgpt.generate.speculative:generate_speculatively",
     "generate_sequentially": "litgpt.generate.sequentially:generate_sequentially",
+    "generate_tp": "litgpt.generate.tp:generate_tp",
     "chat": "litgpt.chat:chat",
     "pretrain": "litgpt.train.pretrain:setup",
     "finetune": "litgpt.train.finetune:finetune",

@@ -1,8 +1,11 @@
 """`generate_sequentially`: blocks spread over several devices decode exactly as the model on one device.
 
 Without GPUs the pieces all sit on the CPU, which still runs every hook, the per-block KV caches and the
-meta-device loading.
+meta-device loading; the tutorial's GPU commands run here with `--accelerator cpu`.
 """
+
+import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +19,7 @@ from litgpt.generate.sequentially import layer_ranges, load_sequentially, place_
 from litgpt.model import GPT
 
 PROMPT = torch.tensor([0, 5, 17, 42, 7])
+TUTORIAL = Path(__file__).resolve().parents[2] / "tutorials" / "inference-multi-gpu.md"
 
 
 def greedy(model: GPT, n: int = 16, **kwargs) -> list:
@@ -79,3 +83,29 @@ def test_bad_device_counts_are_one_line_errors(llama_dir, capsys):
         err = capsys.readouterr().err.strip()
         assert exit.value.code == 1 and len(err.splitlines()) == 1, err
         assert err.startswith("litgpt generate_sequentially: error:") and message in err, err
+
+
+def tutorial_commands(command: str, checkpoint_dir: Path, keep_quantize: bool = False) -> list:
+    """The tutorial's `litgpt COMMAND ...` lines as argument lists for the tiny model on the CPU.
+
+    The checkpoint folder becomes the tiny one; `--quantize` (bitsandbytes needs CUDA) is dropped without a GPU.
+    """
+    commands = []
+    for line in TUTORIAL.read_text().splitlines():
+        if not line.startswith(f"litgpt {command} "):
+            continue
+        argv = [str(checkpoint_dir) if a.startswith("checkpoints/") else a for a in shlex.split(line)[1:]]
+        if "--quantize" in argv and not (keep_quantize or torch.cuda.is_available()):
+            i = argv.index("--quantize")
+            del argv[i : i + 2]
+        commands.append(argv)
+    assert commands, f"no `litgpt {command}` line in {TUTORIAL}"
+    return commands
+
+
+def test_tutorial_commands_run(llama_dir, capsys):
+    for argv in tutorial_commands("generate_sequentially", llama_dir):
+        if "--accelerator" not in argv:
+            argv += ["--accelerator", "cpu", "--devices", "2"]
+        cli.main(argv + ["--max_new_tokens", "3"])
+        assert "Time for inference 1" in capsys.readouterr().err
