@@ -1,6 +1,12 @@
 """Batch-1 greedy decoding through litgpt's generation loop: tokens/s, time to first token, bandwidth bound.
 
-    python benchmarks/decode_throughput.py --model Llama-3.2-1B --prompt 128 --new 256
+    python benchmarks/decode_throughput.py --model Llama-3.2-1B Llama-3.1-8B --step eager graphs compiled
+
+Steps: `eager` is the plain step (`decode_step`, a kernel launch per op from Python); `graphs` replays a CUDA
+graph of the same eager step (`GraphedStep()`, what `litgpt generate` uses on a GPU); `compiled` compiles the step
+with torch.compile and then graphs it (`GraphedStep(compile=True)`, `litgpt generate --compile`). Each case also
+checks itself against `eager`: the greedy tokens must agree, and the logits of the first decode step must match to
+bf16 tolerance.
 """
 
 import argparse
@@ -16,62 +22,94 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import copy_bandwidth_tbs, emit, table  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
-from litgpt.generate.core import compiled_decode_step, decode_step, generate_tokens  # noqa: E402
+from litgpt.generate.core import GraphedStep, decode_step, generate_tokens, prefill  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 
 
-def run(model_name: str, prompt_len: int, new: int, repeats: int, bandwidth: float, compile: bool) -> dict:
+def build(model_name: str, length: int) -> GPT:
     config = Config.from_name(model_name)
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = GPT(config).to(torch.bfloat16).eval()
-    model.max_seq_length = prompt_len + new
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("cuda"):
+            model = GPT(config).eval()
+    finally:
+        torch.set_default_dtype(default)
+    model.max_seq_length = length
     model.set_kv_cache(batch_size=1)
-    # compiled: one fixed-shape single-token step over the whole cache (CUDA graphs via mode="reduce-overhead")
-    step = compiled_decode_step(mode="reduce-overhead") if compile else decode_step
-    prompt = torch.randint(0, config.vocab_size, (prompt_len,), device="cuda")
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    rates, firsts = [], []
+    return model
+
+
+def make_step(kind: str):
+    return {"eager": lambda: decode_step, "graphs": lambda: GraphedStep(), "compiled": lambda: GraphedStep(compile=True)}[kind]()
+
+
+@torch.inference_mode()
+def first_step_logits(model: GPT, prompt: torch.Tensor, step) -> torch.Tensor:
+    logits = prefill(model, [prompt])
+    token = logits.argmax(-1).view(1, 1)
+    return step(model, token, torch.tensor([[prompt.numel()]], device="cuda"), prompt.numel() + 1).float()
+
+
+def run(model: GPT, model_name: str, kind: str, prompt: torch.Tensor, new: int, repeats: int, bandwidth: float, reference: dict) -> dict:
+    step = make_step(kind)
+    # parameter bytes read per token: all weights except the embedding table, of which one row is read
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) - model.transformer.wte.weight.nbytes
+    if model.lm_head.weight is model.transformer.wte.weight:
+        weight_bytes += model.lm_head.weight.nbytes
+    rates, firsts, tokens = [], [], []
     for i in range(repeats + 1):
         torch.cuda.synchronize()
         start = time.perf_counter()
         first = None
-        count = 0
-        for _ in generate_tokens(model, prompt, new, temperature=0.0, step=step):
+        tokens = []
+        for token in generate_tokens(model, prompt, new, temperature=0.0, step=step):
             if first is None:
-                torch.cuda.synchronize()
                 first = time.perf_counter() - start
-            count += 1
+            tokens.append(token)
         torch.cuda.synchronize()
         total = time.perf_counter() - start
-        if i:  # the first run warms up
-            rates.append((count - 1) / (total - first))
+        if i:  # the first run warms up (graph capture, compilation)
+            rates.append((len(tokens) - 1) / (total - first))
             firsts.append(first)
+    logits = first_step_logits(model, prompt, step)
+    if kind == "eager":
+        reference.update(tokens=tokens, logits=logits)
+    agree = next((i for i, (a, b) in enumerate(zip(tokens, reference["tokens"])) if a != b), len(tokens))
     bound = bandwidth * 1e12 / weight_bytes  # tokens/s if each step only had to read the weights once
     rate = statistics.median(rates)
     return dict(
-        bench="decode_throughput", model=model_name, compile=compile, prompt=prompt_len, new=new, tokens_per_s=round(rate, 1),
-        ttft_ms=round(statistics.median(firsts) * 1e3, 1), bandwidth_bound=round(bound), fraction=round(rate / bound, 3),
+        bench="decode_throughput", model=model_name, step=kind, prompt=prompt.numel(), new=new, tokens_per_s=round(rate, 1),
+        ttft_ms=round(statistics.median(firsts) * 1e3, 2), bandwidth_bound=round(bound), fraction=round(rate / bound, 3),
+        greedy_tokens_equal_to_eager=f"{agree}/{len(tokens)}",
+        first_step_logits_max_diff=round(float((logits - reference["logits"]).abs().max()), 4),
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", nargs="+", default=["Llama-3.2-1B"])
+    parser.add_argument("--model", nargs="+", default=["Llama-3.2-1B", "Llama-3.1-8B"])
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--new", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compile", choices=["no", "yes", "both"], default="no")
+    parser.add_argument("--step", nargs="+", default=["eager", "graphs", "compiled"], choices=["eager", "graphs", "compiled"])
     args = parser.parse_args()
     bandwidth = copy_bandwidth_tbs()  # bytes read + written, the figure the reference bound uses
     emit(dict(bench="copy_bandwidth", tbs=round(bandwidth, 2)))
     cases = []
     for name in args.model:
-        for compile in {"no": [False], "yes": [True], "both": [False, True]}[args.compile]:
-            case = run(name, args.prompt, args.new, args.repeats, bandwidth, compile)
-            emit(case)
-            cases.append(case)
-    table(cases, ["model", "compile", "tokens_per_s", "ttft_ms", "bandwidth_bound", "fraction"])
+        model = build(name, args.prompt + args.new)
+        prompt = torch.randint(0, model.config.vocab_size, (args.prompt,), device="cuda", generator=torch.Generator("cuda").manual_seed(1))
+        reference: dict = {}
+        for kind in ["eager"] + [k for k in args.step if k != "eager"]:
+            case = run(model, name, kind, prompt, args.new, args.repeats, bandwidth, reference)
+            if kind in args.step:
+                emit(case)
+                cases.append(case)
+        del model
+        torch.cuda.empty_cache()
+    table(cases, ["model", "step", "tokens_per_s", "ttft_ms", "bandwidth_bound", "fraction", "greedy_tokens_equal_to_eager", "first_step_logits_max_diff"])
 
 
 if __name__ == "__main__":

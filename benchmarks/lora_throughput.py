@@ -1,11 +1,12 @@
 """LoRA and QLoRA finetuning-step throughput of a registry model on random tokens: tokens/s and peak memory.
 
-    python benchmarks/lora_throughput.py --model Llama-3.2-1B --micro_batch 8 \
+    python benchmarks/lora_throughput.py --cases Llama-3.2-1B:8 Llama-3.1-8B:2 --compile both \
         --qlora_model Llama-3.1-8B --qlora_micro_batch 2 4
 
-A step is forward, cross-entropy, backward and fused AdamW over the LoRA weights only. LoRA (rank 8 on the
-query, key, value, projection, MLP and head layers by default) comes from `litgpt.lora.add_lora`; the base
-weights are random, bf16-true, eager. QLoRA quantizes the frozen base to bitsandbytes nf4 the way
+A step is what the training loop does: forward with the loss computed from the hidden states
+(`model(x, targets=y)`, litgpt/loss.py), backward and fused AdamW over the LoRA weights only. LoRA (rank 8 on
+the query, key, value, projection, MLP and head layers by default) comes from `litgpt.lora.add_lora`; the base
+weights are random, bf16-true; eager or torch.compile'd. QLoRA quantizes the frozen base to bitsandbytes nf4 the way
 `litgpt finetune_lora --quantize bnb.nf4` does: Lightning's `BitsandbytesPrecision` through `Fabric.setup`.
 """
 
@@ -54,16 +55,17 @@ def build(model_name: str, seq: int, layers: list, r: int, dropout: float, quant
     return config, model, fabric
 
 
-def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: int) -> dict:
+def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: int, compile: bool) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
     if fabric is not None:
         optimizer = fabric.setup_optimizers(optimizer)
     x = torch.randint(0, config.vocab_size, (micro_batch, seq + 1), device="cuda")
 
+    forward = torch.compile(model) if compile else model
+
     def step():
-        logits = model(x[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
+        loss = forward(x[:, :-1], targets=x[:, 1:])
         if fabric is not None:
             fabric.backward(loss)
         else:
@@ -73,7 +75,7 @@ def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: in
 
     torch.cuda.reset_peak_memory_stats()
     try:
-        ms = statistics.median(cuda_time_ms(step, iters=iters, warmup=2))
+        ms = statistics.median(cuda_time_ms(step, iters=iters, warmup=4 if compile else 2))
         return dict(step_ms=round(ms, 1), tokens_per_s=round(micro_batch * seq / (ms / 1e3)),
                     peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1))
     finally:
@@ -83,7 +85,7 @@ def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: in
         torch.cuda.empty_cache()
 
 
-def run(model_name: str, quantize: str, micro_batches: list, args) -> list:
+def run(model_name: str, quantize: str, micro_batches: list, compiles: list, args) -> list:
     cases = []
     try:
         config, model, fabric = build(model_name, args.seq, args.layers, args.r, args.dropout, quantize)
@@ -93,11 +95,11 @@ def run(model_name: str, quantize: str, micro_batches: list, args) -> list:
         return [case]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     weights_gib = round(torch.cuda.memory_allocated() / 2**30, 2)
-    for mb in micro_batches:
-        case = dict(bench="lora_throughput", model=model_name, quantize=quantize, r=args.r, layers=",".join(args.layers),
-                    seq=args.seq, micro_batch=mb, trainable=trainable, weights_gib=weights_gib)
+    for mb, compile in [(mb, c) for mb in micro_batches for c in compiles]:
+        case = dict(bench="lora_throughput", model=model_name, quantize=quantize, compile=compile, r=args.r,
+                    layers=",".join(args.layers), seq=args.seq, micro_batch=mb, trainable=trainable, weights_gib=weights_gib)
         try:
-            case.update(measure(config, model, fabric, mb, args.seq, args.iters))
+            case.update(measure(config, model, fabric, mb, args.seq, args.iters, compile))
         except torch.OutOfMemoryError:
             case["error"] = "OOM"
             torch.cuda.empty_cache()
@@ -110,8 +112,8 @@ def run(model_name: str, quantize: str, micro_batches: list, args) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="Llama-3.2-1B", help="the LoRA case's registry model ('' to skip)")
-    parser.add_argument("--micro_batch", type=int, nargs="+", default=[8])
+    parser.add_argument("--cases", nargs="*", default=["Llama-3.2-1B:8", "Llama-3.1-8B:2"], help="LoRA cases as MODEL:MICRO_BATCH")
+    parser.add_argument("--compile", choices=["no", "yes", "both"], default="both", help="torch.compile the LoRA cases")
     parser.add_argument("--qlora_model", default="Llama-3.1-8B", help="the QLoRA case's registry model ('' to skip)")
     parser.add_argument("--qlora_micro_batch", type=int, nargs="+", default=[4])
     parser.add_argument("--quantize", default="nf4", choices=["nf4", "nf4-dq", "fp4", "fp4-dq"], help="bitsandbytes mode of the QLoRA case")
@@ -123,11 +125,13 @@ def main() -> None:
     args = parser.parse_args()
     emit(dict(bench="device", name=torch.cuda.get_device_name(), torch=torch.__version__))
     cases = []
-    if args.model:
-        cases += run(args.model, "none", args.micro_batch, args)
+    compiles = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
+    for spec in args.cases:
+        name, _, mb = spec.rpartition(":")
+        cases += run(name, "none", [int(mb)], compiles, args)
     if args.qlora_model:
-        cases += run(args.qlora_model, args.quantize, args.qlora_micro_batch, args)
-    table(cases, ["model", "quantize", "micro_batch", "seq", "trainable", "weights_gib", "step_ms", "tokens_per_s", "peak_gib"])
+        cases += run(args.qlora_model, args.quantize, args.qlora_micro_batch, [False], args)
+    table(cases, ["model", "quantize", "compile", "micro_batch", "seq", "trainable", "weights_gib", "step_ms", "tokens_per_s", "peak_gib"])
 
 
 if __name__ == "__main__":

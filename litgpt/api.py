@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from litgpt.config import Config, find_entry
-from litgpt.generate.core import ensure_kv_cache, generate_batch
+from litgpt.generate.core import DecodeStep, decode_step, ensure_kv_cache, fast_decode_step, generate_batch
 from litgpt.model import GPT
 from litgpt.prompts import ChatTemplate, PromptStyle, save_prompt_style
 from litgpt.tokenizer import Tokenizer
@@ -47,6 +47,7 @@ class LLM(nn.Module):
         self.config = config
         self.checkpoint_dir = checkpoint_dir
         self.quantize: Optional[str] = None
+        self.decode_step: DecodeStep = decode_step  # set by `distribute`: CUDA graphs on GPUs, compiled if asked
 
     @property
     def device(self) -> torch.device:
@@ -65,6 +66,7 @@ class LLM(nn.Module):
         devices: Union[int, List[int]] = 1,
         precision: Optional[str] = None,
         quantize: Quantize = None,
+        compile: bool = False,
     ) -> "LLM":
         """Load a model for inference.
 
@@ -75,7 +77,7 @@ class LLM(nn.Module):
             tokenizer_dir: a folder whose tokenizer to use instead of the checkpoint's.
             access_token: Hugging Face token for gated models, when downloading.
             distribute: "auto" puts the model on a device now; None leaves that to `llm.distribute(...)`.
-            accelerator, devices, precision, quantize: as in `distribute`, used when `distribute="auto"`.
+            accelerator, devices, precision, quantize, compile: as in `distribute`, used when `distribute="auto"`.
         """
         if init == "pretrained":
             checkpoint_dir = _find_or_download(model, access_token)
@@ -93,7 +95,7 @@ class LLM(nn.Module):
         prompt_style = PromptStyle.from_checkpoint(checkpoint_dir, config) if checkpoint_dir else PromptStyle.from_config(config)
         llm = cls(None, tokenizer, prompt_style, config, checkpoint_dir)
         if distribute == "auto":
-            llm.distribute(accelerator=accelerator, devices=devices, precision=precision, quantize=quantize)
+            llm.distribute(accelerator=accelerator, devices=devices, precision=precision, quantize=quantize, compile=compile)
         elif distribute is not None:
             raise ValueError(f"distribute must be 'auto' or None, got {distribute!r}")
         return llm
@@ -106,6 +108,7 @@ class LLM(nn.Module):
         quantize: Quantize = None,
         generate_strategy: Optional[Literal["sequential", "tensor_parallel"]] = None,
         fixed_kv_cache_size: Union[int, Literal["max_model_supported"], None] = None,
+        compile: bool = False,
     ) -> None:
         """Build the model on one device, with its weights, in `precision`, optionally quantized.
 
@@ -116,6 +119,8 @@ class LLM(nn.Module):
             quantize: bitsandbytes weight quantization (CUDA only): bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq, bnb.int8.
             generate_strategy: multi-GPU strategies are not available here yet.
             fixed_kv_cache_size: allocate the KV cache once with this many positions (or the whole context).
+            compile: compile the single-token decode step with torch.compile (slower start, faster decoding). On
+                GPUs the step replays CUDA graphs either way.
         """
         from litgpt.checkpoint import load_model, precision_dtype
         from litgpt.finetuned import finetuned_kind, load_finetuned
@@ -142,6 +147,7 @@ class LLM(nn.Module):
             model = _quantize_linears(model, quantize, dtype).to(device)
             model.reset_parameters()
         self.model, self.quantize = model, quantize
+        self.decode_step = fast_decode_step(compile)
         if fixed_kv_cache_size is not None:
             size = model.max_seq_length if fixed_kv_cache_size == "max_model_supported" else int(fixed_kv_cache_size)
             ensure_kv_cache(model, 1, size)
@@ -238,6 +244,7 @@ class LLM(nn.Module):
             top_k=top_k,
             top_p=top_p,
             stop_tokens=self.prompt_style.stop_tokens(self.tokenizer),
+            step=self.decode_step,
         )
 
     def benchmark(self, num_iterations: int = 1, **generate_kwargs: Any) -> Tuple[Any, Dict[str, List[Optional[float]]]]:

@@ -51,11 +51,9 @@ def chat(
     import torch
 
     from litgpt.api import LLM
-    from litgpt.generate.core import compiled_decode_step, decode_step
-
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    llm = LLM.load(str(checkpoint_dir), access_token=access_token, precision=precision, quantize=quantize)
+    llm = LLM.load(str(checkpoint_dir), access_token=access_token, precision=precision, quantize=quantize, compile=compile)
     conversation = Conversation(
         llm.model,
         llm.tokenizer,
@@ -63,7 +61,7 @@ def chat(
         system_prompt=system_prompt,
         max_new_tokens=max_new_tokens,
         sampling=dict(temperature=temperature, top_k=top_k, top_p=top_p),
-        step=compiled_decode_step() if compile else decode_step,
+        step=llm.decode_step,
     )
     instructions = "To exit, press 'Enter' on an empty prompt."
     if multiline:

@@ -78,6 +78,14 @@ class LoRALinear(WrappedLinear):
             pieces.append(a.new_zeros(*a.shape[:-1], self.out_features - end))
         return y + (torch.cat(pieces, -1) * self.scaling).to(y.dtype)
 
+    def linear_parts(self, x: torch.Tensor) -> Optional[Tuple[List[Tuple[torch.Tensor, torch.Tensor]], Optional[torch.Tensor]]]:
+        """The output as x @ W.T + (scaled low-rank input) @ B.T + bias, for the fused loss (`litgpt.loss`);
+        None unless the layer wraps a plain nn.Linear and covers all of its output."""
+        if type(self.linear) is not nn.Linear or self.parts != [(0, self.out_features)]:
+            return None
+        a = F.linear(self.dropout(x).to(self.lora_A.dtype), self.lora_A) * self.scaling  # (N, r)
+        return [(x, self.linear.weight), (a, self.lora_B)], self.linear.bias
+
     def delta_weight(self) -> torch.Tensor:
         """The (out, in) update this layer adds to `linear.weight`, in float32."""
         delta = torch.zeros(self.out_features, self.in_features, device=self.lora_A.device, dtype=torch.float32)

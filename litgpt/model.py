@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from litgpt.config import Config
+from litgpt.loss import linear_cross_entropy
 
 
 class GPT(nn.Module):
@@ -81,13 +82,17 @@ class GPT(nn.Module):
         input_pos: Optional[torch.Tensor] = None,
         input_pos_maxp1: Optional[int] = None,
         lm_head_chunk_size: int = 0,
+        targets: Optional[torch.Tensor] = None,
+        ignore_index: int = -100,
     ) -> Union[torch.Tensor, List[torch.Tensor]]:
-        """Logits (B, T, padded_vocab_size) for tokens `idx` (B, T).
+        """Logits (B, T, padded_vocab_size) for tokens `idx` (B, T), or with `targets` the mean cross-entropy.
 
         Args:
             input_pos: positions of `idx`, (T,) or (B, T); given, the KV cache is read and written.
             input_pos_maxp1: max(input_pos) + 1 when known, so attention reads only that much of the cache.
             lm_head_chunk_size: when > 0, a list of logit chunks along T (saves memory in training).
+            targets: next-token ids (B, T); the loss skips `ignore_index`. Computed from the hidden states in
+                blocks, without ever holding the full logits (`litgpt.loss`); this is how training calls the model.
         """
         B, T = idx.shape
         if T > self.max_seq_length:
@@ -99,7 +104,9 @@ class GPT(nn.Module):
             cos, sin = self.cos[input_pos], self.sin[input_pos]  # (T | B T, n_elem[, 2])
             if input_pos.dim() == 1:
                 cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
-            masks = self._cache_masks(input_pos, input_pos_maxp1)
+            # T tokens ending at position T - 1 are a prefill from 0: they attend only to each other (causal,
+            # flash kernel) while still filling the cache; otherwise they attend over the cache through masks
+            masks = None if input_pos_maxp1 == T else self._cache_masks(input_pos, input_pos_maxp1)
 
         x = self.transformer.wte(idx)  # (B, T, n_embd)
         if self.config.scale_embeddings:
@@ -109,6 +116,8 @@ class GPT(nn.Module):
             c, s = (cos, sin) if rope_indices is None else (cos[..., rope_indices[i]], sin[..., rope_indices[i]])
             x = block(x, c, s, input_pos, input_pos_maxp1, masks)
         x = self.transformer.ln_f(x)
+        if targets is not None:
+            return linear_cross_entropy(x.flatten(0, 1), self.lm_head, targets.flatten(), ignore_index, self.config.final_logit_softcapping)
         if lm_head_chunk_size > 0:
             return [self._head(chunk) for chunk in x.split(lm_head_chunk_size, dim=1)]
         return self._head(x)
@@ -224,11 +233,13 @@ class CausalSelfAttention(nn.Module):
         if input_pos is not None:
             if self.kv_cache is None:
                 raise TypeError("Call `model.set_kv_cache(batch_size)` before passing `input_pos`")
-            k, v = self.kv_cache(input_pos, k, v)
-            if input_pos_maxp1 is not None:
-                k, v = k[:, :, :input_pos_maxp1], v[:, :, :input_pos_maxp1]
-            mask = masks[0] if self.sliding_window is None else masks[1]
-        elif self.sliding_window is not None and T > self.sliding_window:
+            cached_k, cached_v = self.kv_cache(input_pos, k, v)
+            if masks is not None:  # None: a prefill from position 0 (see GPT.forward)
+                k, v = cached_k, cached_v
+                if input_pos_maxp1 is not None:
+                    k, v = k[:, :, :input_pos_maxp1], v[:, :, :input_pos_maxp1]
+                mask = masks[0] if self.sliding_window is None else masks[1]
+        if mask is None and self.sliding_window is not None and T > self.sliding_window:
             pos = torch.arange(T, device=x.device)
             distance = pos.view(-1, 1) - pos
             mask = (distance >= 0) & (distance < self.sliding_window)  # (T, T)

@@ -32,6 +32,7 @@ def serve(
     max_batch_size: int = 1,
     api_key: Optional[str] = None,
     workers_per_device: int = 1,
+    compile: bool = False,
 ) -> None:
     """Serve a model over HTTP: POST /predict {"prompt": ...} answers {"output": ...}.
 
@@ -61,6 +62,8 @@ def serve(
         max_batch_size: The most requests generated together by each model copy.
         api_key: Answer 401 to requests without the header `Authorization: Bearer <api_key>`.
         workers_per_device: Model copies per device, each with its own batch.
+        compile: Compile the decode step with torch.compile (slower start, faster decoding). On GPUs the step
+            replays CUDA graphs either way.
     """
     from litgpt.generate.sampling import check_sampling_args
 
@@ -95,7 +98,7 @@ def serve(
     defaults = Settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     common = dict(
         checkpoint_dir=checkpoint_dir, quantize=quantize, precision=precision, defaults=defaults,
-        max_batch_size=max_batch_size, api_key=api_key,
+        max_batch_size=max_batch_size, api_key=api_key, compile=compile,
     )
     if openai_spec:
         from litserve.specs.openai import OpenAISpec

@@ -103,6 +103,7 @@ class _GenerationAPI(LitAPI):
         api_path: str = "/predict",
         stream: bool = False,
         spec: Any = None,
+        compile: bool = False,
     ) -> None:
         # litserve's own (static) batching stays off: the batcher below batches continuously
         super().__init__(api_path=api_path, stream=stream, spec=spec, enable_async=True)
@@ -111,6 +112,7 @@ class _GenerationAPI(LitAPI):
         self.defaults = defaults
         self.batch_rows = max_batch_size
         self.api_key = api_key
+        self.compile = compile
         self._prompter: Optional[Prompter] = None  # the API server's, built on its first request
 
     # ---- inference worker
@@ -119,11 +121,12 @@ class _GenerationAPI(LitAPI):
 
         accelerator, _, index = device.partition(":")
         llm = LLM.load(str(self.checkpoint_dir), distribute=None)
-        llm.distribute(accelerator=accelerator, devices=[int(index)] if index else 1, precision=self.precision, quantize=self.quantize)
+        llm.distribute(accelerator=accelerator, devices=[int(index)] if index else 1, precision=self.precision, quantize=self.quantize,
+                       compile=self.compile)
         self.llm = llm
         self._prompter = Prompter(llm.tokenizer, llm.prompt_style, llm.model.max_seq_length)
         self.stop_tokens = llm.prompt_style.stop_tokens(llm.tokenizer)
-        self.batcher = BackgroundBatcher(Batcher(llm.model, self.batch_rows))
+        self.batcher = BackgroundBatcher(Batcher(llm.model, self.batch_rows, step=llm.decode_step))
 
     async def _token_updates(self, job: Job) -> AsyncIterator[List[int]]:
         """The token ids released at each step of `job`'s generation; cancels it if the consumer stops early."""

@@ -23,7 +23,7 @@ from typing import Callable, Deque, Iterator, List, Optional, Sequence
 
 import torch
 
-from litgpt.generate.core import DecodeStep, StopSequences, StopWatcher, decode_step, ensure_kv_cache, kv_cache_shape, prefill
+from litgpt.generate.core import DecodeStep, StopSequences, StopWatcher, ensure_kv_cache, fast_decode_step, kv_cache_shape, prefill
 from litgpt.generate.sampling import check_sampling_args, is_greedy, sample
 from litgpt.model import GPT, KVCache
 
@@ -73,16 +73,16 @@ class Batcher:
     Args:
         model: the GPT; the batcher replaces its KV cache as needed.
         max_batch_size: the most sequences decoded together (KV-cache rows).
-        step: the decode step.
+        step: the decode step; default `fast_decode_step()` (CUDA graphs on GPUs).
         cache_multiple: KV-cache lengths are rounded up to this many positions to spare reallocations.
     """
 
-    def __init__(self, model: GPT, max_batch_size: int, step: DecodeStep = decode_step, cache_multiple: int = 256) -> None:
+    def __init__(self, model: GPT, max_batch_size: int, step: Optional[DecodeStep] = None, cache_multiple: int = 256) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         self.model = model
         self.max_batch_size = max_batch_size
-        self.decode_step = step
+        self.decode_step = step or fast_decode_step()
         self.cache_multiple = cache_multiple
         self.waiting: Deque[Generation] = deque()
         self.running: List[Generation] = []  # running[i] lives in KV-cache row i
@@ -160,7 +160,7 @@ class Batcher:
         device = self.model.lm_head.weight.device
         tokens = torch.tensor([[s._next_token] for s in self.running], device=device)  # (B, 1)
         positions = torch.tensor([[s._position] for s in self.running], device=device)  # (B, 1)
-        logits = self.decode_step(self.model, tokens, positions, int(positions.max()) + 1)
+        logits = self.decode_step(self.model, tokens, positions, max(s._position for s in self.running) + 1)
         for gen in self.running:
             gen._position += 1
         self._advance(0, logits)

@@ -35,6 +35,90 @@ def compiled_decode_step(**compile_options: Any) -> DecodeStep:
     return step
 
 
+class GraphedStep:
+    """A `DecodeStep` that replays a CUDA graph of the single-token forward (optionally `torch.compile`d first).
+
+    An eager step launches a few hundred small kernels from Python, which at batch 1 takes longer than the
+    kernels themselves; a graph replays them all in one call. A graph is captured the first time each shape is
+    met: the batch is padded up to a power of two (the padding rows are free cache rows), and the step attends
+    over the whole cache, or over a power-of-two prefix of it when the cache is longer than 2,048 positions.
+    Capture runs the real step a few times, which is harmless because it writes the same keys and values to the
+    same cache slots each time. Off CUDA, or for bitsandbytes-quantized models (not capturable), it is the
+    plain step (compiled if asked). The returned logits are a copy, free to keep.
+
+    Args:
+        compile: compile the step with `torch.compile(dynamic=False, **compile_options)` before capturing it.
+    """
+
+    def __init__(self, compile: bool = False, **compile_options: Any) -> None:
+        self.compile = compile
+        self.compile_options = {"dynamic": False, **compile_options}
+        self._fallback: DecodeStep = compiled_decode_step(**compile_options) if compile else decode_step
+        self._graphs: dict = {}
+        self._cache_ptr: Optional[int] = None
+        self._pool: Any = None
+        self._capturable: dict = {}  # id(model) -> bool
+
+    def __call__(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
+        if not (tokens.is_cuda and self._is_capturable(model)):
+            return self._fallback(model, tokens, positions, input_pos_maxp1)
+        cache_rows, cache_len = kv_cache_shape(model)
+        B, T = tokens.shape
+        rows = min(cache_rows, 1 << (B - 1).bit_length())
+        length = cache_len
+        if cache_len > 2048 and input_pos_maxp1 is not None:
+            length = min(cache_len, max(2048, 1 << (input_pos_maxp1 - 1).bit_length()))
+        cache_ptr = model.transformer.h[0].attn.kv_cache.k.data_ptr()
+        if cache_ptr != self._cache_ptr:  # a new cache lives at new addresses: the old graphs are stale
+            self._graphs.clear()
+            self._cache_ptr = cache_ptr
+        key = (id(model), rows, T, length)
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._graphs[key] = self._capture(model, tokens, positions, rows, length)
+        else:
+            entry["tokens"][:B].copy_(tokens)
+            entry["positions"][:B].copy_(positions)
+        entry["graph"].replay()
+        return entry["logits"][:B].clone()
+
+    def _is_capturable(self, model: GPT) -> bool:
+        if id(model) not in self._capturable:
+            quantized = any(type(m).__module__.startswith("bitsandbytes") for m in model.modules())
+            self._capturable[id(model)] = not quantized
+        return self._capturable[id(model)]
+
+    def _capture(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, rows: int, length: int) -> dict:
+        B, T = tokens.shape
+        static_tokens = torch.zeros(rows, T, dtype=tokens.dtype, device=tokens.device)
+        static_positions = torch.zeros(rows, T, dtype=positions.dtype, device=positions.device)
+        static_tokens[:B].copy_(tokens)
+        static_positions[:B].copy_(positions)
+
+        def forward(tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+            return model(tokens, positions, input_pos_maxp1=length)[:, -1]
+
+        if self.compile:
+            forward = torch.compile(forward, **self.compile_options)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (and compilation) off the capturing stream
+            for _ in range(2):
+                forward(static_tokens, static_positions)
+        torch.cuda.current_stream().wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            logits = forward(static_tokens, static_positions)
+        return {"graph": graph, "tokens": static_tokens, "positions": static_positions, "logits": logits}
+
+
+def fast_decode_step(compile: bool = False) -> DecodeStep:
+    """The decode step commands use: CUDA graphs on GPUs, compiled with `--compile`."""
+    return GraphedStep(compile=compile)
+
+
 def kv_cache_shape(model: GPT) -> Optional[Tuple[int, int]]:
     """(batch size, length) of the model's KV cache, None if it has none."""
     cache = model.transformer.h[0].attn.kv_cache
@@ -139,7 +223,7 @@ def generate_batch(
 
     Args:
         cached: leading prompt tokens (shared by all rows) already in the KV cache from an earlier call.
-        step: the decode step, e.g. `compiled_decode_step()`.
+        step: the decode step, e.g. `fast_decode_step()` (CUDA graphs).
     """
     check_sampling_args(temperature, top_k, top_p)
     if max_new_tokens < 1:
@@ -155,11 +239,19 @@ def generate_batch(
         )
     watchers = [StopWatcher(stop_tokens, include_stop) for _ in range(B)]
     logits = prefill(model, prompts, start=min(cached, int(lengths.min()) - 1))
-    positions = lengths.to(prompts[0].device).view(B, 1)  # where each row's next token goes
+    device = prompts[0].device
+    positions = lengths.to(device).view(B, 1)  # where each row's next token goes
+    reader = _TokenReader(device)
     for i in range(max_new_tokens):
         tokens = sample(logits, temperature, top_k, top_p, generator)  # (B,)
+        reader.start(tokens)
+        if i < max_new_tokens - 1:
+            # queue the next step before reading these tokens back, so the device never waits for the host;
+            # when every row stops here, that step's work is wasted but harmless
+            logits = step(model, tokens.view(B, 1), positions, int(lengths.max()) + i + 1)
+            positions = positions + 1
         released = []
-        for row, token in enumerate(tokens.tolist()):
+        for row, token in enumerate(reader.result()):
             watcher = watchers[row]
             released.append([] if watcher.stopped else watcher.push(token))
         last_step = i == max_new_tokens - 1 or all(w.stopped for w in watchers)
@@ -168,8 +260,28 @@ def generate_batch(
         yield released
         if last_step:
             return
-        logits = step(model, tokens.view(B, 1), positions, int(positions.max()) + 1)
-        positions = positions + 1
+
+
+class _TokenReader:
+    """Copies sampled tokens to the host without blocking the device queue; `result()` waits for them."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.tokens: Optional[torch.Tensor] = None
+
+    def start(self, tokens: torch.Tensor) -> None:
+        if not self.cuda:
+            self.tokens = tokens
+            return
+        self.tokens = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+        self.tokens.copy_(tokens, non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
+
+    def result(self) -> List[int]:
+        if self.cuda:
+            self.event.synchronize()
+        return self.tokens.tolist()
 
 
 def generate_tokens(

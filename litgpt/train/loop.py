@@ -221,7 +221,6 @@ def fit(
     resume: Optional[Path],
     files: FolderFiles,
     compile: bool = False,
-    lm_head_chunk_size: int = 0,
     sample: Optional[Callable[["Fabric", Any, int], None]] = None,
 ) -> Dict[str, Any]:
     """Train `model` (built and initialised, not yet set up by Fabric) on `data`; write checkpoints and final/.
@@ -296,7 +295,7 @@ def fit(
     val_loss: Optional[float] = None
 
     def run_validation(max_iters: int) -> float:
-        loss = validate(fabric, model, val_loader, max_iters, seq_len, lm_head_chunk_size, ignore_index)
+        loss = validate(fabric, model, val_loader, max_iters, seq_len, ignore_index)
         state["history"].append({"step": state["step_count"], "val_loss": loss})
         fabric.log_dict({"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}, step=state["step_count"])
         progress.print(f"step {state['step_count']}: val loss {loss:.4f}, val ppl {math.exp(min(loss, 50)):.2f}")
@@ -318,8 +317,8 @@ def fit(
             batch = next(batches)
             input_ids, targets = split_batch(batch, seq_len)
             with fabric.no_backward_sync(model, enabled=micro < accum - 1):
-                logits = model(input_ids, lm_head_chunk_size=lm_head_chunk_size)
-                loss = next_token_loss(logits, targets, ignore_index)
+                # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
+                loss = model(input_ids, targets=targets, ignore_index=ignore_index)
                 fabric.backward(loss / accum)
             state["loss_sum"] += loss.detach()
             state["loss_count"] += 1
@@ -449,23 +448,6 @@ def split_batch(batch: Any, seq_len: int) -> Tuple["torch.Tensor", "torch.Tensor
     return batch[:, :seq_len].long(), batch[:, 1 : seq_len + 1].long()
 
 
-def next_token_loss(
-    logits: Union["torch.Tensor", List["torch.Tensor"]], targets: "torch.Tensor", ignore_index: int = -100
-) -> "torch.Tensor":
-    """Mean cross-entropy over targets that are not `ignore_index`; `logits` may come as chunks along T."""
-    import torch
-    import torch.nn.functional as F
-
-    if isinstance(logits, torch.Tensor):
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=ignore_index)
-    chunks = targets.split([chunk.size(1) for chunk in logits], dim=1)
-    total = sum(
-        F.cross_entropy(chunk.flatten(0, 1), target.flatten(), ignore_index=ignore_index, reduction="sum")
-        for chunk, target in zip(logits, chunks)
-    )
-    return total / (targets != ignore_index).sum().clamp(min=1)
-
-
 def plan_steps(train: TrainArgs, accum: int, world_size: int, seq_len: int, iters_per_epoch: Optional[int]) -> int:
     """The run's optimizer steps: the tightest of --train.max_steps, max_tokens and epochs."""
     limits = []
@@ -498,7 +480,7 @@ def stop_for_time(fabric: "Fabric", elapsed: float, max_time: float) -> bool:
 
 
 def validate(
-    fabric: "Fabric", model: Any, loader: Any, max_iters: int, seq_len: int, lm_head_chunk_size: int = 0, ignore_index: int = -100
+    fabric: "Fabric", model: Any, loader: Any, max_iters: int, seq_len: int, ignore_index: int = -100
 ) -> float:
     """Mean loss over the first `max_iters` validation batches, averaged over processes."""
     import torch
@@ -511,7 +493,7 @@ def validate(
             if k >= max_iters:
                 break
             input_ids, targets = split_batch(batch, seq_len)
-            total += next_token_loss(model(input_ids, lm_head_chunk_size=lm_head_chunk_size), targets, ignore_index)
+            total += model(input_ids, targets=targets, ignore_index=ignore_index)
             count += 1
     model.train()
     return fabric.all_reduce(total / max(count, 1), reduce_op="mean").item()

@@ -46,7 +46,7 @@ def setup(
     tokenizer_dir: Optional[Path] = None,
     logger_name: Literal["wandb", "tensorboard", "csv", "mlflow", "litlogger"] = "tensorboard",
     seed: int = 42,
-    compile: bool = False,
+    compile: Optional[bool] = None,
 ) -> None:
     """Pretrain a model.
 
@@ -71,7 +71,7 @@ def setup(
         tokenizer_dir: The folder of the tokenizer that tokenizes the data; copied into every checkpoint.
         logger_name: Where metrics go: tensorboard and csv write under out_dir/logs.
         seed: The random seed of the weights and the data order.
-        compile: Compile the model with torch.compile.
+        compile: Compile the model with torch.compile; default: on when training on CUDA GPUs.
     """
     if model_name == "list":
         print("\n".join(names()))
@@ -138,7 +138,7 @@ def _run(
     out_dir: Path,
     files: "FolderFiles",
     seed: int,
-    compile: bool,
+    compile: Optional[bool],
     hparams: Dict[str, Any],
 ) -> None:
     """The work of each process."""
@@ -168,7 +168,7 @@ def _run(
         model.max_seq_length = train.max_seq_length
     loop.fit(
         fabric, model, method=loop.Method(), data=data, train=train, eval=eval, optimizer=optimizer,
-        out_dir=out_dir, resume=resume_path, files=files, compile=compile,
+        out_dir=out_dir, resume=resume_path, files=files, compile=fabric.device.type == "cuda" if compile is None else compile,
     )
 
 

@@ -100,3 +100,33 @@ def test_sampling_is_reproducible(llama_dir):
         generator = torch.Generator().manual_seed(3)
         runs.append(list(generate_tokens(model, torch.tensor(PROMPTS[0]), 20, temperature=1.0, top_p=0.9, generator=generator)))
     assert runs[0] == runs[1]
+
+
+def test_graphed_step_off_cuda_is_the_plain_step(family_dir):
+    from litgpt.generate.core import GraphedStep
+
+    model = load_model(family_dir)
+    for prompt in PROMPTS:
+        assert greedy(model, prompt, 10, step=GraphedStep()) == greedy(model, prompt, 10)
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_a_prefill_from_position_zero_equals_attending_over_the_masked_cache(window):
+    from litgpt.config import Config
+    from litgpt.model import GPT
+
+    torch.manual_seed(0)
+    config = Config(n_layer=2, n_head=4, n_query_groups=2, n_embd=32, block_size=16, vocab_size=64, padded_vocab_size=64,
+                    sliding_window_size=window)
+    model = GPT(config).eval()
+    idx = torch.randint(0, 64, (2, 7))
+    positions = torch.arange(7).expand(2, -1)
+    with torch.inference_mode():
+        model.set_kv_cache(batch_size=2, max_seq_length=12)
+        fresh = model(idx, positions, input_pos_maxp1=7)  # only the new tokens attend to each other
+        fresh_cache = model.transformer.h[1].attn.kv_cache.k.clone()
+        model.set_kv_cache(batch_size=2, max_seq_length=12)
+        masked = model(idx, positions)  # over the whole cache, masked
+        torch.testing.assert_close(fresh, masked)
+        torch.testing.assert_close(fresh_cache, model.transformer.h[1].attn.kv_cache.k)
+        torch.testing.assert_close(fresh, model(idx))

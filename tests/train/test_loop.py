@@ -35,27 +35,6 @@ def test_plan_steps_takes_the_tightest_limit():
         plan_steps(TrainArgs(max_tokens=10, lr_warmup_steps=1), accum=1, world_size=1, seq_len=10, iters_per_epoch=None)
 
 
-def test_chunked_loss_equals_whole_loss():
-    from litgpt.train.loop import next_token_loss
-
-    logits = torch.randn(2, 7, 11)
-    targets = torch.randint(0, 11, (2, 7))
-    targets[0, :3] = -100
-    whole = next_token_loss(logits, targets)
-    chunked = next_token_loss(list(logits.split(3, dim=1)), targets)
-    assert chunked == pytest.approx(whole.item(), rel=1e-6)
-
-
-def test_loss_skips_the_given_ignore_index():
-    from litgpt.train.loop import next_token_loss
-
-    logits = torch.randn(1, 5, 11)
-    targets = torch.tensor([[3, -1, 4, -1, 5]])
-    expected = torch.nn.functional.cross_entropy(logits[0, [0, 2, 4]], targets[0, [0, 2, 4]])
-    assert next_token_loss(logits, targets, ignore_index=-1).item() == pytest.approx(expected.item(), rel=1e-6)
-    assert next_token_loss(list(logits.split(2, dim=1)), targets, ignore_index=-1).item() == pytest.approx(expected.item(), rel=1e-6)
-
-
 def test_split_batch_for_token_blocks_and_instruction_batches():
     from litgpt.train.loop import split_batch
 
