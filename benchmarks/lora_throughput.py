@@ -98,8 +98,11 @@ def run(model_name: str, quantize: str, micro_batches: list, compiles: list, arg
     for mb, compile in [(mb, c) for mb in micro_batches for c in compiles]:
         case = dict(bench="lora_throughput", model=model_name, quantize=quantize, compile=compile, r=args.r,
                     layers=",".join(args.layers), seq=args.seq, micro_batch=mb, trainable=trainable, weights_gib=weights_gib)
+        if compile and args.memory_budget < 1:
+            case["memory_budget"] = args.memory_budget
         try:
-            case.update(measure(config, model, fabric, mb, args.seq, args.iters, compile))
+            with torch._functorch.config.patch(activation_memory_budget=args.memory_budget):
+                case.update(measure(config, model, fabric, mb, args.seq, args.iters, compile))
         except torch.OutOfMemoryError:
             case["error"] = "OOM"
             torch.cuda.empty_cache()
@@ -122,6 +125,8 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.05)
     parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS)
     parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--memory_budget", type=float, default=1.0,
+                        help="torch.compile's activation memory budget (below 1 it recomputes cheap activations to save memory)")
     args = parser.parse_args()
     emit(dict(bench="device", name=torch.cuda.get_device_name(), torch=torch.__version__))
     cases = []

@@ -32,7 +32,7 @@ def flops_per_token(config: Config, n_params: int, seq: int) -> float:
     return 6 * n_params + attention
 
 
-def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bool, iters: int, peak: float) -> dict:
+def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bool, iters: int, peak: float, sdpa: str = "default") -> dict:
     config = Config.from_name(model_name, block_size=max(seq, Config.from_name(model_name).block_size))
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -55,12 +55,18 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
         optimizer.zero_grad(set_to_none=True)
 
     torch.cuda.reset_peak_memory_stats()
-    ms = statistics.median(cuda_time_ms(step, iters=iters, warmup=3 if not compile else 5))
+    from contextlib import nullcontext
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    with sdpa_kernel(order, set_priority=True) if sdpa == "cudnn" else nullcontext():
+        ms = statistics.median(cuda_time_ms(step, iters=iters, warmup=3 if not compile else 5))
     tokens_per_s = micro_batch * seq / (ms / 1e3)
     achieved = tokens_per_s * flops_per_token(config, n_params, seq) / 1e12
     return dict(
         bench="train_throughput", harness="step", model=model_name, seq=seq, micro_batch=micro_batch, precision=precision,
-        compile=compile, step_ms=round(ms, 1), tokens_per_s=round(tokens_per_s), mfu_989=round(achieved / 989, 3),
+        compile=compile, sdpa=sdpa, step_ms=round(ms, 1), tokens_per_s=round(tokens_per_s), mfu_989=round(achieved / 989, 3),
         mfu_measured=round(achieved / peak, 3), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1),
     )
 
@@ -126,6 +132,7 @@ def main() -> None:
     parser.add_argument("--compile", choices=["no", "yes", "both"], default="both")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--harness", choices=["loop", "step", "both"], default="both")
+    parser.add_argument("--sdpa", nargs="+", choices=["default", "cudnn"], default=["default"], help="attention kernels tried first (step harness)")
     args = parser.parse_args()
     peak = matmul_peak_tflops()
     emit(dict(bench="matmul_peak", tflops=round(peak, 1)))
@@ -139,9 +146,9 @@ def main() -> None:
             args.precision = []
     for precision in args.precision:
         for compile in {"no": [False], "yes": [True], "both": [False, True]}[args.compile]:
-            for mb in args.micro_batch:
+            for mb, sdpa in [(mb, sdpa) for mb in args.micro_batch for sdpa in args.sdpa]:
                 try:
-                    case = run(args.model, args.seq, mb, precision, compile, args.iters, peak)
+                    case = run(args.model, args.seq, mb, precision, compile, args.iters, peak, sdpa)
                 except torch.OutOfMemoryError:
                     case = dict(bench="train_throughput", model=args.model, micro_batch=mb, precision=precision, compile=compile, error="OOM")
                 torch.cuda.empty_cache()

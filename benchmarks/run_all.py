@@ -1,0 +1,125 @@
+"""Run the benchmark suite on one GPU and print every figure against its target.
+
+    python benchmarks/run_all.py                       # everything (about 15 minutes on an H200)
+    python benchmarks/run_all.py --groups decode serve # some groups; a device call is limited to 10 minutes
+
+Each group is one script in its own process (so one crash or OOM does not take the rest down); their JSON lines
+are collected into `--out`/results.jsonl, the scripts' own output into `--out`/<group>.log, and the summary table
+(figure, ours, reference, target, met) is printed last. QLoRA needs bitsandbytes; serving needs litserve.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+
+GROUPS: Dict[str, List[str]] = {
+    "train": ["train_throughput.py", "--harness", "loop", "--iters", "6"],
+    "train_variants": ["train_throughput.py", "--harness", "step", "--precision", "bf16-mixed", "--compile", "no", "--iters", "6"],
+    "lora": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "Llama-3.1-8B:2", "--compile", "yes", "--qlora_model", "", "--iters", "4"],
+    "lora_eager": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "no", "--qlora_model", "", "--iters", "4"],
+    "qlora": ["lora_throughput.py", "--cases", "--qlora_model", "Llama-3.1-8B", "--qlora_micro_batch", "2", "--iters", "4"],
+    "decode": ["decode_throughput.py", "--model", "Llama-3.2-1B", "Llama-3.1-8B", "--repeats", "2"],
+    "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "--seconds", "15"],
+}
+
+
+def pick(results: List[Dict], **match) -> Optional[Dict]:
+    for case in results:
+        if all(case.get(k) == v for k, v in match.items()):
+            return case
+    return None
+
+
+def row(figure: str, case: Optional[Dict], key: str, reference: str, target: Optional[float], unit: str = "",
+        lower_is_better: bool = False, extra: Callable[[Dict], str] = lambda c: "") -> List[str]:
+    if case is None or key not in case:
+        return [figure, "not measured", reference, "" if target is None else f"{target:,g}{unit}", ""]
+    value = case[key]
+    met = "" if target is None else ("yes" if (value <= target if lower_is_better else value >= target) else "no")
+    note = extra(case)
+    return [figure, f"{value:,}{unit}" + (f" ({note})" if note else ""), reference, "" if target is None else f"{target:,g}{unit}", met]
+
+
+def summary(results: List[Dict]) -> List[List[str]]:
+    rows = [
+        row("pretrain tiny-llama-1.1b 16x2048, `litgpt pretrain` defaults", pick(results, bench="train_throughput", harness="loop"),
+            "tokens_per_s", "72.0k (bf16-mixed + compile)", 94_000, extra=lambda c: f"{c['mfu_989']:.1%} MFU of 989, {c['peak_gib']} GiB"),
+        row("pretrain, bare step, eager bf16-mixed", pick(results, bench="train_throughput", harness="step", compile=False),
+            "tokens_per_s", "49.2k", None),
+        row("LoRA r=8 all linear, Llama-3.2-1B 8x2048, compiled", pick(results, bench="lora_throughput", model="Llama-3.2-1B", compile=True),
+            "tokens_per_s", "51.6k, 45.7 GiB", 77_000, extra=lambda c: f"{c.get('peak_gib')} GiB"),
+        row("LoRA peak memory, Llama-3.2-1B, compiled", pick(results, bench="lora_throughput", model="Llama-3.2-1B", compile=True),
+            "peak_gib", "45.7 GiB", 45.7, " GiB", lower_is_better=True),
+        row("LoRA r=8, Llama-3.2-1B, eager", pick(results, bench="lora_throughput", model="Llama-3.2-1B", compile=False, quantize="none"),
+            "tokens_per_s", "51.6k", None, extra=lambda c: f"{c.get('peak_gib')} GiB"),
+        row("LoRA r=8, Llama-3.1-8B 2x2048, compiled", pick(results, bench="lora_throughput", model="Llama-3.1-8B", quantize="none"),
+            "tokens_per_s", "", None, extra=lambda c: f"{c.get('peak_gib')} GiB"),
+        row("QLoRA nf4, Llama-3.1-8B 2x2048", pick(results, bench="lora_throughput", quantize="nf4"),
+            "tokens_per_s", "", None, extra=lambda c: f"{c.get('peak_gib')} GiB"),
+    ]
+    for model, eager_ref, compiled_target, compiled_ref in (("Llama-3.2-1B", 66.5, 1000, "HF 430, LitGPT patched 652"),
+                                                            ("Llama-3.1-8B", 38.1, 240, "HF 130, LitGPT patched 186")):
+        checks = lambda c: f"greedy = eager {c['greedy_tokens_equal_to_eager']}, logits diff {c['first_step_logits_max_diff']}"
+        rows.append(row(f"decode {model} batch 1, eager step", pick(results, bench="decode_throughput", model=model, step="eager"),
+                        "tokens_per_s", f"{eager_ref} (LitGPT eager)", 2 * eager_ref))
+        rows.append(row(f"decode {model}, CUDA graphs (default, no compile)", pick(results, bench="decode_throughput", model=model, step="graphs"),
+                        "tokens_per_s", f"{eager_ref} (LitGPT eager)", 2 * eager_ref, extra=checks))
+        rows.append(row(f"decode {model}, --compile", pick(results, bench="decode_throughput", model=model, step="compiled"),
+                        "tokens_per_s", compiled_ref, compiled_target, extra=checks))
+        rows.append(row(f"time to first token {model}, --compile", pick(results, bench="decode_throughput", model=model, step="compiled"),
+                        "ttft_ms", "2.8 / 7.6 ms (LitGPT patched)", 8.0 if "8B" in model else None, " ms", lower_is_better=True))
+    speedup = pick(results, bench="serve_speedup")
+    rows.append(row("serve Llama-3.2-1B, 64 clients / one-at-a-time", speedup, "ratio", "", 5.0, "x"))
+    for case in results:
+        if case.get("bench") == "serve_throughput":
+            rows.append(row(f"serve, {case.get('clients')} clients, max_batch_size {case.get('max_batch_size')}", case, "tokens_per_s", "", None,
+                            extra=lambda c: f"{c.get('requests_per_s')} req/s, p50 {c.get('p50_ms')} ms, p99 {c.get('p99_ms')} ms"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", HERE / "out")))
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per group")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: List[Dict] = []
+    for group in args.groups:
+        start = time.time()
+        command = [sys.executable, str(HERE / GROUPS[group][0]), *GROUPS[group][1:]]
+        print(f"== {group}: {' '.join(command[1:])}", flush=True)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+            output, status = done.stdout + done.stderr, done.returncode
+        except subprocess.TimeoutExpired as error:
+            output, status = (error.stdout or b"").decode() + (error.stderr or b"").decode(), "timeout"
+        (args.out / f"{group}.log").write_text(output)
+        for line in output.splitlines():
+            if line.startswith("{"):
+                try:
+                    case = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                case["group"] = group
+                results.append(case)
+                print(line, flush=True)
+        print(f"== {group}: exit {status} after {time.time() - start:.0f} s", flush=True)
+    with open(args.out / "results.jsonl", "a") as f:
+        for case in results:
+            f.write(json.dumps(case) + "\n")
+    print("figure | ours | reference | target | met")
+    for r in summary(results):
+        if r[1] != "not measured":
+            print(" | ".join(r))
+
+
+if __name__ == "__main__":
+    main()
