@@ -22,11 +22,12 @@ HERE = Path(__file__).resolve().parent
 GROUPS: Dict[str, List[str]] = {
     "train": ["train_throughput.py", "--harness", "loop", "--iters", "6"],
     "train_variants": ["train_throughput.py", "--harness", "step", "--precision", "bf16-mixed", "--compile", "no", "--iters", "6"],
-    "lora": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "Llama-3.1-8B:2", "--compile", "yes", "--qlora_model", "", "--iters", "4"],
+    "lora": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "yes", "--qlora_model", "", "--iters", "4", "--memory_budget", "0.5"],
+    "lora_8b": ["lora_throughput.py", "--cases", "Llama-3.1-8B:2", "--compile", "yes", "--qlora_model", "", "--iters", "4"],
     "lora_eager": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "no", "--qlora_model", "", "--iters", "4"],
     "qlora": ["lora_throughput.py", "--cases", "--qlora_model", "Llama-3.1-8B", "--qlora_micro_batch", "2", "--iters", "4"],
     "decode": ["decode_throughput.py", "--model", "Llama-3.2-1B", "Llama-3.1-8B", "--repeats", "2"],
-    "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "--seconds", "15"],
+    "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "--seconds", "12"],
 }
 
 

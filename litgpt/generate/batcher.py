@@ -146,6 +146,7 @@ class Batcher:
         device = self.model.lm_head.weight.device
         try:
             with _cache_rows(self.model, first, first + len(new)):
+                # eager: the rows' cache views are new objects each time, which a compiled prefill would recompile for
                 logits = prefill(self.model, [s.prompt.to(device) for s in new])  # (len(new), V)
         except Exception as error:
             for gen in new:

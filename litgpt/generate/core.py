@@ -58,6 +58,7 @@ class GraphedStep:
         self._cache_ptr: Optional[int] = None
         self._pool: Any = None
         self._capturable: dict = {}  # id(model) -> bool
+        self._prefills: dict = {}  # id(model) -> compiled forward
 
     def __call__(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
         if not (tokens.is_cuda and self._is_capturable(model)):
@@ -81,6 +82,15 @@ class GraphedStep:
             entry["positions"][:B].copy_(positions)
         entry["graph"].replay()
         return entry["logits"][:B].clone()
+
+    def prefill_forward(self, model: GPT) -> Optional[Callable]:
+        """With `compile`, on CUDA: the model compiled for prefills of any length (dynamic shapes, no graphs); an
+        eager prefill of a large model spends longer launching its kernels from Python than running them."""
+        if not (self.compile and model.lm_head.weight.is_cuda and self._is_capturable(model)):
+            return None
+        if id(model) not in self._prefills:
+            self._prefills[id(model)] = torch.compile(model, dynamic=True)
+        return self._prefills[id(model)]
 
     def _is_capturable(self, model: GPT) -> bool:
         if id(model) not in self._capturable:
@@ -140,10 +150,11 @@ def ensure_kv_cache(model: GPT, batch_size: int, length: int, multiple: int = 1)
     return True
 
 
-def prefill(model: GPT, prompts: Sequence[torch.Tensor], start: int = 0) -> torch.Tensor:
+def prefill(model: GPT, prompts: Sequence[torch.Tensor], start: int = 0, forward: Optional[Callable] = None) -> torch.Tensor:
     """Feed `prompts[i][start:]` (rows of any length) through the KV cache; the logits (B, V) after each row's last token.
 
-    The first `start` tokens of every prompt must already be in the cache at positions 0..start-1.
+    The first `start` tokens of every prompt must already be in the cache at positions 0..start-1. `forward`
+    replaces `model`'s own call (a compiled one, see `prefill_forward`).
     """
     lengths = [int(p.numel()) for p in prompts]
     if min(lengths) <= start:
@@ -154,7 +165,9 @@ def prefill(model: GPT, prompts: Sequence[torch.Tensor], start: int = 0) -> torc
     for row, prompt in enumerate(prompts):
         tokens[row, : lengths[row] - start] = prompt.reshape(-1)[start:]
     positions = torch.arange(start, T, device=device).expand(len(prompts), -1)
-    logits = model(tokens, positions, input_pos_maxp1=T)  # (B, T - start, V)
+    logits = (forward or model)(tokens, positions, input_pos_maxp1=T)  # (B, T - start, V)
+    if min(lengths) == T:
+        return logits[:, -1]
     last = torch.tensor(lengths, device=device) - 1 - start
     return logits[torch.arange(len(prompts), device=device), last]
 
@@ -238,7 +251,9 @@ def generate_batch(
             f"{B} x {needed} positions; the model has {shape or 'none'} (see ensure_kv_cache)"
         )
     watchers = [StopWatcher(stop_tokens, include_stop) for _ in range(B)]
-    logits = prefill(model, prompts, start=min(cached, int(lengths.min()) - 1))
+    prefill_forward = getattr(step, "prefill_forward", None)
+    forward = prefill_forward(model) if prefill_forward is not None else None
+    logits = prefill(model, prompts, start=min(cached, int(lengths.min()) - 1), forward=forward)
     device = prompts[0].device
     positions = lengths.to(device).view(B, 1)  # where each row's next token goes
     reader = _TokenReader(device)
