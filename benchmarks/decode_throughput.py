@@ -26,11 +26,11 @@ from litgpt.generate.core import GraphedStep, decode_step, generate_tokens, pref
 from litgpt.model import GPT  # noqa: E402
 
 
-def build(model_name: str, length: int) -> GPT:
+def build(model_name: str, length: int, dtype: torch.dtype = torch.bfloat16) -> GPT:
     config = Config.from_name(model_name)
     torch.manual_seed(0)
     default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
+    torch.set_default_dtype(dtype)
     try:
         with torch.device("cuda"):
             model = GPT(config).eval()
@@ -80,7 +80,7 @@ def run(model: GPT, model_name: str, kind: str, prompt: torch.Tensor, new: int, 
     bound = bandwidth * 1e12 / weight_bytes  # tokens/s if each step only had to read the weights once
     rate = statistics.median(rates)
     return dict(
-        bench="decode_throughput", model=model_name, step=kind, prompt=prompt.numel(), new=new, tokens_per_s=round(rate, 1),
+        bench="decode_throughput", model=model_name, dtype=str(model.lm_head.weight.dtype).replace("torch.", ""), step=kind, prompt=prompt.numel(), new=new, tokens_per_s=round(rate, 1),
         ttft_ms=round(statistics.median(firsts) * 1e3, 2), bandwidth_bound=round(bound), fraction=round(rate / bound, 3),
         greedy_tokens_equal_to_eager=f"{agree}/{len(tokens)}",
         first_step_logits_max_diff=round(float((logits - reference["logits"]).abs().max()), 4),
@@ -93,13 +93,15 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--new", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16",
+                        help="float32 makes the greedy comparison exact enough to catch a wrong fast path: random-weight logits are near-ties")
     parser.add_argument("--step", nargs="+", default=["eager", "graphs", "compiled"], choices=["eager", "graphs", "compiled"])
     args = parser.parse_args()
     bandwidth = copy_bandwidth_tbs()  # bytes read + written, the figure the reference bound uses
     emit(dict(bench="copy_bandwidth", tbs=round(bandwidth, 2)))
     cases = []
     for name in args.model:
-        model = build(name, args.prompt + args.new)
+        model = build(name, args.prompt + args.new, getattr(torch, args.dtype))
         prompt = torch.randint(0, model.config.vocab_size, (args.prompt,), device="cuda", generator=torch.Generator("cuda").manual_seed(1))
         reference: dict = {}
         for kind in ["eager"] + [k for k in args.step if k != "eager"]:
@@ -109,7 +111,7 @@ def main() -> None:
                 cases.append(case)
         del model
         torch.cuda.empty_cache()
-    table(cases, ["model", "step", "tokens_per_s", "ttft_ms", "bandwidth_bound", "fraction", "greedy_tokens_equal_to_eager", "first_step_logits_max_diff"])
+    table(cases, ["model", "dtype", "step", "tokens_per_s", "ttft_ms", "bandwidth_bound", "fraction", "greedy_tokens_equal_to_eager", "first_step_logits_max_diff"])
 
 
 if __name__ == "__main__":

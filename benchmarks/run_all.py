@@ -27,6 +27,7 @@ GROUPS: Dict[str, List[str]] = {
     "lora_eager": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "no", "--qlora_model", "", "--iters", "4"],
     "qlora": ["lora_throughput.py", "--cases", "--qlora_model", "Llama-3.1-8B", "--qlora_micro_batch", "2", "--iters", "4"],
     "decode": ["decode_throughput.py", "--model", "Llama-3.2-1B", "Llama-3.1-8B", "--repeats", "2"],
+    "decode_check": ["decode_throughput.py", "--model", "Llama-3.2-1B", "--dtype", "float32", "--new", "64", "--repeats", "1"],
     "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "--seconds", "12"],
 }
 
@@ -45,7 +46,8 @@ def row(figure: str, case: Optional[Dict], key: str, reference: str, target: Opt
     value = case[key]
     met = "" if target is None else ("yes" if (value <= target if lower_is_better else value >= target) else "no")
     note = extra(case)
-    return [figure, f"{value:,}{unit}" + (f" ({note})" if note else ""), reference, "" if target is None else f"{target:,g}{unit}", met]
+    shown = f"{value:,}" if isinstance(value, (int, float)) else str(value)
+    return [figure, f"{shown}{unit}" + (f" ({note})" if note else ""), reference, "" if target is None else f"{target:,g}{unit}", met]
 
 
 def summary(results: List[Dict]) -> List[List[str]]:
@@ -68,14 +70,18 @@ def summary(results: List[Dict]) -> List[List[str]]:
     for model, eager_ref, compiled_target, compiled_ref in (("Llama-3.2-1B", 66.5, 1000, "HF 430, LitGPT patched 652"),
                                                             ("Llama-3.1-8B", 38.1, 240, "HF 130, LitGPT patched 186")):
         checks = lambda c: f"greedy = eager {c['greedy_tokens_equal_to_eager']}, logits diff {c['first_step_logits_max_diff']}"
-        rows.append(row(f"decode {model} batch 1, eager step", pick(results, bench="decode_throughput", model=model, step="eager"),
+        rows.append(row(f"decode {model} batch 1, eager step", pick(results, bench="decode_throughput", model=model, step="eager", dtype="bfloat16"),
                         "tokens_per_s", f"{eager_ref} (LitGPT eager)", 2 * eager_ref))
-        rows.append(row(f"decode {model}, CUDA graphs (default, no compile)", pick(results, bench="decode_throughput", model=model, step="graphs"),
+        rows.append(row(f"decode {model}, CUDA graphs (default, no compile)", pick(results, bench="decode_throughput", model=model, step="graphs", dtype="bfloat16"),
                         "tokens_per_s", f"{eager_ref} (LitGPT eager)", 2 * eager_ref, extra=checks))
-        rows.append(row(f"decode {model}, --compile", pick(results, bench="decode_throughput", model=model, step="compiled"),
+        rows.append(row(f"decode {model}, --compile", pick(results, bench="decode_throughput", model=model, step="compiled", dtype="bfloat16"),
                         "tokens_per_s", compiled_ref, compiled_target, extra=checks))
-        rows.append(row(f"time to first token {model}, --compile", pick(results, bench="decode_throughput", model=model, step="compiled"),
+        rows.append(row(f"time to first token {model}, --compile", pick(results, bench="decode_throughput", model=model, step="compiled", dtype="bfloat16"),
                         "ttft_ms", "2.8 / 7.6 ms (LitGPT patched)", 8.0 if "8B" in model else None, " ms", lower_is_better=True))
+    for case in results:
+        if case.get("bench") == "decode_throughput" and case.get("dtype") == "float32" and case.get("step") != "eager":
+            rows.append(row(f"greedy check, {case['model']} float32, {case['step']} vs eager", case, "greedy_tokens_equal_to_eager", "", None,
+                            extra=lambda c: f"first-step logits max diff {c['first_step_logits_max_diff']}"))
     speedup = pick(results, bench="serve_speedup")
     rows.append(row("serve Llama-3.2-1B, 64 clients / one-at-a-time", speedup, "ratio", "", 5.0, "x"))
     for case in results:
