@@ -22,8 +22,7 @@ def probe(name):
         with profile(activities=[ProfilerActivity.CUDA]) as p:
             f(); torch.cuda.synchronize()
         top(p, 10)
-        for label, step in [("graphs", GraphedStep()), ("compiled", GraphedStep(compile=True)),
-                            ("compiled-cdt", GraphedStep(compile=True, options={"coordinate_descent_tuning": True}))]:
+        for label, step in [("compiled", GraphedStep(compile=True))]:
             tok = torch.tensor([[5]], device="cuda"); pos = torch.tensor([[128]], device="cuda")
             step(model, tok, pos, 129)
             ms = statistics.median(cuda_time_ms(lambda: step(model, tok, pos, 129), 20, 3))
@@ -32,9 +31,6 @@ def probe(name):
                 torch.cuda.synchronize()
             print(f"{name} {label} step {ms:.3f} ms", flush=True)
             top(p, 8)
-            t = time.perf_counter(); n = 0
-            for _ in generate_tokens(model, prompt, 128, temperature=0.0, step=step): n += 1
-            torch.cuda.synchronize(); print(f"{name} {label} loop {n / (time.perf_counter() - t):.1f} tok/s", flush=True)
     del model; torch.cuda.empty_cache()
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ GROUPS: Dict[str, List[str]] = {
     "lora_8b": ["lora_throughput.py", "--cases", "Llama-3.1-8B:2", "--compile", "yes", "--qlora_model", "", "--iters", "4"],
     "lora_eager": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "no", "--qlora_model", "", "--iters", "4"],
     "qlora": ["lora_throughput.py", "--cases", "--qlora_model", "Llama-3.1-8B", "--qlora_micro_batch", "2", "--iters", "4"],
-    "decode": ["decode_throughput.py", "--model", "Llama-3.2-1B", "Llama-3.1-8B", "--repeats", "2"],
+    "decode": ["decode_throughput.py", "--model", "Llama-3.2-1B", "Llama-3.1-8B", "--repeats", "1"],
     "decode_check": ["decode_throughput.py", "--model", "Llama-3.2-1B", "--dtype", "float32", "--new", "64", "--repeats", "1"],
     "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "--seconds", "12"],
 }
@@ -95,16 +95,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", HERE / "out")))
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per group")
+    parser.add_argument("--timeout", type=float, nargs="+", default=[900], help="seconds per group (one value, or one per group)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results: List[Dict] = []
-    for group in args.groups:
+    for i, group in enumerate(args.groups):
         start = time.time()
+        timeout = args.timeout[min(i, len(args.timeout) - 1)]
         command = [sys.executable, str(HERE / GROUPS[group][0]), *GROUPS[group][1:]]
         print(f"== {group}: {' '.join(command[1:])}", flush=True)
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
             output, status = done.stdout + done.stderr, done.returncode
         except subprocess.TimeoutExpired as error:
             output, status = (error.stdout or b"").decode() + (error.stderr or b"").decode(), "timeout"
