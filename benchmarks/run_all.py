@@ -108,7 +108,8 @@ def main() -> None:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
             output, status = done.stdout + done.stderr, done.returncode
         except subprocess.TimeoutExpired as error:
-            output, status = (error.stdout or b"").decode() + (error.stderr or b"").decode(), "timeout"
+            text = lambda part: part.decode(errors="replace") if isinstance(part, bytes) else (part or "")
+            output, status = text(error.stdout) + text(error.stderr), "timeout"
         (args.out / f"{group}.log").write_text(output)
         for line in output.splitlines():
             if line.startswith("{"):
