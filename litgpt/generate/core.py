@@ -119,7 +119,8 @@ class GraphedStep:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: a server captures on its batching thread while other threads may touch CUDA
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             logits = forward(static_tokens, static_positions)
         return {"graph": graph, "tokens": static_tokens, "positions": static_positions, "logits": logits}
 
