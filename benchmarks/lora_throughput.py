@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch._functorch.config
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))

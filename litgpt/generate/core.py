@@ -166,7 +166,7 @@ def prefill(model: GPT, prompts: Sequence[torch.Tensor], start: int = 0, forward
     for row, prompt in enumerate(prompts):
         tokens[row, : lengths[row] - start] = prompt.reshape(-1)[start:]
     positions = torch.arange(start, T, device=device).expand(len(prompts), -1)
-    logits = (forward or model)(tokens, positions, input_pos_maxp1=T)  # (B, T - start, V)
+    logits = (model if forward is None else forward)(tokens, positions, input_pos_maxp1=T)  # (B, T - start, V)
     if min(lengths) == T:
         return logits[:, -1]
     last = torch.tensor(lengths, device=device) - 1 - start
