@@ -110,23 +110,37 @@ class LLM(nn.Module):
         fixed_kv_cache_size: Union[int, Literal["max_model_supported"], None] = None,
         compile: bool = False,
     ) -> None:
-        """Build the model on one device, with its weights, in `precision`, optionally quantized.
+        """Build the model on one device (or spread over several), with its weights, in `precision`, optionally quantized.
 
         Args:
             accelerator: "auto", "cpu", "cuda" (or "gpu") or "mps".
-            devices: 1, "auto" (one device) or a one-element list of GPU indices.
+            devices: 1, "auto" (one device) or a one-element list of GPU indices; with `generate_strategy`, a count.
             precision: "bf16-true", "16-true" or "32-true"; default bf16 on GPUs that have it, else 32-true.
             quantize: bitsandbytes weight quantization (CUDA only): bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq, bnb.int8.
-            generate_strategy: multi-GPU strategies are not available here yet.
+            generate_strategy: "sequential" spreads the blocks over `devices` (a count or "auto": every GPU), for a
+                model larger than one GPU; "tensor_parallel" needs one process per GPU: use `litgpt generate_tp`.
             fixed_kv_cache_size: allocate the KV cache once with this many positions (or the whole context).
             compile: compile the single-token decode step with torch.compile (slower start, faster decoding). On
                 GPUs the step replays CUDA graphs either way.
         """
+        if generate_strategy == "tensor_parallel":
+            raise NotImplementedError("generate_strategy='tensor_parallel' needs one process per GPU: use `litgpt generate_tp`")
+        if generate_strategy == "sequential":
+            model = self._load_sequentially(accelerator, devices, precision, quantize)
+        elif generate_strategy is not None:
+            raise ValueError(f"generate_strategy must be 'sequential', 'tensor_parallel' or None, got {generate_strategy!r}")
+        else:
+            model = self._load_on_one_device(accelerator, devices, precision, quantize)
+        self.model, self.quantize = model, quantize
+        self.decode_step = fast_decode_step(compile)  # a model over several devices gets the plain step
+        if fixed_kv_cache_size is not None:
+            size = model.max_seq_length if fixed_kv_cache_size == "max_model_supported" else int(fixed_kv_cache_size)
+            ensure_kv_cache(model, 1, size)
+
+    def _load_on_one_device(self, accelerator: str, devices: Any, precision: Optional[str], quantize: Quantize) -> GPT:
         from litgpt.checkpoint import load_model, precision_dtype
         from litgpt.finetuned import finetuned_kind, load_finetuned
 
-        if generate_strategy is not None:
-            raise NotImplementedError(f"generate_strategy={generate_strategy!r} is not supported yet; use one device")
         device = _pick_device(accelerator, devices)
         if precision is not None and "mixed" in precision and quantize is not None:
             raise ValueError("Quantization and mixed precision cannot be combined; use a '-true' precision")
@@ -146,11 +160,21 @@ class LLM(nn.Module):
         if quantize is not None:
             model = _quantize_linears(model, quantize, dtype).to(device)
             model.reset_parameters()
-        self.model, self.quantize = model, quantize
-        self.decode_step = fast_decode_step(compile)
-        if fixed_kv_cache_size is not None:
-            size = model.max_seq_length if fixed_kv_cache_size == "max_model_supported" else int(fixed_kv_cache_size)
-            ensure_kv_cache(model, 1, size)
+        return model
+
+    def _load_sequentially(self, accelerator: str, devices: Any, precision: Optional[str], quantize: Quantize) -> GPT:
+        from litgpt.checkpoint import precision_dtype
+        from litgpt.generate.devices import pick_devices
+        from litgpt.generate.sequentially import load_sequentially, place_sequentially
+
+        if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool))):
+            raise ValueError(f"generate_strategy='sequential' takes devices as a count or 'auto', got {devices!r}")
+        targets = pick_devices({"gpu": "cuda"}.get(accelerator, accelerator), devices)
+        if self.checkpoint_dir is None:
+            model = place_sequentially(GPT(self.config), targets, precision_dtype(precision, targets[0])).eval()
+        else:
+            model = load_sequentially(self.checkpoint_dir, targets, precision=precision, quantize=quantize)
+        return model
 
     def forward(
         self,

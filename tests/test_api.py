@@ -124,8 +124,10 @@ def test_distribute_later(llama_dir):
     assert llm.generate("Hi", max_new_tokens=5, temperature=0.0) == same.generate("Hi", max_new_tokens=5, temperature=0.0)
     with pytest.raises(NotImplementedError):
         llm.distribute(devices=2)
-    with pytest.raises(NotImplementedError):
-        llm.distribute(generate_strategy="sequential")
+    with pytest.raises(NotImplementedError, match="generate_tp"):
+        llm.distribute(generate_strategy="tensor_parallel")
+    with pytest.raises(ValueError, match="generate_strategy"):
+        llm.distribute(generate_strategy="pipeline")
     with pytest.raises(ValueError, match="precision"):
         llm.distribute(precision="8-bit")
     if not torch.cuda.is_available():
@@ -190,3 +192,17 @@ def test_llm_load_attaches_an_adapter_folder(tiny_checkpoint, tmp_path):
         got, expected, plain = llm.model(x), model.eval()(x), base(x)
     torch.testing.assert_close(got, expected)
     assert not torch.allclose(got, plain)
+
+
+def test_sequential_strategy_spreads_the_blocks_and_generates_the_same(llama_dir):
+    from litgpt.generate.core import GraphedStep
+
+    one = LLM.load(llama_dir, accelerator="cpu", precision="32-true")
+    spread = LLM.load(llama_dir, distribute=None)
+    spread.distribute(accelerator="cpu", devices=2, precision="32-true", generate_strategy="sequential", fixed_kv_cache_size=64)
+    assert "set_kv_cache" in vars(spread.model)  # placed: each block's cache beside it
+    assert isinstance(spread.decode_step, GraphedStep)
+    kwargs = dict(max_new_tokens=8, temperature=0.0)
+    assert spread.generate("What do llamas eat?", **kwargs) == one.generate("What do llamas eat?", **kwargs)
+    with pytest.raises(ValueError, match="count"):
+        spread.distribute(accelerator="cpu", devices=[0, 1], generate_strategy="sequential")

@@ -43,8 +43,8 @@ class GraphedStep:
     met: the batch is padded up to a power of two (the padding rows are free cache rows), and the step attends
     over the whole cache, or over a power-of-two prefix of it when the cache is longer than 2,048 positions.
     Capture runs the real step a few times, which is harmless because it writes the same keys and values to the
-    same cache slots each time. Off CUDA, or for bitsandbytes-quantized models (not capturable), it is the
-    plain step (compiled if asked). The returned logits are a copy, free to keep.
+    same cache slots each time. Off CUDA, for bitsandbytes-quantized models (not capturable) and for models
+    spread over several devices, it is the plain step (compiled if asked). The returned logits are a copy, free to keep.
 
     Args:
         compile: compile the step with `torch.compile(dynamic=False, **compile_options)` before capturing it.
@@ -95,7 +95,8 @@ class GraphedStep:
     def _is_capturable(self, model: GPT) -> bool:
         if id(model) not in self._capturable:
             quantized = any(type(m).__module__.startswith("bitsandbytes") for m in model.modules())
-            self._capturable[id(model)] = not quantized
+            spread = len({p.device for p in model.parameters()}) > 1  # e.g. generate_sequentially's placement
+            self._capturable[id(model)] = not (quantized or spread)
         return self._capturable[id(model)]
 
     def _capture(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, rows: int, length: int) -> dict:

@@ -130,3 +130,16 @@ def test_a_prefill_from_position_zero_equals_attending_over_the_masked_cache(win
         torch.testing.assert_close(fresh, masked)
         torch.testing.assert_close(fresh_cache, model.transformer.h[1].attn.kv_cache.k)
         torch.testing.assert_close(fresh, model(idx))
+
+
+def test_prefill_through_a_compiled_forward_equals_the_plain_one(family_dir):
+    from litgpt.generate.core import prefill
+
+    model = load_model(family_dir)
+    compiled = torch.compile(model, backend="eager", dynamic=True)  # an OptimizedModule, as GraphedStep makes on GPUs
+    prompts = [torch.tensor(p) for p in PROMPTS]
+    with torch.inference_mode():
+        for batch in (prompts[:1], prompts):
+            ensure_kv_cache(model, len(batch), 32)
+            expected = prefill(model, batch)
+            torch.testing.assert_close(prefill(model, batch, forward=compiled), expected)
