@@ -8,6 +8,7 @@ Prompts of different lengths share one batch without padding tricks: each row is
 causal mask hides and its own next tokens overwrite, so every row decodes exactly as it would alone.
 """
 
+import warnings
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -76,7 +77,13 @@ class GraphedStep:
         key = (id(model), rows, T, length)
         entry = self._graphs.get(key)
         if entry is None:
-            entry = self._graphs[key] = self._capture(model, tokens, positions, rows, length)
+            try:
+                entry = self._graphs[key] = self._capture(model, tokens, positions, rows, length)
+            except RuntimeError as error:  # e.g. a layer that syncs with the host cannot be captured
+                warnings.warn(f"Decoding without CUDA graphs: capturing the step failed ({str(error).splitlines()[0]})")
+                self._capturable[id(model)] = False
+                torch.cuda.synchronize()
+                return self._fallback(model, tokens, positions, input_pos_maxp1)
         else:
             entry["tokens"][:B].copy_(tokens)
             entry["positions"][:B].copy_(positions)
