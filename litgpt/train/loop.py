@@ -260,7 +260,7 @@ def fit(
     train_loader = fabric.setup_dataloaders(data.train_dataloader())
     val_loader = data.val_dataloader()
     val_loader = None if val_loader is None else fabric.setup_dataloaders(val_loader)
-    batches = Batches(train_loader)
+    batches = Batches(train_loader, fabric.world_size)
 
     iters_per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else None
     max_steps = plan_steps(train, accum, fabric.world_size, seq_len, iters_per_epoch)
@@ -285,6 +285,11 @@ def fit(
         fabric.load(resume, state, strict=strict)
         load_rng_state(resume.parent, fabric.global_rank)
         state["loss_sum"] = state["loss_sum"].to(fabric.device)
+        if batches.saved_world_size != fabric.world_size:
+            # iter_num and tokens count one process's micro-batches and tokens: restate them for this many processes
+            fabric.print(f"The checkpoint was written by {batches.saved_world_size} process(es), this run has {fabric.world_size}")
+            state["iter_num"] = state["step_count"] * accum
+            state["tokens"] = state["tokens"] * batches.saved_world_size // fabric.world_size
     if state["step_count"] >= max_steps:
         fabric.print(f"The checkpoint is at step {state['step_count']}, the run's last step is {max_steps}: nothing to train")
 
@@ -388,11 +393,13 @@ class Batches:
     """Endless batches from a loader, epoch after epoch, with a position that checkpoints save and restore.
 
     A loader with its own `state_dict` (litdata's StreamingDataLoader) restores itself; any other is
-    fast-forwarded to the saved batch of the saved epoch (its sampler reshuffles by epoch number).
+    fast-forwarded to the saved batch of the saved epoch (its sampler reshuffles by epoch number), counted for
+    this run's number of processes (`world_size`) if the checkpoint was written by another number.
     """
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, world_size: int = 1) -> None:
         self.loader = loader
+        self.world_size = self.saved_world_size = world_size
         self.inner = getattr(loader, "_dataloader", loader)  # under Fabric's wrapper
         self.stateful = hasattr(self.inner, "state_dict") and hasattr(self.inner, "load_state_dict")
         # a plain shuffled DataLoader draws each epoch's order from its generator's running state, which a resumed
@@ -426,16 +433,25 @@ class Batches:
             return batch
 
     def state_dict(self) -> Dict[str, Any]:
-        state = {"epoch": self.epoch, "index": self.index}
+        state = {"epoch": self.epoch, "index": self.index, "world_size": self.world_size}
         if self.stateful:
             state["loader"] = self.inner.state_dict()
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.epoch, self.index = state["epoch"], state["index"]
+        self.saved_world_size = state.get("world_size", self.world_size)
         if self.stateful and "loader" in state:
             self.inner.load_state_dict(state["loader"])
         else:
+            # a distributed sampler deals each of the processes every world_size-th sample of one epoch order, so
+            # `index` batches on each of N processes is the point `index * N / M` batches on each of M processes
+            self.index, rest = divmod(self.index * self.saved_world_size, self.world_size)
+            if rest:
+                warnings.warn(f"The data position of {self.saved_world_size} process(es) falls inside a batch of "
+                              f"{self.world_size}: each process sees part of one batch again")
+            if hasattr(self.loader, "__len__"):
+                self.index = min(self.index, len(self.loader))
             self._skip = self.index
         self._iterator = None
 
