@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -96,17 +96,22 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
     log = out_dir / "run.log"
     start = time.time()
     with open(log, "w") as f:
-        # its own process group, so that a timeout also ends the processes it started (one per device)
-        child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        # its own process group (not session: whatever ends this script's session still ends it), so that a
+        # timeout or an interruption also ends the processes it started, one per device
+        child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, process_group=0)
         timed_out = False
-        while True:
-            pid, code, rusage = os.wait4(child.pid, os.WNOHANG)  # wait4: the rusage of this child and its children
-            if pid:
-                break
-            if not timed_out and time.time() - start > args.timeout:
-                os.killpg(child.pid, signal.SIGKILL)
-                timed_out = True
-            time.sleep(0.5)
+        try:
+            while True:
+                pid, code, rusage = os.wait4(child.pid, os.WNOHANG)  # the rusage of this child and its children
+                if pid:
+                    break
+                if not timed_out and time.time() - start > args.timeout:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    timed_out = True
+                time.sleep(0.5)
+        except BaseException:
+            os.killpg(child.pid, signal.SIGKILL)
+            raise
         child.returncode = os.waitstatus_to_exitcode(code)  # reaped above: keeps Popen from waiting again
     status = "timeout" if timed_out else child.returncode
     output = log.read_text(errors="replace")
@@ -187,7 +192,8 @@ def resume_case(args: argparse.Namespace, source: int, target: int, run: Dict, o
     return case
 
 
-def main() -> None:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line, with the defaults that depend on --tiny filled in and the counts checked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-llama-1.1b", help="a registry name, trained from random weights")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer, 64-wide model at seq 128 in 32-true (a smoke test; CPU-sized)")
@@ -207,7 +213,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs' logs here (weights are deleted after use)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tiny = args.tiny
     for name, full, small in (("seq", 2048, 128), ("global_batch", 64, 8), ("micro_batch", 8, 2), ("steps", 10, 6), ("skip", 3, 1), ("lr", 4e-4, 3e-3)):
         if getattr(args, name) is None:
@@ -216,35 +222,33 @@ def main() -> None:
         args.precision = "32-true"
     args.resume_at = args.resume_at or args.steps // 2 + 1
     args.model_label = "tiny (2 layers, 64 wide)" if tiny else args.model
-    pairs = [tuple(int(n) for n in pair.split(":")) for pair in args.resume]
-    for n in sorted(set(args.devices) | {p[0] for p in pairs}):
+    try:
+        args.pairs = [tuple(int(n) for n in pair.split(":")) for pair in args.resume]
+    except ValueError:
+        parser.error(f"--resume takes pairs N:M of device counts, got {args.resume}")
+    if any(len(pair) != 2 or min(pair) < 1 for pair in args.pairs):
+        parser.error(f"--resume takes pairs N:M of device counts, got {args.resume}")
+    for n in sorted(set(args.devices) | {n for pair in args.pairs for n in pair}):
         if args.global_batch % (n * args.micro_batch):
             parser.error(f"--global_batch {args.global_batch} is not a multiple of {n} devices x --micro_batch {args.micro_batch}")
     if not 0 < args.resume_at < args.steps:
         parser.error(f"--resume_at must be between 0 and --steps {args.steps}")
     if args.compare_steps > args.steps or args.skip >= args.steps:
         parser.error("--compare_steps must be at most --steps, and --skip less than --steps")
+    return args
 
-    import torch
 
-    gpus = 0 if args.cpu else torch.cuda.device_count()
-    precision = args.precision or ("bf16-mixed" if gpus else "32-true")
-    rtol = LOSS_RTOL.get(precision, 1e-2)
-    out = args.out or Path(tempfile.mkdtemp(prefix="pretrain_scaling_"))
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.cuda.get_device_name(0) if gpus else "cpu"
-    emit(dict(bench="setup", model=args.model_label, device=device, gpus_visible=gpus, precision=precision, loss_rtol=rtol, out=str(out)))
-    init_dir = out / "init"
-    vocab_size = write_initial_checkpoint(args, init_dir)
-
+def run_cases(args: argparse.Namespace, out: Path, gpus: int, rtol: float) -> Tuple[List[Dict], List[Dict]]:
+    """The scaling cases (one run per device count) and the resume cases, each emitted as it completes."""
+    vocab_size = write_initial_checkpoint(args, out / "init")
     cases: List[Dict] = []
     logs: Dict[int, Dict[int, Dict[str, float]]] = {}
-    for n in sorted(set(args.devices) | {p[0] for p in pairs}):
+    for n in sorted(set(args.devices) | {pair[0] for pair in args.pairs}):
         strategy = "single device" if n == 1 else ("FSDP" if gpus else "DDP (gloo)")
         run_dir = out / f"devices-{n}"
         shutil.rmtree(run_dir, ignore_errors=True)
-        saves = any(p[0] == n for p in pairs)
-        run = pretrain(args, n, run_dir, vocab_size, init_dir, save_at=args.resume_at if saves else None)
+        saves = any(pair[0] == n for pair in args.pairs)
+        run = pretrain(args, n, run_dir, vocab_size, out / "init", save_at=args.resume_at if saves else None)
         case = scaling_case(args, n, run, run_dir, strategy)
         if run["status"] == 0:
             logs[n] = read_log(run_dir)
@@ -263,23 +267,41 @@ def main() -> None:
         emit(case)
 
     resumes: List[Dict] = []
-    for source, target in pairs:
+    for source, target in args.pairs:
         checkpoint = out / f"devices-{source}" / f"step-{args.resume_at:08d}"
         if source not in logs or not checkpoint.is_dir():
             resumes.append(dict(bench="pretrain_resume", saved_with=source, resumed_with=target, error=f"no checkpoint from the {source}-device run"))
         else:
             run_dir = out / f"resume-{source}-to-{target}"
             shutil.rmtree(run_dir, ignore_errors=True)
-            run = pretrain(args, target, run_dir, vocab_size, init_dir, resume=checkpoint)
+            run = pretrain(args, target, run_dir, vocab_size, out / "init", resume=checkpoint)
             resumes.append(resume_case(args, source, target, run, run_dir, logs[source], rtol))
             for folder in [run_dir / "final", *run_dir.glob("step-*")]:
                 shutil.rmtree(folder, ignore_errors=True)
         emit(resumes[-1])
-    for folder in [init_dir, *out.glob("devices-*/step-*")]:
-        shutil.rmtree(folder, ignore_errors=True)
-    if args.out is None:
-        shutil.rmtree(out, ignore_errors=True)
+    return cases, resumes
 
+
+def main() -> None:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through `pretrain`, which ends its run
+
+    import torch
+
+    gpus = 0 if args.cpu else torch.cuda.device_count()
+    precision = args.precision or ("bf16-mixed" if gpus else "32-true")
+    rtol = LOSS_RTOL.get(precision, 1e-2)
+    out = args.out or Path(tempfile.mkdtemp(prefix="pretrain_scaling_"))
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.cuda.get_device_name(0) if gpus else "cpu"
+    emit(dict(bench="setup", model=args.model_label, device=device, gpus_visible=gpus, precision=precision, loss_rtol=rtol, out=str(out)))
+    try:
+        cases, resumes = run_cases(args, out, gpus, rtol)
+    finally:  # the weights are large: keep only the logs, and those only in --out
+        for folder in [out / "init", *out.glob("*/step-*"), *out.glob("*/final")]:
+            shutil.rmtree(folder, ignore_errors=True)
+        if args.out is None:
+            shutil.rmtree(out, ignore_errors=True)
     table(cases, ["devices", "strategy", "tokens_per_s", "tokens_per_s_per_device", "scaling_efficiency", "mfu", "peak_gib",
                   "peak_rss_gib", "first_losses", "loss_max_rel_diff", "losses_match", "error"])
     table(resumes, ["saved_with", "resumed_with", "saved_at", "logged_steps", "steps_continue", "loss_max_rel_diff",
