@@ -1,12 +1,15 @@
-"""Resuming a pretraining checkpoint on another number of processes (DDP over gloo on CPUs) continues the run:
-the step counter, the learning-rate schedule, the token count, the data position and the weights."""
+"""Resuming a pretraining checkpoint on another number of processes (DDP over gloo on CPUs, FSDP on GPUs) continues
+the run: the step counter, the learning-rate schedule, the token count, the data position and the weights.
+
+The runs are subprocesses: on GPUs, FSDP's launcher starts the other processes by re-running the command, which
+must not be pytest."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
-from train_helpers import logged, run_in_process, tiny_spec
+from train_helpers import logged, run_subprocess, tiny_spec
 
 STEPS, SAVED_AT = 6, 3
 
@@ -43,13 +46,13 @@ def _resume(tmp_path: Path, text_dir: Path, saved_with: int, resumed_with: int) 
     spec = tiny_spec(whole, text_dir, max_steps=STEPS, save_interval=SAVED_AT)
     spec["eval"]["interval"] = 100
     spec["setup"]["devices"] = saved_with
-    run_in_process(spec)
+    run_subprocess(spec)
 
     resumed = tmp_path / "resumed"
     spec = tiny_spec(resumed, text_dir, max_steps=STEPS)
     spec["eval"]["interval"] = 100
     spec["setup"].update(devices=resumed_with, resume=str(whole / f"step-{SAVED_AT:08d}"))
-    run_in_process(spec)
+    run_subprocess(spec)
 
     assert sorted(logged(resumed)) == list(range(SAVED_AT + 1, STEPS + 1))  # the step counter goes on
     for key in ("learning_rate", "total_tokens", "iter"):
