@@ -12,6 +12,7 @@ lists into data loaders; a subclass only says where its records come from (`reco
 import json
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -95,18 +96,19 @@ class SFTDataset:
 def get_sft_collate_fn(max_seq_length: int = -1, pad_id: int = 0, ignore_index: int = -100) -> Callable:
     """A collate function that right-pads a batch to its longest sample (input_ids with `pad_id`, labels with
     `ignore_index`), after cutting samples to `max_seq_length` when positive."""
+    return partial(_collate, max_seq_length=max_seq_length, pad_id=pad_id, ignore_index=ignore_index)
 
-    def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
-        import torch
 
-        batch = {}
-        for key, pad in (("input_ids", pad_id), ("labels", ignore_index)):
-            seqs = [s[key][:max_seq_length] if max_seq_length > 0 else s[key] for s in samples]
-            longest = max(len(s) for s in seqs)
-            batch[key] = torch.stack([torch.cat((s, s.new_full((longest - len(s),), pad))) for s in seqs])
-        return batch
+def _collate(samples: List[Dict[str, Any]], max_seq_length: int, pad_id: int, ignore_index: int) -> Dict[str, Any]:
+    # a module-level function: loader workers of spawned (multi-process CPU) runs must be able to pickle it
+    import torch
 
-    return collate
+    batch = {}
+    for key, pad in (("input_ids", pad_id), ("labels", ignore_index)):
+        seqs = [s[key][:max_seq_length] if max_seq_length > 0 else s[key] for s in samples]
+        longest = max(len(s) for s in seqs)
+        batch[key] = torch.stack([torch.cat((s, s.new_full((longest - len(s),), pad))) for s in seqs])
+    return batch
 
 
 @dataclass

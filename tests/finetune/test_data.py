@@ -103,3 +103,17 @@ def test_conversation_records():
         {"instruction": "q1", "input": "", "output": "a1"}, {"instruction": "hi", "input": "", "output": "hello"}]
     multi = conversation_records(rows, multiturn=True)
     assert len(multi) == 3 and multi[1] == {"instruction": "q1\n\na1\n\nq2", "input": "", "output": "a2"}
+
+
+def test_the_collate_function_pickles_for_spawned_loader_workers():
+    import pickle
+
+    import torch
+
+    from litgpt.data.sft import get_sft_collate_fn
+
+    collate = pickle.loads(pickle.dumps(get_sft_collate_fn(max_seq_length=3, pad_id=0, ignore_index=-1)))
+    batch = collate([{"input_ids": torch.tensor([5, 6, 7, 8]), "labels": torch.tensor([5, 6, 7, 8])},
+                     {"input_ids": torch.tensor([9]), "labels": torch.tensor([9])}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [9, 0, 0]]
+    assert batch["labels"].tolist() == [[5, 6, 7], [9, -1, -1]]
