@@ -56,7 +56,7 @@ class GraphedStep:
         self.compile_options = {"dynamic": False, **compile_options}
         self._fallback: DecodeStep = compiled_decode_step(**compile_options) if compile else decode_step
         self._graphs: dict = {}
-        self._cache_ptr: Optional[int] = None
+        self._caches: Tuple[int, ...] = ()
         self._pool: Any = None
         self._capturable: dict = {}  # id(model) -> bool
         self._prefills: dict = {}  # id(model) -> compiled forward
@@ -70,10 +70,12 @@ class GraphedStep:
         length = cache_len
         if cache_len > 2048 and input_pos_maxp1 is not None:
             length = min(cache_len, max(2048, 1 << (input_pos_maxp1 - 1).bit_length()))
-        cache_ptr = model.transformer.h[0].attn.kv_cache.k.data_ptr()
-        if cache_ptr != self._cache_ptr:  # a new cache lives at new addresses: the old graphs are stale
+        # the graphs read and write the caches at fixed addresses: any new cache makes them stale (one layer's new
+        # cache may land where another's old one was, so every layer's addresses count)
+        caches = tuple(t.data_ptr() for block in model.transformer.h for t in (block.attn.kv_cache.k, block.attn.kv_cache.v))
+        if caches != self._caches:
             self._graphs.clear()
-            self._cache_ptr = cache_ptr
+            self._caches = caches
         key = (id(model), rows, T, length)
         entry = self._graphs.get(key)
         if entry is None:
