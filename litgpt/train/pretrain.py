@@ -161,7 +161,7 @@ def _run(
         state_dict = torch.load(initial_checkpoint_dir / "lit_model.pth", map_location="cpu", mmap=True, weights_only=True)
         model.load_state_dict(state_dict.get("model", state_dict))
     else:
-        init_weights(model)
+        init_weights(model, seed)
     if train.tie_embeddings:
         model.transformer.wte.weight = model.lm_head.weight
     if train.max_seq_length is not None:
@@ -172,23 +172,39 @@ def _run(
     )
 
 
-def init_weights(model: "GPT") -> None:
+def init_weights(model: "GPT", seed: int = 42) -> None:
     """GPT-NeoX-style initialisation: normal(0, sqrt(2 / (5 n_embd))) for embeddings and linear layers, smaller
-    (1 / (sqrt(n_embd) n_layer)) for the projections that write into the residual stream; zero biases."""
+    (1 / (sqrt(n_embd) n_layer)) for the projections that write into the residual stream; zero biases.
+
+    The values come from a CPU generator seeded with `seed`, whatever device the model is on, so one GPU, FSDP
+    over several (which builds the model on the CPU) and a CPU run all start from the same weights.
+    """
     import math
 
+    import torch
     import torch.nn as nn
 
     n_embd, n_layer = model.config.n_embd, model.config.n_layer
+    std = {}
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / 5 / n_embd))
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
+            std[module] = math.sqrt(2.0 / 5 / n_embd)
     for block in model.transformer.h:
         for proj in (block.attn.proj, getattr(block.mlp, "proj", None)):
             if isinstance(proj, nn.Linear):
-                nn.init.normal_(proj.weight, mean=0.0, std=1 / math.sqrt(n_embd) / n_layer)
+                std[proj] = 1 / math.sqrt(n_embd) / n_layer
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module, value in std.items():
+            weight = module.weight
+            if weight.device.type == "cpu" and weight.dtype == torch.float32:
+                # drawn in place: a parallel copy here would start OpenMP threads before the data module forks
+                # its tokenizing workers (litgpt/data/chunks.py), and forked children of such a process can hang
+                weight.normal_(0.0, value, generator=generator)
+            else:
+                weight.copy_(torch.empty(weight.shape, dtype=torch.float32).normal_(0.0, value, generator=generator))
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
 
 
 def _config_for(model_name: Optional[str]) -> Config:

@@ -144,3 +144,26 @@ def test_help_does_not_import_torch():
     code = "import sys; import litgpt.train.pretrain; assert 'torch' not in sys.modules, 'torch imported'"
     root = Path(__file__).parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_pretraining_init_depends_on_the_seed_alone():
+    from litgpt.config import Config
+    from litgpt.model import GPT
+    from litgpt.train.pretrain import init_weights
+
+    config = Config(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=64, padded_vocab_size=64, bias=True)
+    states = []
+    for global_seed, dtype in ((0, torch.float32), (123, torch.float32), (7, torch.bfloat16)):
+        torch.manual_seed(global_seed)  # the global (device) generators must not matter
+        model = GPT(config).to(dtype)
+        init_weights(model, seed=5)
+        states.append({k: v.float() for k, v in model.state_dict().items()})
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+        torch.testing.assert_close(value, states[2][key], rtol=1e-2, atol=1e-2)  # bf16 rounds the same draws
+    other = GPT(config)
+    init_weights(other, seed=6)
+    assert not torch.equal(other.lm_head.weight, states[0]["lm_head.weight"])
+    proj = states[0]["transformer.h.0.attn.proj.weight"]
+    assert proj.std() < states[0]["transformer.h.0.attn.qkv.weight"].std()  # the residual projections are smaller
+    assert states[0]["transformer.h.0.attn.qkv.bias"].abs().max() == 0
