@@ -84,6 +84,7 @@ class GPT(nn.Module):
         lm_head_chunk_size: int = 0,
         targets: Optional[torch.Tensor] = None,
         ignore_index: int = -100,
+        logits_at: Optional[torch.Tensor] = None,
     ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Logits (B, T, padded_vocab_size) for tokens `idx` (B, T), or with `targets` the mean cross-entropy.
 
@@ -93,6 +94,8 @@ class GPT(nn.Module):
             lm_head_chunk_size: when > 0, a list of logit chunks along T (saves memory in training).
             targets: next-token ids (B, T); the loss skips `ignore_index`. Computed from the hidden states in
                 blocks, without ever holding the full logits (`litgpt.loss`); this is how training calls the model.
+            logits_at: one index along T per row, (B,): only those positions' logits, (B, padded_vocab_size) (a
+                prefill needs just each prompt's last one; the full logits of a long prompt can take gigabytes).
         """
         B, T = idx.shape
         if T > self.max_seq_length:
@@ -118,6 +121,8 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if targets is not None:
             return linear_cross_entropy(x.flatten(0, 1), self.lm_head, targets.flatten(), ignore_index, self.config.final_logit_softcapping)
+        if logits_at is not None:
+            return self._head(x[torch.arange(B, device=x.device), logits_at])
         if lm_head_chunk_size > 0:
             return [self._head(chunk) for chunk in x.split(lm_head_chunk_size, dim=1)]
         return self._head(x)

@@ -67,6 +67,16 @@ def test_kv_cache_decoding_equals_full_forward(variant):
     torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["neox", "gemma2-like"])  # gemma2: the final soft-capping applies to the picked rows
+def test_logits_at_picks_one_position_per_row(variant):
+    model = tiny(**VARIANTS[variant])
+    x = torch.randint(0, 100, (3, 9))
+    at = torch.tensor([8, 0, 4])
+    picked = model(x, logits_at=at)
+    assert picked.shape == (3, model.config.padded_vocab_size)
+    torch.testing.assert_close(picked, model(x)[torch.arange(3), at])
+
+
 def test_sliding_window_attends_only_within_the_window():
     model = tiny(sliding_window_size=2, n_layer=1)
     x = torch.randint(0, 100, (1, 8))

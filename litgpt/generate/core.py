@@ -47,6 +47,10 @@ class GraphedStep:
     same cache slots each time. Off CUDA, for bitsandbytes-quantized models (not capturable) and for models
     spread over several devices, it is the plain step (compiled if asked). The returned logits are a copy, free to keep.
 
+    With `compile`, prefills go through the model compiled with dynamic shapes (`prefill_forward`), and a prefill
+    from position 0 of up to 2,048 tokens replays a graph too: its length is padded up to a power of two, the
+    padding tokens landing in cache slots after the prompt that decoding overwrites before it ever attends to them.
+
     Args:
         compile: compile the step with `torch.compile(dynamic=False, **compile_options)` before capturing it.
     """
@@ -70,36 +74,59 @@ class GraphedStep:
         length = cache_len
         if cache_len > 2048 and input_pos_maxp1 is not None:
             length = min(cache_len, max(2048, 1 << (input_pos_maxp1 - 1).bit_length()))
-        # the graphs read and write the caches at fixed addresses: any new cache makes them stale (one layer's new
-        # cache may land where another's old one was, so every layer's addresses count)
-        caches = tuple(t.data_ptr() for block in model.transformer.h for t in (block.attn.kv_cache.k, block.attn.kv_cache.v))
-        if caches != self._caches:
-            self._graphs.clear()
-            self._caches = caches
-        key = (id(model), rows, T, length)
-        entry = self._graphs.get(key)
+
+        def make() -> Tuple[Callable, Tuple[torch.Tensor, ...]]:
+            def forward(tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+                return model(tokens, positions, input_pos_maxp1=length)[:, -1]
+
+            # filled with this step's real inputs: capturing runs the step, and must write what the replay will
+            static = (torch.zeros(rows, T, dtype=tokens.dtype, device=tokens.device), torch.zeros(rows, T, dtype=positions.dtype, device=positions.device))
+            static[0][:B].copy_(tokens)
+            static[1][:B].copy_(positions)
+            return (torch.compile(forward, **self.compile_options) if self.compile else forward), static
+
+        entry = self._entry(model, ("decode", rows, T, length), make)
         if entry is None:
-            try:
-                entry = self._graphs[key] = self._capture(model, tokens, positions, rows, length)
-            except RuntimeError as error:  # e.g. a layer that syncs with the host cannot be captured
-                warnings.warn(f"Decoding without CUDA graphs: capturing the step failed ({str(error).splitlines()[0]})")
-                self._capturable[id(model)] = False
-                torch.cuda.synchronize()
-                return self._fallback(model, tokens, positions, input_pos_maxp1)
-        else:
-            entry["tokens"][:B].copy_(tokens)
-            entry["positions"][:B].copy_(positions)
+            return self._fallback(model, tokens, positions, input_pos_maxp1)
+        entry["inputs"][0][:B].copy_(tokens)
+        entry["inputs"][1][:B].copy_(positions)
         entry["graph"].replay()
-        return entry["logits"][:B].clone()
+        return entry["output"][:B].clone()
 
     def prefill_forward(self, model: GPT) -> Optional[Callable]:
-        """With `compile`, on CUDA: the model compiled for prefills of any length (dynamic shapes, no graphs); an
-        eager prefill of a large model spends longer launching its kernels from Python than running them."""
+        """With `compile`, on CUDA: a forward for `prefill` (the model compiled for any length, dynamic shapes), which
+        replays a graph of it for prefills from position 0. An eager prefill of a large model spends longer launching
+        its kernels from Python than running them, and a compiled one still launches each kernel from Python."""
         if not (self.compile and model.lm_head.weight.is_cuda and self._is_capturable(model)):
             return None
         if id(model) not in self._prefills:
             self._prefills[id(model)] = torch.compile(model, dynamic=True)
-        return self._prefills[id(model)]
+        compiled = self._prefills[id(model)]
+
+        def forward(tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: int, logits_at: torch.Tensor) -> torch.Tensor:
+            B, T = tokens.shape
+            cache_rows, cache_len = kv_cache_shape(model)
+            padded = max(16, 1 << (T - 1).bit_length())
+            if input_pos_maxp1 != T or padded > min(2048, cache_len) or B > cache_rows:
+                return compiled(tokens, positions, input_pos_maxp1=input_pos_maxp1, logits_at=logits_at)
+
+            def make() -> Tuple[Callable, Tuple[torch.Tensor, ...]]:
+                def padded_forward(tokens: torch.Tensor, positions: torch.Tensor, logits_at: torch.Tensor) -> torch.Tensor:
+                    return compiled(tokens, positions, input_pos_maxp1=padded, logits_at=logits_at)
+
+                static = torch.zeros(B, padded, dtype=tokens.dtype, device=tokens.device)
+                static[:, :T].copy_(tokens)
+                return padded_forward, (static, torch.arange(padded, device=tokens.device).expand(B, -1).contiguous(), logits_at.clone())
+
+            entry = self._entry(model, ("prefill", B, padded), make)
+            if entry is None:
+                return compiled(tokens, positions, input_pos_maxp1=input_pos_maxp1, logits_at=logits_at)
+            entry["inputs"][0][:, :T].copy_(tokens)
+            entry["inputs"][2].copy_(logits_at)
+            entry["graph"].replay()
+            return entry["output"].clone()
+
+        return forward
 
     def _is_capturable(self, model: GPT) -> bool:
         if id(model) not in self._capturable:
@@ -108,31 +135,39 @@ class GraphedStep:
             self._capturable[id(model)] = not (quantized or spread)
         return self._capturable[id(model)]
 
-    def _capture(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, rows: int, length: int) -> dict:
-        B, T = tokens.shape
-        static_tokens = torch.zeros(rows, T, dtype=tokens.dtype, device=tokens.device)
-        static_positions = torch.zeros(rows, T, dtype=positions.dtype, device=positions.device)
-        static_tokens[:B].copy_(tokens)
-        static_positions[:B].copy_(positions)
+    def _entry(self, model: GPT, key: tuple, make: Callable[[], Tuple[Callable, Tuple[torch.Tensor, ...]]]) -> Optional[dict]:
+        """The graph for `key`, captured on first use from `make()` = (forward, static inputs); None if it cannot be."""
+        # the graphs read and write the caches at fixed addresses: any new cache makes them stale (one layer's new
+        # cache may land where another's old one was, so every layer's addresses count)
+        caches = tuple(t.data_ptr() for block in model.transformer.h for t in (block.attn.kv_cache.k, block.attn.kv_cache.v))
+        if caches != self._caches:
+            self._graphs.clear()
+            self._caches = caches
+        key = (id(model), *key)
+        if key not in self._graphs:
+            try:
+                self._graphs[key] = self._capture(*make())
+            except RuntimeError as error:  # e.g. a layer that syncs with the host cannot be captured
+                warnings.warn(f"Decoding without CUDA graphs: capturing the step failed ({str(error).splitlines()[0]})")
+                self._capturable[id(model)] = False
+                torch.cuda.synchronize()
+                return None
+        return self._graphs[key]
 
-        def forward(tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-            return model(tokens, positions, input_pos_maxp1=length)[:, -1]
-
-        if self.compile:
-            forward = torch.compile(forward, **self.compile_options)
+    def _capture(self, forward: Callable, inputs: Tuple[torch.Tensor, ...]) -> dict:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up (and compilation) off the capturing stream
             for _ in range(2):
-                forward(static_tokens, static_positions)
+                forward(*inputs)
         torch.cuda.current_stream().wait_stream(side)
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # thread_local: a server captures on its batching thread while other threads may touch CUDA
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            logits = forward(static_tokens, static_positions)
-        return {"graph": graph, "tokens": static_tokens, "positions": static_positions, "logits": logits}
+            output = forward(*inputs)
+        return {"graph": graph, "inputs": inputs, "output": output}
 
 
 def fast_decode_step(compile: bool = False) -> DecodeStep:
@@ -176,11 +211,8 @@ def prefill(model: GPT, prompts: Sequence[torch.Tensor], start: int = 0, forward
     for row, prompt in enumerate(prompts):
         tokens[row, : lengths[row] - start] = prompt.reshape(-1)[start:]
     positions = torch.arange(start, T, device=device).expand(len(prompts), -1)
-    logits = (model if forward is None else forward)(tokens, positions, input_pos_maxp1=T)  # (B, T - start, V)
-    if min(lengths) == T:
-        return logits[:, -1]
     last = torch.tensor(lengths, device=device) - 1 - start
-    return logits[torch.arange(len(prompts), device=device), last]
+    return (model if forward is None else forward)(tokens, positions, input_pos_maxp1=T, logits_at=last)
 
 
 class StopWatcher:
