@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import cuda_time_ms, emit, table  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
+from litgpt.loss import linear_cross_entropy  # noqa: E402
 from litgpt.lora import add_lora, mark_only_lora_as_trainable  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 
@@ -56,7 +57,7 @@ def build(model_name: str, seq: int, layers: list, r: int, dropout: float, quant
     return config, model, fabric
 
 
-def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: int, compile: bool) -> dict:
+def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: int, compile: bool, loss_compiled: bool = True) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
     if fabric is not None:
@@ -64,6 +65,10 @@ def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: in
     x = torch.randint(0, config.vocab_size, (micro_batch, seq + 1), device="cuda")
 
     forward = torch.compile(model) if compile else model
+    if compile and not loss_compiled:  # the blocked loss runs eagerly after the compiled layers (a graph break)
+        import litgpt.model
+
+        litgpt.model.linear_cross_entropy = torch.compiler.disable(linear_cross_entropy)
 
     def step():
         loss = forward(x[:, :-1], targets=x[:, 1:])
@@ -80,6 +85,9 @@ def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: in
         return dict(step_ms=round(ms, 1), tokens_per_s=round(micro_batch * seq / (ms / 1e3)),
                     peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1))
     finally:
+        import litgpt.model
+
+        litgpt.model.linear_cross_entropy = linear_cross_entropy
         del optimizer, x
         for p in params:
             p.grad = None
@@ -96,14 +104,17 @@ def run(model_name: str, quantize: str, micro_batches: list, compiles: list, arg
         return [case]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     weights_gib = round(torch.cuda.memory_allocated() / 2**30, 2)
-    for mb, compile in [(mb, c) for mb in micro_batches for c in compiles]:
+    variants = [(c, loss) for c in compiles for loss in (args.loss if c else ["compiled"])]
+    for mb, (compile, loss) in [(mb, v) for mb in micro_batches for v in variants]:
         case = dict(bench="lora_throughput", model=model_name, quantize=quantize, compile=compile, r=args.r,
                     layers=",".join(args.layers), seq=args.seq, micro_batch=mb, trainable=trainable, weights_gib=weights_gib)
+        if compile and loss != "compiled":
+            case["loss"] = loss
         if compile and args.memory_budget < 1:
             case["memory_budget"] = args.memory_budget
         try:
             with torch._functorch.config.patch(activation_memory_budget=args.memory_budget):
-                case.update(measure(config, model, fabric, mb, args.seq, args.iters, compile))
+                case.update(measure(config, model, fabric, mb, args.seq, args.iters, compile, loss == "compiled"))
         except torch.OutOfMemoryError:
             case["error"] = "OOM"
             torch.cuda.empty_cache()
@@ -128,6 +139,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--memory_budget", type=float, default=1.0,
                         help="torch.compile's activation memory budget (below 1 it recomputes cheap activations to save memory)")
+    parser.add_argument("--loss", nargs="+", choices=["compiled", "eager"], default=["compiled"],
+                        help="with --compile: the blocked loss compiled with the layers, or run eagerly after them")
     args = parser.parse_args()
     emit(dict(bench="device", name=torch.cuda.get_device_name(), torch=torch.__version__))
     cases = []

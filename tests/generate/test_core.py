@@ -133,13 +133,40 @@ def test_a_prefill_from_position_zero_equals_attending_over_the_masked_cache(win
 
 
 def test_prefill_through_a_compiled_forward_equals_the_plain_one(family_dir):
-    from litgpt.generate.core import prefill
+    from litgpt.generate.core import compile_blocks, prefill
 
     model = load_model(family_dir)
-    compiled = torch.compile(model, backend="eager", dynamic=True)  # an OptimizedModule, as GraphedStep makes on GPUs
+    compiled = compile_blocks(model, backend="eager", dynamic=True)  # what GraphedStep prefills through on GPUs
     prompts = [torch.tensor(p) for p in PROMPTS]
     with torch.inference_mode():
         for batch in (prompts[:1], prompts):
             ensure_kv_cache(model, len(batch), 32)
             expected = prefill(model, batch)
             torch.testing.assert_close(prefill(model, batch, forward=compiled), expected)
+
+
+def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone():
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from litgpt.config import Config
+    from litgpt.generate.core import compile_blocks
+    from litgpt.model import GPT
+
+    torch.manual_seed(0)
+    config = Config(n_layer=4, n_embd=32, n_head=4, n_query_groups=2, block_size=32, vocab_size=64, padding_multiple=64,
+                    mlp_class_name="LLaMAMLP", intermediate_size=64, norm_class_name="RMSNorm", parallel_residual=False)
+    model = GPT(config).eval()
+    blocks = list(model.transformer.h)
+    torch._dynamo.reset()
+    counters.clear()
+    view = compile_blocks(model, backend="aot_eager", dynamic=False)
+    model.set_kv_cache(batch_size=1)
+    x = torch.randint(0, 64, (1, 8))
+    with torch.inference_mode():
+        out = view(x, torch.arange(8).view(1, -1))
+        assert counters["stats"]["unique_graphs"] == 1  # one compilation serves all four blocks
+        model.set_kv_cache(batch_size=1)
+        torch.testing.assert_close(out, model(x, torch.arange(8).view(1, -1)))
+    assert list(model.transformer.h) == blocks  # the model keeps its plain blocks
+    assert view.transformer.h[0].attn.kv_cache is model.transformer.h[0].attn.kv_cache  # and shares its caches

@@ -1,0 +1,63 @@
+"""Where the time of one batch-1 decode step goes: the step's GPU kernels, summed over steps, longest first.
+
+    python benchmarks/profile_decode.py --model Llama-3.2-1B --step compiled
+
+Profiles `--steps` replays of the decode step (after a warm-up generation that captures and compiles it) with
+torch.profiler's CUDA activity, and prints per kernel: calls per step, µs per step, and the share of the step.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from decode_throughput import build, make_step  # noqa: E402
+
+from litgpt.generate.core import generate_tokens  # noqa: E402
+
+
+@torch.inference_mode()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="Llama-3.2-1B")
+    parser.add_argument("--step", default="compiled", choices=["eager", "graphs", "compiled"])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--rows", type=int, default=30)
+    args = parser.parse_args()
+    prompt_len, new = 128, 64
+    model = build(args.model, prompt_len + new + args.steps)
+    step = make_step(args.step)
+    prompt = torch.randint(0, model.config.vocab_size, (prompt_len,), device="cuda")
+    tokens = list(generate_tokens(model, prompt, new, temperature=0.0, step=step))  # capture, compile
+    token = torch.tensor([[tokens[-1]]], device="cuda")
+    start = prompt_len + new
+    positions = [torch.tensor([[start + i]], device="cuda") for i in range(args.steps)]
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    for i in range(args.steps):
+        step(model, token, positions[i], start + i + 1)
+    end.record()
+    torch.cuda.synchronize()
+    wall = begin.elapsed_time(end) * 1e3 / args.steps
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for i in range(args.steps):
+            step(model, token, positions[i], start + i + 1)
+        torch.cuda.synchronize()
+    kernels = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            calls, us = kernels.get(event.name, (0, 0.0))
+            kernels[event.name] = (calls + 1, us + event.device_time_total)
+    total = sum(us for _, us in kernels.values())
+    print(f"{args.model} {args.step}: {sum(c for c, _ in kernels.values()) / args.steps:.0f} kernels and {total / args.steps:.0f} µs of kernel time per step; {wall:.0f} µs per step on the clock")
+    print("calls/step | µs/step | share | kernel")
+    for name, (calls, us) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[: args.rows]:
+        print(f"{calls / args.steps:.1f} | {us / args.steps:.1f} | {us / total:.1%} | {name[:110]}")
+
+
+if __name__ == "__main__":
+    main()
