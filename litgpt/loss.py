@@ -5,16 +5,9 @@ much again for their gradient. Here the head's matmul, the softmax and the gradi
 in the forward pass, and only the gradients with respect to the hidden states (and the head's weight, when it
 trains) are kept for the backward pass. The FLOPs are the same as the plain head + `cross_entropy`, with
 logits in fp32 one block at a time.
-
-The loop over blocks always runs eagerly, also inside a compiled model: traced into one graph, torch.compile's
-scheduler kept several blocks' logits alive at once (24 GiB more at Llama-3.2-1B, 8 x 2048). On CUDA each
-block's softmax and gradient run as one compiled function instead, a few passes over the block's fp32 logits
-rather than one per elementwise op.
 """
 
-import warnings
-
-from typing import Any, Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -23,7 +16,6 @@ from torch.utils.checkpoint import checkpoint
 BLOCK_BYTES = 1 << 30  # fp32 logits of one block of rows
 
 
-@torch.compiler.disable
 def linear_cross_entropy(
     x: torch.Tensor, head: nn.Module, targets: torch.Tensor, ignore_index: int = -100, softcap: Optional[float] = None
 ) -> torch.Tensor:
@@ -102,7 +94,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 z = sum(xc[start:end] @ wc.t() for xc, wc in cast)
                 if b is not None:
                     z = z + b
-                loss, grad_z = _run_block(z, targets[start:end], ignore_index, softcap, any(needs))
+                loss, grad_z = _block(z, targets[start:end], ignore_index, softcap, any(needs))
                 total += loss
                 if grad_z is None:
                     continue
@@ -125,25 +117,6 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         saved = iter(ctx.saved_tensors)
         grads = [(next(saved) * grad_total).to(dtype) if has else None for has, dtype in zip(ctx.has, ctx.dtypes)]
         return (None, None, None, None, None, *grads)
-
-
-_compiled_block: Optional[Callable] = None
-
-
-def _run_block(z: torch.Tensor, *args: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """`_block`, compiled on CUDA; eager elsewhere, or if compiling fails (with a warning, once)."""
-    global _compiled_block
-    if z.is_cuda and _compiled_block is None:
-        _compiled_block = torch.compile(_block)
-    if z.is_cuda and _compiled_block is not _block:
-        try:
-            return _compiled_block(z, *args)
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as error:  # e.g. no Triton for this GPU
-            warnings.warn(f"The loss runs uncompiled: compiling it failed ({str(error).splitlines()[0] if str(error) else type(error).__name__})")
-            _compiled_block = _block
-    return _block(z, *args)
 
 
 def _block(
