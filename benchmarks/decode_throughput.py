@@ -3,10 +3,11 @@
     python benchmarks/decode_throughput.py --model Llama-3.2-1B Llama-3.1-8B --step eager graphs compiled
 
 Steps: `eager` is the plain step (`decode_step`, a kernel launch per op from Python); `graphs` replays a CUDA
-graph of the same eager step (`GraphedStep()`, what `litgpt generate` uses on a GPU); `compiled` compiles the step
+graph of the same eager step (`GraphedStep()`, what `litgpt generate` uses on a GPU); `compiled` compiles
 the model's blocks with torch.compile (coordinate-descent tuning on) and then graphs the step, and graphs the
 prefill too (`GraphedStep(compile=True)`, `litgpt generate --compile`). Each case also checks itself against
 `eager`: the greedy tokens must agree, and the logits of the first decode step must match to bf16 tolerance.
+`whole` compiles the whole model instead of one block for all (`GraphedStep(compile=True, regional=False)`).
 """
 
 import argparse
@@ -42,7 +43,8 @@ def build(model_name: str, length: int, dtype: torch.dtype = torch.bfloat16) -> 
 
 
 def make_step(kind: str):
-    return {"eager": lambda: decode_step, "graphs": lambda: GraphedStep(), "compiled": lambda: GraphedStep(compile=True)}[kind]()
+    return {"eager": lambda: decode_step, "graphs": lambda: GraphedStep(), "compiled": lambda: GraphedStep(compile=True),
+            "whole": lambda: GraphedStep(compile=True, regional=False)}[kind]()
 
 
 @torch.inference_mode()
@@ -95,7 +97,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16",
                         help="float32 makes the greedy comparison exact enough to catch a wrong fast path: random-weight logits are near-ties")
-    parser.add_argument("--step", nargs="+", default=["eager", "graphs", "compiled"], choices=["eager", "graphs", "compiled"])
+    parser.add_argument("--step", nargs="+", default=["eager", "graphs", "compiled"], choices=["eager", "graphs", "compiled", "whole"])
     args = parser.parse_args()
     bandwidth = copy_bandwidth_tbs()  # bytes read + written, the figure the reference bound uses
     emit(dict(bench="copy_bandwidth", tbs=round(bandwidth, 2)))
