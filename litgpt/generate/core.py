@@ -77,7 +77,7 @@ class GraphedStep:
         compile: compile the model's blocks (`compile_blocks`) with `torch.compile(dynamic=False,
             **compile_options)` before capturing the step. By default inductor's coordinate-descent tuning is on: each
             matrix-vector product of a decode step then becomes a Triton reduction tuned for its shape (17% more
-            tokens/s for Llama-3.2-1B on an H200, see benchmarks/RESULTS.md).
+            tokens/s for Llama-3.2-1B on an H200 with the whole model compiled, see benchmarks/RESULTS.md).
         regional: compile one block for all (`compile_blocks`, seconds); False compiles the whole model, which
             decodes 8-9% faster on an H200 but takes minutes to compile a large model.
     """
