@@ -49,10 +49,11 @@ def generate(
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    llm = LLM.load(str(checkpoint_dir), precision=precision, quantize=quantize)  # finetuned folders included
+    # finetuned folders included; the decode step replays CUDA graphs on a GPU, compiled with --compile
+    llm = LLM.load(str(checkpoint_dir), precision=precision, quantize=quantize, compile=compile)
     print_completions(
         llm, prompt, sys_prompt=sys_prompt, num_samples=num_samples, max_new_tokens=max_new_tokens, top_k=top_k,
-        top_p=top_p, temperature=temperature, compile=compile, seed=seed,
+        top_p=top_p, temperature=temperature, seed=seed,
     )
     if llm.device.type == "cuda":
         print(f"Memory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB", file=sys.stderr)
@@ -68,27 +69,26 @@ def print_completions(
     top_k: Optional[int] = 50,
     top_p: float = 1.0,
     temperature: float = 0.8,
-    compile: bool = False,
     seed: int = 1234,
     show: bool = True,
 ) -> None:
     """Print `num_samples` completions of `prompt` by `llm`'s model (on one device or spread over several), each
-    followed by a stats line on stderr; with `show=False`, generate the same without printing (other ranks)."""
+    followed by a stats line on stderr; with `show=False`, generate the same without printing (other ranks).
+    Decodes with `llm.decode_step`."""
     import torch
 
-    from litgpt.generate.core import compiled_decode_step, decode_step, ensure_kv_cache, generate_tokens
+    from litgpt.generate.core import ensure_kv_cache, generate_tokens
 
     model, tokenizer = llm.model, llm.tokenizer
     encoded = tokenizer.encode(llm.prompt_style.apply(prompt, sys_prompt=sys_prompt), device=llm.device)
     ensure_kv_cache(model, 1, encoded.numel() + max_new_tokens - 1)
-    step = compiled_decode_step() if compile else decode_step
     stop = llm.prompt_style.stop_tokens(tokenizer)
     torch.manual_seed(seed)
     for i in range(num_samples):
         start = time.perf_counter()
         tokens = list(generate_tokens(
             model, encoded, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            stop_tokens=stop, step=step,
+            stop_tokens=stop, step=llm.decode_step,
         ))
         seconds = time.perf_counter() - start
         if not show:

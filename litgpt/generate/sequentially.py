@@ -199,6 +199,7 @@ def generate_sequentially(
 
     from litgpt.api import LLM
     from litgpt.generate.cli import print_completions
+    from litgpt.generate.core import fast_decode_step
     from litgpt.generate.devices import pick_devices
 
     if max_new_tokens < 1:
@@ -207,9 +208,10 @@ def generate_sequentially(
     llm = LLM.load(str(checkpoint_dir), distribute=None)  # the tokenizer and prompt style; the model comes next
     llm.model = load_sequentially(llm.checkpoint_dir, chosen, precision=precision, quantize=quantize)
     llm.quantize = quantize
+    llm.decode_step = fast_decode_step(compile)  # the plain (or compiled) step for a model over several devices
     print_completions(
         llm, prompt, sys_prompt=sys_prompt, num_samples=num_samples, max_new_tokens=max_new_tokens, top_k=top_k,
-        top_p=top_p, temperature=temperature, compile=compile, seed=seed,
+        top_p=top_p, temperature=temperature, seed=seed,
     )
     used = [d for d in dict.fromkeys(chosen) if d.type == "cuda"]
     if used:

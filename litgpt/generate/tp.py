@@ -229,13 +229,13 @@ def generate_tp(
         )
     settings = dict(
         prompt=prompt, sys_prompt=sys_prompt, num_samples=num_samples, max_new_tokens=max_new_tokens, top_k=top_k,
-        top_p=top_p, temperature=temperature, compile=compile, seed=seed,
+        top_p=top_p, temperature=temperature, seed=seed,
     )
     rendezvous = tempfile.mkdtemp(prefix="litgpt-tp-")
     try:
         mp.start_processes(
             _run_rank,
-            args=(len(chosen), chosen[0].type, str(Path(rendezvous) / "store"), folder, precision, quantize, settings),
+            args=(len(chosen), chosen[0].type, str(Path(rendezvous) / "store"), folder, precision, quantize, compile, settings),
             nprocs=len(chosen),
             start_method="spawn",
         )
@@ -251,6 +251,7 @@ def _run_rank(
     checkpoint_dir: Path,
     precision: Optional[str],
     quantize: Quantize,
+    compile: bool,
     settings: Dict[str, Any],
 ) -> None:
     """One process of `generate_tp`: join the group, load this rank's slice, generate (rank 0 prints)."""
@@ -259,6 +260,7 @@ def _run_rank(
 
     from litgpt.api import LLM
     from litgpt.generate.cli import print_completions
+    from litgpt.generate.core import compiled_decode_step, decode_step
 
     if device_type == "cuda":
         device = torch.device("cuda", rank)
@@ -273,6 +275,8 @@ def _run_rank(
         llm = LLM.load(str(checkpoint_dir), distribute=None)
         llm.model = load_tp(checkpoint_dir, rank, world_size, device, precision=precision, quantize=quantize)
         llm.quantize = quantize
+        # no CUDA graphs: a graph would have to capture the all-reduces between the ranks
+        llm.decode_step = compiled_decode_step() if compile else decode_step
         print_completions(llm, show=rank == 0, **settings)
         if rank == 0 and device_type == "cuda":
             print(f"Memory used: {torch.cuda.max_memory_allocated(device) / 1e9:.02f} GB per GPU (rank 0)", file=sys.stderr)
