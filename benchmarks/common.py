@@ -47,3 +47,50 @@ def table(cases: List[Dict], columns: List[str]) -> None:
     print(" | ".join(columns))
     for case in cases:
         print(" | ".join(str(case.get(c, "")) for c in columns))
+
+
+KINDS = (  # kernel name fragments, by kind, first match wins
+    ("attention", ("flash", "fmha", "attention", "sdpa", "cudnn")),
+    ("matmul", ("gemm", "gemv", "cutlass", "xmma", "nvjet", "cublas", "splitk")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("triton (fused by inductor)", ("triton",)),
+    ("copy / fill", ("memcpy", "memset", "copy", "fill")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, parts in KINDS if any(p in lowered for p in parts)), "other")
+
+
+def profile_kernels(fn: Callable[[], object], calls: int, rows: int = 25, label: str = "") -> Dict:
+    """Run `fn` `calls` times under torch.profiler; print GPU time per call by kernel kind and the longest kernels.
+
+    Returns {"kernels_per_call", "kernel_us_per_call", "by_kind": {kind: µs per call}}.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    kernels: Dict[str, List[float]] = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            entry = kernels.setdefault(event.name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += event.device_time_total
+    total = sum(us for _, us in kernels.values()) or 1.0
+    by_kind: Dict[str, float] = {}
+    for name, (_, us) in kernels.items():
+        by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + us / calls
+    count = sum(n for n, _ in kernels.values()) / calls
+    print(f"{label}: {count:.0f} kernels, {total / calls:,.0f} µs of kernel time per call")
+    print("kind | µs/call | share")
+    for kind, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"{kind} | {us:,.0f} | {us * calls / total:.1%}")
+    print("calls/call | µs/call | share | kernel")
+    for name, (n, us) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:rows]:
+        print(f"{n / calls:.1f} | {us / calls:,.1f} | {us / total:.1%} | {name[:120]}")
+    return dict(kernels_per_call=round(count), kernel_us_per_call=round(total / calls), by_kind={k: round(v) for k, v in by_kind.items()})

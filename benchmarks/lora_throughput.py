@@ -20,7 +20,7 @@ import torch._functorch.config
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import cuda_time_ms, emit, table  # noqa: E402
+from common import cuda_time_ms, emit, profile_kernels, table  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
 from litgpt.loss import linear_cross_entropy  # noqa: E402
@@ -57,7 +57,8 @@ def build(model_name: str, seq: int, layers: list, r: int, dropout: float, quant
     return config, model, fabric
 
 
-def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: int, compile: bool, loss_compiled: bool = True) -> dict:
+def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: int, compile: bool, loss_compiled: bool = True,
+            profile: int = 0, snapshot: str = "") -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
     if fabric is not None:
@@ -82,8 +83,16 @@ def measure(config: Config, model, fabric, micro_batch: int, seq: int, iters: in
     torch.cuda.reset_peak_memory_stats()
     try:
         ms = statistics.median(cuda_time_ms(step, iters=iters, warmup=4 if compile else 2))
-        return dict(step_ms=round(ms, 1), tokens_per_s=round(micro_batch * seq / (ms / 1e3)),
-                    peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1))
+        peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        if profile:
+            profile_kernels(step, profile, label=f"{config.name} LoRA {micro_batch}x{seq} compile={compile} loss_compiled={loss_compiled} step")
+        if snapshot:  # what is allocated when, with its stack (torch.cuda.memory._snapshot's format; see pytorch.org/memory_viz)
+            torch.cuda.memory._record_memory_history(max_entries=1_000_000)
+            step()
+            torch.cuda.synchronize()
+            torch.cuda.memory._dump_snapshot(snapshot)
+            torch.cuda.memory._record_memory_history(enabled=None)
+        return dict(step_ms=round(ms, 1), tokens_per_s=round(micro_batch * seq / (ms / 1e3)), peak_gib=peak_gib)
     finally:
         import litgpt.model
 
@@ -114,7 +123,8 @@ def run(model_name: str, quantize: str, micro_batches: list, compiles: list, arg
             case["memory_budget"] = args.memory_budget
         try:
             with torch._functorch.config.patch(activation_memory_budget=args.memory_budget):
-                case.update(measure(config, model, fabric, mb, args.seq, args.iters, compile, loss == "compiled"))
+                case.update(measure(config, model, fabric, mb, args.seq, args.iters, compile, loss == "compiled", args.profile,
+                                    args.memory_snapshot and f"{args.memory_snapshot}-{len(cases)}.pickle"))
         except torch.OutOfMemoryError:
             case["error"] = "OOM"
             torch.cuda.empty_cache()
@@ -141,6 +151,8 @@ def main() -> None:
                         help="torch.compile's activation memory budget (below 1 it recomputes cheap activations to save memory)")
     parser.add_argument("--loss", nargs="+", choices=["compiled", "eager"], default=["compiled"],
                         help="with --compile: the blocked loss compiled with the layers, or run eagerly after them")
+    parser.add_argument("--profile", type=int, default=0, help="profile this many steps of each case and print where their GPU time goes")
+    parser.add_argument("--memory_snapshot", default="", help="record one step of each case into PATH-<case>.pickle (torch.cuda.memory snapshot)")
     args = parser.parse_args()
     emit(dict(bench="device", name=torch.cuda.get_device_name(), torch=torch.__version__))
     cases = []
@@ -150,7 +162,7 @@ def main() -> None:
         cases += run(name, "none", [int(mb)], compiles, args)
     if args.qlora_model:
         cases += run(args.qlora_model, args.quantize, args.qlora_micro_batch, [False], args)
-    table(cases, ["model", "quantize", "compile", "micro_batch", "seq", "trainable", "weights_gib", "step_ms", "tokens_per_s", "peak_gib"])
+    table(cases, ["model", "quantize", "compile", "loss", "micro_batch", "seq", "trainable", "weights_gib", "step_ms", "tokens_per_s", "peak_gib"])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python benchmarks/profile_decode.py --model Llama-3.2-1B --step compiled
 
 Profiles `--steps` replays of the decode step (after a warm-up generation that captures and compiles it) with
-torch.profiler's CUDA activity, and prints per kernel: calls per step, µs per step, and the share of the step.
+torch.profiler's CUDA activity, and prints the GPU time per step by kernel kind (matmul, attention, inductor's
+Triton kernels, ...) and per kernel: calls per step, µs per step, and the share of the step.
 """
 
 import argparse
@@ -11,10 +12,10 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
+from common import profile_kernels  # noqa: E402
 from decode_throughput import build, make_step  # noqa: E402
 
 from litgpt.generate.core import generate_tokens  # noqa: E402
@@ -24,7 +25,7 @@ from litgpt.generate.core import generate_tokens  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Llama-3.2-1B")
-    parser.add_argument("--step", default="compiled", choices=["eager", "graphs", "compiled"])
+    parser.add_argument("--step", default="compiled", choices=["eager", "graphs", "compiled", "whole"])
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--rows", type=int, default=30)
     args = parser.parse_args()
@@ -43,20 +44,14 @@ def main() -> None:
     end.record()
     torch.cuda.synchronize()
     wall = begin.elapsed_time(end) * 1e3 / args.steps
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for i in range(args.steps):
-            step(model, token, positions[i], start + i + 1)
-        torch.cuda.synchronize()
-    kernels = {}
-    for event in prof.events():
-        if event.device_type == torch.autograd.DeviceType.CUDA:
-            calls, us = kernels.get(event.name, (0, 0.0))
-            kernels[event.name] = (calls + 1, us + event.device_time_total)
-    total = sum(us for _, us in kernels.values())
-    print(f"{args.model} {args.step}: {sum(c for c, _ in kernels.values()) / args.steps:.0f} kernels and {total / args.steps:.0f} µs of kernel time per step; {wall:.0f} µs per step on the clock")
-    print("calls/step | µs/step | share | kernel")
-    for name, (calls, us) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[: args.rows]:
-        print(f"{calls / args.steps:.1f} | {us / args.steps:.1f} | {us / total:.1%} | {name[:110]}")
+    print(f"{args.model} {args.step}: {wall:.0f} µs per step on the clock")
+    replay = iter(range(args.steps))
+
+    def one_step():
+        i = next(replay)
+        step(model, token, positions[i], start + i + 1)
+
+    profile_kernels(one_step, args.steps, args.rows, f"{args.model} {args.step} decode step")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Run the benchmark suite on one GPU and print every figure against its target.
 
     python benchmarks/run_all.py                       # the suite: every target of issue 7, about 9 minutes on an H200
-    python benchmarks/run_all.py --groups lora_8b qlora train_variants lora_eager   # the other cases
+    python benchmarks/run_all.py --groups lora_8b qlora train_variants lora_eager lora_eager_loss   # the other cases
 
 Each group is one script in its own process (so one crash or OOM does not take the rest down); their JSON lines
 are collected into `--out`/results.jsonl, the scripts' own output into `--out`/<group>.log, and the summary table
@@ -22,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 GROUPS: Dict[str, List[str]] = {
     "train": ["train_throughput.py", "--harness", "loop", "--iters", "6"],
     "train_variants": ["train_throughput.py", "--harness", "step", "--precision", "bf16-mixed", "--compile", "no", "--iters", "6"],
-    "lora": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "yes", "--loss", "compiled", "eager", "--qlora_model", "", "--iters", "4"],
+    "lora": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "yes", "--qlora_model", "", "--iters", "4"],
+    "lora_eager_loss": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "yes", "--loss", "eager", "--qlora_model", "", "--iters", "4"],
     "lora_8b": ["lora_throughput.py", "--cases", "Llama-3.1-8B:2", "--compile", "yes", "--qlora_model", "", "--iters", "4"],
     "lora_eager": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "no", "--qlora_model", "", "--iters", "4"],
     "qlora": ["lora_throughput.py", "--cases", "--qlora_model", "Llama-3.1-8B", "--qlora_micro_batch", "2", "--iters", "4"],

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import cuda_time_ms, emit, matmul_peak_tflops, table  # noqa: E402
+from common import cuda_time_ms, emit, matmul_peak_tflops, profile_kernels, table  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
@@ -32,7 +32,8 @@ def flops_per_token(config: Config, n_params: int, seq: int) -> float:
     return 6 * n_params + attention
 
 
-def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bool, iters: int, peak: float, sdpa: str = "default") -> dict:
+def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bool, iters: int, peak: float, sdpa: str = "default",
+        profile: int = 0) -> dict:
     config = Config.from_name(model_name, block_size=max(seq, Config.from_name(model_name).block_size))
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -62,12 +63,15 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
     order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     with sdpa_kernel(order, set_priority=True) if sdpa == "cudnn" else nullcontext():
         ms = statistics.median(cuda_time_ms(step, iters=iters, warmup=3 if not compile else 5))
+        peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        if profile:
+            profile_kernels(step, profile, label=f"{model_name} {micro_batch}x{seq} {precision} compile={compile} sdpa={sdpa} step")
     tokens_per_s = micro_batch * seq / (ms / 1e3)
     achieved = tokens_per_s * flops_per_token(config, n_params, seq) / 1e12
     return dict(
         bench="train_throughput", harness="step", model=model_name, seq=seq, micro_batch=micro_batch, precision=precision,
         compile=compile, sdpa=sdpa, step_ms=round(ms, 1), tokens_per_s=round(tokens_per_s), mfu_989=round(achieved / 989, 3),
-        mfu_measured=round(achieved / peak, 3), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1),
+        mfu_measured=round(achieved / peak, 3), peak_gib=peak_gib,
     )
 
 
@@ -133,6 +137,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--harness", choices=["loop", "step", "both"], default="both")
     parser.add_argument("--sdpa", nargs="+", choices=["default", "cudnn"], default=["default"], help="attention kernels tried first (step harness)")
+    parser.add_argument("--profile", type=int, default=0, help="profile this many steps (step harness) and print where their GPU time goes")
     args = parser.parse_args()
     peak = matmul_peak_tflops()
     emit(dict(bench="matmul_peak", tflops=round(peak, 1)))
@@ -148,7 +153,7 @@ def main() -> None:
         for compile in {"no": [False], "yes": [True], "both": [False, True]}[args.compile]:
             for mb, sdpa in [(mb, sdpa) for mb in args.micro_batch for sdpa in args.sdpa]:
                 try:
-                    case = run(args.model, args.seq, mb, precision, compile, args.iters, peak, sdpa)
+                    case = run(args.model, args.seq, mb, precision, compile, args.iters, peak, sdpa, args.profile)
                 except torch.OutOfMemoryError:
                     case = dict(bench="train_throughput", model=args.model, micro_batch=mb, precision=precision, compile=compile, error="OOM")
                 torch.cuda.empty_cache()

@@ -34,15 +34,60 @@ def compile_blocks(model: GPT, **compile_options: Any) -> GPT:
 
     The view shares the model's weights, buffers and KV caches, and the model itself stays as it was. Blocks of
     one structure share one compilation (regional compilation), so compiling takes about as long as for one
-    block, whatever the depth; the embedding, masks, final norm and head stay eager.
+    block, whatever the depth; the embedding, masks, final norm and head stay eager. Each MLP's output projection
+    runs as one opaque operator (cuBLAS), see `OpaqueLinear`.
     """
-    view = copy.copy(model)
-    view._modules = dict(model._modules)
-    transformer = copy.copy(model.transformer)
-    transformer._modules = dict(model.transformer._modules)
-    transformer._modules["h"] = nn.ModuleList(torch.compile(block, **compile_options) for block in model.transformer.h)
+    view = _shallow_copy(model)
+    transformer = _shallow_copy(model.transformer)
+    transformer._modules["h"] = nn.ModuleList(torch.compile(_opaque_mlp_proj(block), **compile_options) for block in model.transformer.h)
     view._modules["transformer"] = transformer
     return view
+
+
+def _shallow_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` sharing its parameters, buffers and submodules, whose submodules can be swapped."""
+    copied = copy.copy(module)
+    copied._modules = dict(module._modules)
+    return copied
+
+
+def _opaque_mlp_proj(block: nn.Module) -> nn.Module:
+    mlp = getattr(block, "mlp", None)
+    proj = getattr(mlp, "proj", None)
+    if type(proj) is not nn.Linear or proj._forward_hooks or proj._forward_pre_hooks:  # tensor parallel's all-reduce
+        return block
+    block, mlp = _shallow_copy(block), _shallow_copy(mlp)
+    mlp._modules["proj"] = OpaqueLinear(mlp.proj)
+    block._modules["mlp"] = mlp
+    return block
+
+
+class OpaqueLinear(nn.Module):
+    """A linear layer that torch.compile leaves whole, to cuBLAS.
+
+    With coordinate-descent tuning, inductor turns a one-row matmul into a Triton reduction and pulls the
+    producer of its input into it: for the MLP's output projection, SiLU(fc_1) * fc_2 is then recomputed for each
+    output row. Profiled on an H200, that made the projection of Llama-3.1-8B take 54 µs a layer (2.2 TB/s, the
+    SiLU's exponentials the limit), against 4.2 TB/s for cuBLAS's matrix-vector kernel on the head. Kept whole,
+    its input is computed once (fused into the fc_1/fc_2 kernel) and cuBLAS reads the weight.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.litgpt.linear(x, self.linear.weight, self.linear.bias)
+
+
+@torch.library.custom_op("litgpt::linear", mutates_args=())
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+@_linear.register_fake
+def _(x, weight, bias):
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
 
 
 def compiled_decode_step(**compile_options: Any) -> DecodeStep:

@@ -100,3 +100,66 @@ def test_adapter_with_kv_cache_matches_full_forward():
         first = model(x[:, :6], input_pos=torch.arange(6))
         rest = model(x[:, 6:], input_pos=torch.arange(6, 10))
     assert torch.allclose(torch.cat((first, rest), 1), full, atol=1e-5)
+
+
+def test_lora_dropout_is_plain_dropout_when_not_compiled():
+    from litgpt.lora import IndexHashDropout
+
+    drop = IndexHashDropout(0.25)
+    x = torch.ones(64, 64)
+    dropped = drop(x)
+    assert 0.2 < (dropped == 0).float().mean().item() < 0.3
+    assert torch.all((dropped == 0) | (dropped == 1 / 0.75))
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_hash_keep_mask_keeps_the_right_share_and_changes_with_the_seed():
+    from litgpt.lora import hash_keep_mask
+
+    x = torch.empty(4, 128, 256)
+    a, b = hash_keep_mask(x, torch.tensor(7), 0.1), hash_keep_mask(x, torch.tensor(8), 0.1)
+    assert a.shape == x.shape and a.dtype == torch.bool
+    assert abs(a.float().mean().item() - 0.9) < 0.01
+    assert torch.equal(a, hash_keep_mask(x, torch.tensor(7), 0.1))
+    assert abs((a == b).float().mean().item() - (0.9**2 + 0.1**2)) < 0.01  # independent masks agree this often
+    neighbours = torch.corrcoef(torch.stack([a.flatten()[:-1].float(), a.flatten()[1:].float()]))[0, 1]
+    assert abs(neighbours.item()) < 0.02
+
+
+def test_compiled_lora_dropout_drops_with_one_mask_forward_and_backward():
+    from litgpt.lora import IndexHashDropout
+
+    drop = IndexHashDropout(0.5)
+    x = torch.randn(8, 64, requires_grad=True)
+    weight = torch.randn(8, 64)
+    y = torch.compile(drop, backend="aot_eager_decomp_partition", fullgraph=True)(x)
+    (y * weight).sum().backward()
+    kept = y != 0
+    assert 0.4 < kept.float().mean().item() < 0.6
+    torch.testing.assert_close(y, x.detach() * kept * 2.0)
+    torch.testing.assert_close(x.grad, weight * kept * 2.0)
+
+
+def test_compiled_lora_keeps_no_dropout_mask_for_the_backward_pass():
+    """torch.compile's partitioner keeps a dropout's random numbers, or its mask, for the backward pass; the hash
+    dropout leaves it nothing of the activations' size in bool or integer."""
+    torch.manual_seed(0)
+    model = add_lora(tiny(), r=4, alpha=8, dropout=0.1, query=True, key=True, value=True, projection=True, mlp=True, head=True)
+    for name, param in model.named_parameters():
+        param.requires_grad = lora_filter(name)
+    model.max_seq_length = 16
+    idx = torch.randint(0, model.config.vocab_size, (2, 17))
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    compiled = torch.compile(model, backend="aot_eager_decomp_partition", fullgraph=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = compiled(idx[:, :-1], targets=idx[:, 1:])
+    loss.backward()
+    assert saved, "the compiled step keeps activations"
+    activation = 2 * 16 * model.config.n_embd
+    assert not [tuple(t.shape) for t in saved if t.numel() >= activation and not t.dtype.is_floating_point]
+    assert all(p.grad is not None for n, p in model.named_parameters() if lora_filter(n))

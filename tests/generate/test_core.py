@@ -170,3 +170,5 @@ def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone():
         torch.testing.assert_close(out, model(x, torch.arange(8).view(1, -1)))
     assert list(model.transformer.h) == blocks  # the model keeps its plain blocks
     assert view.transformer.h[0].attn.kv_cache is model.transformer.h[0].attn.kv_cache  # and shares its caches
+    assert type(view.transformer.h[0].mlp.proj).__name__ == "OpaqueLinear" and type(model.transformer.h[0].mlp.proj) is torch.nn.Linear
+    assert view.transformer.h[0].mlp.proj.linear.weight is model.transformer.h[0].mlp.proj.weight
