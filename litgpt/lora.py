@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 
 class WrappedLinear(nn.Module):
@@ -51,7 +50,7 @@ class LoRALinear(WrappedLinear):
         self.linear = linear
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         self.parts = list(parts) if parts is not None else [(0, linear.out_features)]
-        self.dropout = IndexHashDropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         device, dtype = linear.weight.device, getattr(linear, "compute_dtype", None) or linear.weight.dtype
         if not dtype.is_floating_point:
             dtype = torch.float32
@@ -94,48 +93,6 @@ class LoRALinear(WrappedLinear):
         for a_i, b_i, (offset, size) in zip(self.lora_A.float().split(self.r), blocks_b, self.parts):
             delta[offset : offset + size] = b_i @ a_i
         return delta * self.scaling
-
-
-class IndexHashDropout(nn.Dropout):
-    """`nn.Dropout`, except under torch.compile, where the mask is a hash of each element's index and a seed drawn
-    per call.
-
-    A compiled graph keeps each dropout's random numbers (fp32) for the backward pass: 14 GiB for LoRA on every
-    linear layer of Llama-3.2-1B at 8 x 2048, a third of the step's memory. The hash is plain arithmetic, so the
-    backward pass recomputes the mask from the seed instead. It is a different random stream than eager dropout's,
-    with the same keep probability.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or not torch.compiler.is_compiling():
-            return super().forward(x)
-        seed = torch.randint(0, 2**31 - 1, (), device=x.device)
-        return checkpoint(_hash_dropout, x, seed, self.p, use_reentrant=False)
-
-
-def _hash_dropout(x: torch.Tensor, seed: torch.Tensor, p: float) -> torch.Tensor:
-    return x * hash_keep_mask(x, seed, p).to(x.dtype) * (1 / (1 - p))
-
-
-def hash_keep_mask(x: torch.Tensor, seed: torch.Tensor, p: float) -> torch.Tensor:
-    """A bool mask shaped like `x`, each element True with probability 1 - p: a 32-bit integer hash of `seed` and
-    the element's index, one dimension at a time (h = mix(h + i_d)), so that no full-size index tensor exists for
-    every layer to share (torch.compile would keep it for the backward pass) and no constant outgrows the 32-bit
-    index arithmetic of compiled kernels. Multipliers are under 2**31: int64 products of 32-bit values cannot
-    overflow."""
-    h = seed
-    for dim in range(x.dim()):
-        shape = [1] * x.dim()
-        shape[dim] = x.shape[dim]
-        h = _mix32(h + torch.arange(x.shape[dim], device=x.device).view(shape))
-    return h >= int(p * 2**32)
-
-
-def _mix32(h: torch.Tensor) -> torch.Tensor:
-    h = h & 0xFFFFFFFF
-    for shift, multiplier in ((16, 0x7FEB352D), (15, 0x46D3C3A5), (16, 0x5BD1E995)):
-        h = ((h ^ (h >> shift)) * multiplier) & 0xFFFFFFFF
-    return h ^ (h >> 15)
 
 
 def add_lora(
