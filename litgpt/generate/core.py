@@ -51,21 +51,21 @@ def _shallow_copy(module: nn.Module) -> nn.Module:
     return copied
 
 
+# MLP output projections with weights of at least this many bytes run through `OpaqueLinear` in compiled blocks
+OPAQUE_MIN_BYTES = 64 * 2**20
+
+
 def _opaque_mlp_proj(block: nn.Module) -> nn.Module:
+    """`block`, or a view of it whose MLP output projection is an `OpaqueLinear` (plain, large, hook-free layers:
+    tensor parallelism's all-reduce is a hook)."""
     mlp = getattr(block, "mlp", None)
     proj = getattr(mlp, "proj", None)
-    if type(proj) is not nn.Linear or proj._forward_hooks or proj._forward_pre_hooks:  # tensor parallel's all-reduce
-        return block
-    if proj.weight.nbytes < OPAQUE_MIN_BYTES:
+    if type(proj) is not nn.Linear or proj._forward_hooks or proj._forward_pre_hooks or proj.weight.nbytes < OPAQUE_MIN_BYTES:
         return block
     block, mlp = _shallow_copy(block), _shallow_copy(mlp)
     mlp._modules["proj"] = OpaqueLinear(mlp.proj)
     block._modules["mlp"] = mlp
     return block
-
-
-# MLP output projections with weights of at least this many bytes run through `OpaqueLinear` in compiled blocks
-OPAQUE_MIN_BYTES = 64 * 2**20
 
 
 class OpaqueLinear(nn.Module):

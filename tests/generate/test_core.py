@@ -147,12 +147,11 @@ def test_prefill_through_a_compiled_forward_equals_the_plain_one(family_dir):
 
 def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone(monkeypatch):
     import torch._dynamo
-
-    import litgpt.generate.core
     from torch._dynamo.utils import counters
 
     from litgpt.config import Config
-    from litgpt.generate.core import compile_blocks
+    import litgpt.generate.core
+    from litgpt.generate.core import OpaqueLinear, compile_blocks
     from litgpt.model import GPT
 
     torch.manual_seed(0)
@@ -173,5 +172,5 @@ def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone(mo
         torch.testing.assert_close(out, model(x, torch.arange(8).view(1, -1)))
     assert list(model.transformer.h) == blocks  # the model keeps its plain blocks
     assert view.transformer.h[0].attn.kv_cache is model.transformer.h[0].attn.kv_cache  # and shares its caches
-    assert type(view.transformer.h[0].mlp.proj).__name__ == "OpaqueLinear" and type(model.transformer.h[0].mlp.proj) is torch.nn.Linear
+    assert isinstance(view.transformer.h[0].mlp.proj, OpaqueLinear) and type(model.transformer.h[0].mlp.proj) is torch.nn.Linear
     assert view.transformer.h[0].mlp.proj.linear.weight is model.transformer.h[0].mlp.proj.weight
