@@ -63,11 +63,8 @@ def kernel_kind(name: str) -> str:
     return next((kind for kind, parts in KINDS if any(p in lowered for p in parts)), "other")
 
 
-def profile_kernels(fn: Callable[[], object], calls: int, rows: int = 25, label: str = "") -> Dict:
-    """Run `fn` `calls` times under torch.profiler; print GPU time per call by kernel kind and the longest kernels.
-
-    Returns {"kernels_per_call", "kernel_us_per_call", "by_kind": {kind: µs per call}}.
-    """
+def profile_kernels(fn: Callable[[], object], calls: int, rows: int = 25, label: str = "") -> None:
+    """Run `fn` `calls` times under torch.profiler; print GPU time per call by kernel kind and the longest kernels."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
@@ -84,7 +81,8 @@ def profile_kernels(fn: Callable[[], object], calls: int, rows: int = 25, label:
     total = sum(us for _, us in kernels.values()) or 1.0
     by_kind: Dict[str, float] = {}
     for name, (_, us) in kernels.items():
-        by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + us / calls
+        kind = kernel_kind(name)
+        by_kind[kind] = by_kind.get(kind, 0.0) + us / calls
     count = sum(n for n, _ in kernels.values()) / calls
     print(f"{label}: {count:.0f} kernels, {total / calls:,.0f} µs of kernel time per call")
     print("kind | µs/call | share")
@@ -93,4 +91,3 @@ def profile_kernels(fn: Callable[[], object], calls: int, rows: int = 25, label:
     print("calls/call | µs/call | share | kernel")
     for name, (n, us) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:rows]:
         print(f"{n / calls:.1f} | {us / calls:,.1f} | {us / total:.1%} | {name[:120]}")
-    return dict(kernels_per_call=round(count), kernel_us_per_call=round(total / calls), by_kind={k: round(v) for k, v in by_kind.items()})
