@@ -100,3 +100,56 @@ def test_adapter_with_kv_cache_matches_full_forward():
         first = model(x[:, :6], input_pos=torch.arange(6))
         rest = model(x[:, 6:], input_pos=torch.arange(6, 10))
     assert torch.allclose(torch.cat((first, rest), 1), full, atol=1e-5)
+
+
+def test_compiled_lora_dropout_uses_one_mask_forward_and_backward():
+    from litgpt.lora import RecomputedDropout
+
+    drop = RecomputedDropout(0.5)
+    x = torch.randn(8, 64, requires_grad=True)
+    weight = torch.randn(8, 64)
+    y = torch.compile(drop, backend="aot_eager_decomp_partition", fullgraph=True)(x)
+    (y * weight).sum().backward()
+    kept = y != 0
+    assert 0.4 < kept.float().mean().item() < 0.6
+    torch.testing.assert_close(y, x.detach() * kept * 2.0)
+    torch.testing.assert_close(x.grad, weight * kept * 2.0)
+    eager = drop(torch.ones(64, 64))  # outside torch.compile: nn.Dropout
+    assert 0.4 < (eager == 0).float().mean().item() < 0.6 and torch.all((eager == 0) | (eager == 2.0))
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_compiled_lora_keeps_no_dropout_randoms_or_masks_for_the_backward_pass():
+    torch.manual_seed(0)
+    model = add_lora(tiny(), r=4, alpha=8, dropout=0.1, query=True, key=True, value=True, projection=True, mlp=True, head=True)
+    for name, param in model.named_parameters():
+        param.requires_grad = lora_filter(name)
+    model.max_seq_length = 16
+    idx = torch.randint(0, model.config.vocab_size, (2, 17))
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    compiled = torch.compile(model, backend="aot_eager_decomp_partition", fullgraph=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = compiled(idx[:, :-1], targets=idx[:, 1:])
+    loss.backward()
+    activation = 2 * 16 * model.config.n_embd
+    # (on the CPU the generator's state is a 1-D uint8 tensor of 5,056 bytes)
+    big = [(tuple(t.shape), t.dtype) for t in saved if t.numel() >= activation and t.dim() > 1]
+    assert big, "the compiled step keeps activations"
+    assert not [s for s in big if not s[1].is_floating_point], big  # no bool masks
+    n_float_before = len(big)
+    # the same model with plain nn.Dropout keeps a mask or the random numbers of each dropout besides
+    for module in model.modules():
+        if type(module).__name__ == "RecomputedDropout":
+            module.__class__ = torch.nn.Dropout
+    saved.clear()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="aot_eager_decomp_partition", fullgraph=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        compiled(idx[:, :-1], targets=idx[:, 1:]).backward()
+    assert len([t for t in saved if t.numel() >= activation and t.dim() > 1]) > n_float_before
+    assert all(p.grad is not None for n, p in model.named_parameters() if lora_filter(n))
