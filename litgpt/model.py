@@ -297,13 +297,15 @@ class KVCache(nn.Module):
         """Write k, v (B, ng, T, hs) at `input_pos` ((T,) or (B, T)) and return the whole cache."""
         self.k, self.v = self.k.to(k.dtype), self.v.to(v.dtype)
         B = k.size(0)
+        # indexed assignment (index_put_), which torch.compile does in place: with scatter_ or index_copy_ it wrote
+        # a fresh copy of the whole cache and copied that back, every layer of every decoding step
         if input_pos.dim() == 1:
-            self.k[:B].index_copy_(2, input_pos, k)
-            self.v[:B].index_copy_(2, input_pos, v)
+            self.k[:B, :, input_pos] = k
+            self.v[:B, :, input_pos] = v
         else:
-            index = input_pos.view(B, 1, -1, 1).expand_as(k)
-            self.k[:B].scatter_(2, index, k)
-            self.v[:B].scatter_(2, index, v)
+            rows = torch.arange(B, device=input_pos.device).unsqueeze(1)  # (B, 1) against (B, T): (B, T, ng, hs)
+            self.k[rows, :, input_pos] = k.transpose(1, 2)
+            self.v[rows, :, input_pos] = v.transpose(1, 2)
         return self.k[:B], self.v[:B]
 
 

@@ -174,3 +174,36 @@ def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone(mo
     assert view.transformer.h[0].attn.kv_cache is model.transformer.h[0].attn.kv_cache  # and shares its caches
     assert isinstance(view.transformer.h[0].mlp.proj, OpaqueLinear) and type(model.transformer.h[0].mlp.proj) is torch.nn.Linear
     assert view.transformer.h[0].mlp.proj.linear.weight is model.transformer.h[0].mlp.proj.weight
+
+
+@pytest.mark.parametrize("positions", ["rows", "shared"])
+def test_compiled_decode_step_writes_the_kv_cache_in_place(positions):
+    """Inductor's code for a decode step must not build a new copy of the cache (and copy it back) to write one
+    position: per layer per token that was two passes over the whole cache."""
+    import torch._dynamo
+    from torch._inductor.utils import run_and_get_code
+
+    from litgpt.config import Config
+    from litgpt.generate.core import compile_blocks
+    from litgpt.model import GPT
+
+    torch.manual_seed(0)
+    config = Config(n_layer=1, n_embd=64, n_head=4, n_query_groups=2, block_size=64, vocab_size=128, padding_multiple=64,
+                    mlp_class_name="LLaMAMLP", intermediate_size=128, norm_class_name="RMSNorm", parallel_residual=False)
+    model = GPT(config).eval()
+    model.set_kv_cache(batch_size=2)
+    prompt = torch.randint(0, 128, (2, 8))
+    token, pos = torch.tensor([[3], [4]]), (torch.tensor([[8], [8]]) if positions == "rows" else torch.tensor([8]))
+    torch._dynamo.reset()
+    view = compile_blocks(model, dynamic=False)
+    with torch.inference_mode():
+        model(prompt, torch.arange(8), input_pos_maxp1=8)
+        out, (code, *_) = run_and_get_code(view, token, pos, input_pos_maxp1=64)
+        k_cache = model.transformer.h[0].attn.kv_cache.k.clone()
+        model.set_kv_cache(batch_size=2)
+        model(prompt, torch.arange(8), input_pos_maxp1=8)
+        expected = model(token, pos, input_pos_maxp1=64)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(k_cache, model.transformer.h[0].attn.kv_cache.k)
+    cache_shape = str(tuple(model.transformer.h[0].attn.kv_cache.k.shape))
+    assert "empty_strided" in code and f"empty_strided_cpu({cache_shape}" not in code
