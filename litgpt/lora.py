@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 
 class WrappedLinear(nn.Module):
@@ -51,7 +50,7 @@ class LoRALinear(WrappedLinear):
         self.linear = linear
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         self.parts = list(parts) if parts is not None else [(0, linear.out_features)]
-        self.dropout = RecomputedDropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         device, dtype = linear.weight.device, getattr(linear, "compute_dtype", None) or linear.weight.dtype
         if not dtype.is_floating_point:
             dtype = torch.float32
@@ -94,21 +93,6 @@ class LoRALinear(WrappedLinear):
         for a_i, b_i, (offset, size) in zip(self.lora_A.float().split(self.r), blocks_b, self.parts):
             delta[offset : offset + size] = b_i @ a_i
         return delta * self.scaling
-
-
-class RecomputedDropout(nn.Dropout):
-    """`nn.Dropout` whose mask a compiled backward pass draws again instead of keeping it.
-
-    Left alone, torch.compile keeps each dropout's random numbers for the backward pass: on the GPU as fp32, 14 GiB
-    for LoRA on every linear layer of Llama-3.2-1B at 8 x 2048. Inside an activation checkpoint its random op is
-    marked for recomputation, so the compiler keeps the generator's state and replays the same draws in the
-    backward pass. Outside torch.compile this is plain `nn.Dropout` (eager autograd keeps a 1-byte mask).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or not torch.compiler.is_compiling():
-            return super().forward(x)
-        return checkpoint(F.dropout, x, self.p, True, use_reentrant=False)
 
 
 def add_lora(
