@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--memory_budget", type=float, default=1.0,
                         help="torch.compile's activation memory budget (below 1 it recomputes cheap activations to save memory)")
     parser.add_argument("--loss", nargs="+", choices=["compiled", "eager"], default=["compiled"],
-                        help="with --compile: the blocked loss compiled with the layers, or run eagerly after them")
+                        help="with --compile: the blocked loss compiled (a graph of its own, after the layers), or run eagerly after them")
     parser.add_argument("--profile", type=int, default=0, help="profile this many steps of each case and print where their GPU time goes")
     parser.add_argument("--memory_snapshot", default="", help="record one step of each case into PATH-<case>.pickle (torch.cuda.memory snapshot)")
     args = parser.parse_args()

@@ -131,3 +131,26 @@ def test_under_cpu_autocast_the_matmuls_run_in_bf16(small_blocks):
     ours.backward()
     assert x.grad.dtype == torch.float32 and head.weight.grad.dtype == torch.float32
     torch.testing.assert_close(ours, expected, rtol=1e-3, atol=1e-3)
+
+
+def test_compiled_model_computes_the_loss_in_a_graph_of_its_own(small_blocks):
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    config = Config(n_layer=2, n_embd=32, n_head=4, n_query_groups=2, block_size=16, vocab_size=50, padding_multiple=50,
+                    mlp_class_name="LLaMAMLP", intermediate_size=64, norm_class_name="RMSNorm", parallel_residual=False)
+    model = GPT(config)
+    idx = torch.randint(0, 50, (2, 17))
+    torch._dynamo.reset()
+    counters.clear()
+    loss = torch.compile(model, backend="aot_eager")(idx[:, :-1], targets=idx[:, 1:])
+    loss.backward()
+    compiled_grads = [p.grad.clone() for p in model.parameters()]
+    assert counters["stats"]["unique_graphs"] == 2  # the layers, then the loss
+    model.zero_grad()
+    expected = model(idx[:, :-1], targets=idx[:, 1:])
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    for got, want in zip(compiled_grads, [p.grad for p in model.parameters()]):
+        torch.testing.assert_close(got, want)
