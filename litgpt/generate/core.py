@@ -140,7 +140,7 @@ class GraphedStep:
     def __init__(self, compile: bool = False, regional: bool = True, **compile_options: Any) -> None:
         self.compile = compile
         self.regional = regional
-        self.compile_options = {"dynamic": False, "options": {"coordinate_descent_tuning": True, "triton.enable_pdl": True}, **compile_options}
+        self.compile_options = {"dynamic": False, "options": _decode_inductor_options(), **compile_options}
         self._fallback: DecodeStep = compiled_decode_step(**self.compile_options) if compile else decode_step
         self._graphs: dict = {}
         self._caches: Tuple[int, ...] = ()
@@ -265,6 +265,17 @@ class GraphedStep:
 def fast_decode_step(compile: bool = False) -> DecodeStep:
     """The decode step commands use: CUDA graphs on GPUs, compiled with `--compile`."""
     return GraphedStep(compile=compile)
+
+
+def _decode_inductor_options() -> dict:
+    """Inductor options of compiled decode steps (see `GraphedStep`): programmatic dependent launch only where this
+    torch has the option (torch.compile rejects options it does not know, and the package admits torch 2.4)."""
+    import torch._inductor.config
+
+    options = {"coordinate_descent_tuning": True}
+    if hasattr(torch._inductor.config.triton, "enable_pdl"):
+        options["triton.enable_pdl"] = True
+    return options
 
 
 def kv_cache_shape(model: GPT) -> Optional[Tuple[int, int]]:

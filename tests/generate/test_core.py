@@ -207,3 +207,18 @@ def test_compiled_decode_step_writes_the_kv_cache_in_place(positions):
     torch.testing.assert_close(k_cache, model.transformer.h[0].attn.kv_cache.k)
     cache_shape = str(tuple(model.transformer.h[0].attn.kv_cache.k.shape))
     assert "empty_strided" in code and f"empty_strided_cpu({cache_shape}" not in code
+
+
+def test_decode_inductor_options_are_all_known_to_this_torch():
+    import torch._inductor.config
+
+    from litgpt.generate.core import _decode_inductor_options
+
+    options = _decode_inductor_options()
+    assert options["coordinate_descent_tuning"] is True
+    for key in options:
+        owner = torch._inductor.config
+        *path, name = key.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        assert hasattr(owner, name), key
