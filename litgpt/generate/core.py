@@ -76,7 +76,8 @@ class OpaqueLinear(nn.Module):
     output row. Profiled on an H200, that made the projection of Llama-3.1-8B (112 MiB) take 54 µs a layer
     (2.2 TB/s, the SiLU's exponentials the limit). Kept whole, its input is computed once (fused into the
     fc_1/fc_2 kernel) and cuBLAS reads the weight in 31 µs: decoding went from 179.9 to 207 tokens/s. For
-    Llama-3.2-1B (32 MiB) it cost 3-6% instead (755-778 against 804), hence `OPAQUE_MIN_BYTES`.
+    Llama-3.2-1B (32 MiB) it cost 3-6% across device calls (755-778 against 804), hence `OPAQUE_MIN_BYTES`; in one
+    process it later gave 896 against 831-875, within the spread between compilations (see benchmarks/RESULTS.md).
     """
 
     def __init__(self, linear: nn.Linear) -> None:
