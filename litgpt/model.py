@@ -379,14 +379,19 @@ class RMSNorm(nn.Module):
         self.add_unit_offset = add_unit_offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        weight = self.weight.float()
-        return (x * (1 + weight if self.add_unit_offset else weight)).to(dtype)
+        return rms_norm(x, self.weight, self.eps, self.add_unit_offset)
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.weight)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, add_unit_offset: bool = False) -> torch.Tensor:
+    """`RMSNorm` as a function: computed in float32, returned in x's dtype."""
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)
+    weight = weight.float()
+    return (x * (1 + weight if add_unit_offset else weight)).to(dtype)
 
 
 def norm(config: Config, size: int) -> nn.Module:

@@ -29,17 +29,27 @@ def decode_step(model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input
     return model(tokens, positions, input_pos_maxp1=input_pos_maxp1)[:, -1]
 
 
-def compile_blocks(model: GPT, **compile_options: Any) -> GPT:
+def compile_blocks(model: GPT, decode: bool = False, **compile_options: Any) -> GPT:
     """A view of `model` whose transformer blocks run under `torch.compile(**compile_options)`.
 
     The view shares the model's weights, buffers and KV caches, and the model itself stays as it was. Blocks of
     one structure share one compilation (regional compilation), so compiling takes about as long as for one
-    block, whatever the depth; the embedding, masks, final norm and head stay eager. A large MLP output projection
-    runs as one opaque operator (cuBLAS), see `OpaqueLinear`.
+    block, whatever the depth; the embedding, masks, final norm and head stay eager. With `decode` (a step of one
+    token per row) the blocks' linear layers run through our matrix-vector kernels (`litgpt.generate.decode_kernels`).
     """
-    view = _shallow_copy(model)
-    transformer = _shallow_copy(model.transformer)
-    transformer._modules["h"] = nn.ModuleList(torch.compile(_opaque_mlp_proj(block), **compile_options) for block in model.transformer.h)
+    view = decode_view(model) if decode else model
+    view, transformer = _shallow_copy(view), _shallow_copy(view.transformer)
+    transformer._modules["h"] = nn.ModuleList(torch.compile(block, **compile_options) for block in transformer.h)
+    view._modules["transformer"] = transformer
+    return view
+
+
+def decode_view(model: GPT) -> GPT:
+    """A view of `model` whose blocks run their linear layers through `litgpt.generate.decode_kernels` (see `decode_block`)."""
+    from litgpt.generate.decode_kernels import decode_block
+
+    view, transformer = _shallow_copy(model), _shallow_copy(model.transformer)
+    transformer._modules["h"] = nn.ModuleList(decode_block(block) for block in model.transformer.h)
     view._modules["transformer"] = transformer
     return view
 
@@ -51,53 +61,6 @@ def _shallow_copy(module: nn.Module) -> nn.Module:
     return copied
 
 
-# MLP output projections with weights of at least this many bytes run through `OpaqueLinear` in compiled blocks
-OPAQUE_MIN_BYTES = 64 * 2**20
-
-
-def _opaque_mlp_proj(block: nn.Module) -> nn.Module:
-    """`block`, or a view of it whose MLP output projection is an `OpaqueLinear` (plain, large, hook-free layers:
-    tensor parallelism's all-reduce is a hook)."""
-    mlp = getattr(block, "mlp", None)
-    proj = getattr(mlp, "proj", None)
-    if type(proj) is not nn.Linear or proj._forward_hooks or proj._forward_pre_hooks or proj.weight.nbytes < OPAQUE_MIN_BYTES:
-        return block
-    block, mlp = _shallow_copy(block), _shallow_copy(mlp)
-    mlp._modules["proj"] = OpaqueLinear(mlp.proj)
-    block._modules["mlp"] = mlp
-    return block
-
-
-class OpaqueLinear(nn.Module):
-    """A linear layer that torch.compile leaves whole, to cuBLAS.
-
-    With coordinate-descent tuning, inductor turns a one-row matmul into a Triton reduction and pulls the
-    producer of its input into it: for the MLP's output projection, SiLU(fc_1) * fc_2 is then recomputed for each
-    output row. Profiled on an H200, that made the projection of Llama-3.1-8B (112 MiB) take 54 µs a layer
-    (2.2 TB/s, the SiLU's exponentials the limit). Kept whole, its input is computed once (fused into the
-    fc_1/fc_2 kernel) and cuBLAS reads the weight in 31 µs: decoding went from 179.9 to 207 tokens/s. For
-    Llama-3.2-1B (32 MiB) it cost 3-6% across device calls (755-778 against 804), hence `OPAQUE_MIN_BYTES`; in one
-    process it later gave 896 against 831-875, within the spread between compilations (see benchmarks/RESULTS.md).
-    """
-
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.linear = linear
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.litgpt.linear(x, self.linear.weight, self.linear.bias)
-
-
-@torch.library.custom_op("litgpt::linear", mutates_args=())
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    return torch.nn.functional.linear(x, weight, bias)
-
-
-@_linear.register_fake
-def _(x, weight, bias):
-    return x.new_empty(*x.shape[:-1], weight.shape[0])
-
-
 def compiled_decode_step(**compile_options: Any) -> DecodeStep:
     """`decode_step` through `compile_blocks(model, dynamic=False, **compile_options)`; it attends over the whole
     cache so that shapes stay fixed."""
@@ -105,7 +68,7 @@ def compiled_decode_step(**compile_options: Any) -> DecodeStep:
 
     def step(model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
         if model not in views:
-            views[model] = compile_blocks(model, **{"dynamic": False, **compile_options})
+            views[model] = compile_blocks(model, decode=True, **{"dynamic": False, **compile_options})
         return views[model](tokens, positions)[:, -1]
 
     return step
@@ -127,13 +90,12 @@ class GraphedStep:
     padding tokens landing in cache slots after the prompt that decoding overwrites before it ever attends to them.
 
     Args:
-        compile: compile the model's blocks (`compile_blocks`) with `torch.compile(dynamic=False,
-            **compile_options)` before capturing the step. By default inductor's coordinate-descent tuning is on: each
-            matrix-vector product of a decode step then becomes a Triton reduction tuned for its shape (17% more
-            tokens/s for Llama-3.2-1B on an H200 with the whole model compiled, see benchmarks/RESULTS.md), and so is
-            programmatic dependent launch on Hopper and later GPUs (each Triton kernel starts while the one before it
-            finishes, and waits only where it reads that one's output): a step is ~200 small kernels, and this took
-            Llama-3.2-1B from 701-780 to 922 tokens/s in one process on an H200.
+        compile: compile the model's blocks (`compile_blocks(decode=True)`) with `torch.compile(dynamic=False,
+            **compile_options)` before capturing the step. The blocks' matrix-vector products (with their norms and
+            SwiGLU) and their attention over the cache run as our Triton kernels (`litgpt.generate.decode_kernels`,
+            fixed configurations: a compiled step decodes at the same speed every time); inductor fuses what lies
+            between them, with coordinate-descent tuning and programmatic dependent launch on Hopper and later GPUs
+            (each kernel is scheduled while the one before it finishes: a step is ~200 small kernels).
         regional: compile one block for all (`compile_blocks`, seconds); False compiles the whole model, which
             decodes 8-9% faster on an H200 but takes minutes to compile a large model.
     """
@@ -153,8 +115,11 @@ class GraphedStep:
         """The model with compiled blocks: static shapes for decode steps, dynamic ones (any length) for prefills."""
         views = self._views.setdefault(model, {})
         if dynamic not in views:
-            options = {"dynamic": True} if dynamic else self.compile_options
-            views[dynamic] = compile_blocks(model, **options) if self.regional else torch.compile(model, **options)
+            if dynamic:
+                views[dynamic] = compile_blocks(model, dynamic=True) if self.regional else torch.compile(model, dynamic=True)
+            else:
+                options = self.compile_options
+                views[dynamic] = compile_blocks(model, decode=True, **options) if self.regional else torch.compile(decode_view(model), **options)
         return views[dynamic]
 
     def __call__(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:

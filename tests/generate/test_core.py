@@ -145,13 +145,13 @@ def test_prefill_through_a_compiled_forward_equals_the_plain_one(family_dir):
             torch.testing.assert_close(prefill(model, batch, forward=compiled), expected)
 
 
-def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone(monkeypatch):
+def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone():
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     from litgpt.config import Config
-    import litgpt.generate.core
-    from litgpt.generate.core import OpaqueLinear, compile_blocks
+    from litgpt.generate.core import compile_blocks
+    from litgpt.generate.decode_kernels import DecodeGatedMLP
     from litgpt.model import GPT
 
     torch.manual_seed(0)
@@ -159,21 +159,23 @@ def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone(mo
                     mlp_class_name="LLaMAMLP", intermediate_size=64, norm_class_name="RMSNorm", parallel_residual=False)
     model = GPT(config).eval()
     blocks = list(model.transformer.h)
-    monkeypatch.setattr(litgpt.generate.core, "OPAQUE_MIN_BYTES", 0)  # the MLP projections go to OpaqueLinear
     torch._dynamo.reset()
     counters.clear()
-    view = compile_blocks(model, backend="aot_eager", dynamic=False)
+    view = compile_blocks(model, decode=True, backend="aot_eager", dynamic=False)
     model.set_kv_cache(batch_size=1)
     x = torch.randint(0, 64, (1, 8))
     with torch.inference_mode():
-        out = view(x, torch.arange(8).view(1, -1))
+        model(x, torch.arange(8).view(1, -1))
+        out = [view(x[:, i : i + 1], torch.tensor([[8 + i]])) for i in range(2)]
         assert counters["stats"]["unique_graphs"] == 1  # one compilation serves all four blocks
         model.set_kv_cache(batch_size=1)
-        torch.testing.assert_close(out, model(x, torch.arange(8).view(1, -1)))
+        model(x, torch.arange(8).view(1, -1))
+        for i in range(2):
+            torch.testing.assert_close(out[i], model(x[:, i : i + 1], torch.tensor([[8 + i]])))
     assert list(model.transformer.h) == blocks  # the model keeps its plain blocks
     assert view.transformer.h[0].attn.kv_cache is model.transformer.h[0].attn.kv_cache  # and shares its caches
-    assert isinstance(view.transformer.h[0].mlp.proj, OpaqueLinear) and type(model.transformer.h[0].mlp.proj) is torch.nn.Linear
-    assert view.transformer.h[0].mlp.proj.linear.weight is model.transformer.h[0].mlp.proj.weight
+    assert isinstance(view.transformer.h[0].mlp, DecodeGatedMLP) and type(model.transformer.h[0].mlp.proj) is torch.nn.Linear
+    assert view.transformer.h[0].mlp.mlp.proj.weight is model.transformer.h[0].mlp.proj.weight
 
 
 @pytest.mark.parametrize("positions", ["rows", "shared"])

@@ -1,0 +1,104 @@
+"""The decode step's Triton kernels (`litgpt.generate.decode_kernels`): the block view on CPU (where the ops compute
+with torch), and the kernels themselves under Triton's interpreter, against torch."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from litgpt.config import Config
+from litgpt.generate.core import compile_blocks, decode_view
+from litgpt.generate.decode_kernels import DecodeGatedMLP, DecodeLinear
+from litgpt.model import GPT, RMSNorm
+
+ARCHITECTURES = {
+    "llama": dict(mlp_class_name="LLaMAMLP", norm_class_name="RMSNorm", parallel_residual=False),
+    "qwen2 (qkv bias)": dict(mlp_class_name="LLaMAMLP", norm_class_name="RMSNorm", parallel_residual=False, attn_bias=True),
+    "gemma (GeGLU, unit offset)": dict(mlp_class_name="GemmaMLP", norm_class_name="RMSNorm", parallel_residual=False, norm_unit_offset=True),
+    "pythia (parallel residual, LayerNorm)": dict(mlp_class_name="GptNeoxMLP", norm_class_name="LayerNorm", parallel_residual=True, bias=True),
+}
+
+
+def tiny(**kwargs) -> GPT:
+    torch.manual_seed(0)
+    config = Config(n_layer=2, n_embd=64, n_head=4, n_query_groups=2, block_size=32, vocab_size=96, padding_multiple=32,
+                    intermediate_size=96, **kwargs)
+    model = GPT(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_decode_view_gives_the_models_logits(arch):
+    model = tiny(**ARCHITECTURES[arch])
+    view = decode_view(model)
+    compiled = compile_blocks(model, decode=True, backend="aot_eager", dynamic=False)
+    prompt = torch.randint(0, 96, (2, 6))
+    with torch.inference_mode():
+        for forward in (view, compiled):
+            model.set_kv_cache(batch_size=2, max_seq_length=16)
+            model(prompt, torch.arange(6), input_pos_maxp1=6)
+            got = [forward(torch.tensor([[i], [i + 1]]), torch.tensor([[6 + i], [6 + i]])) for i in range(3)]
+            model.set_kv_cache(batch_size=2, max_seq_length=16)
+            model(prompt, torch.arange(6), input_pos_maxp1=6)
+            for i, logits in enumerate(got):
+                torch.testing.assert_close(logits, model(torch.tensor([[i], [i + 1]]), torch.tensor([[6 + i], [6 + i]])))
+
+
+def test_decode_view_folds_llama_norms_into_the_products_and_leaves_the_model_alone():
+    model = tiny(**ARCHITECTURES["llama"])
+    block, viewed = model.transformer.h[0], decode_view(model).transformer.h[0]
+    assert isinstance(viewed.attn.qkv, DecodeLinear) and viewed.attn.qkv.norm is block.norm_1
+    assert isinstance(viewed.mlp, DecodeGatedMLP) and viewed.mlp.norm is block.norm_2
+    assert isinstance(viewed.norm_1, torch.nn.Identity) and isinstance(viewed.norm_2, torch.nn.Identity)
+    assert viewed.attn.qkv.linear.weight is block.attn.qkv.weight and viewed.attn.kv_cache is block.attn.kv_cache
+    assert isinstance(block.norm_1, RMSNorm) and type(block.attn.qkv) is torch.nn.Linear and "attend" not in vars(block.attn)
+    # a parallel-residual block reads norm_1's output twice: its norms stay where they are
+    parallel = decode_view(tiny(**ARCHITECTURES["pythia (parallel residual, LayerNorm)"])).transformer.h[0]
+    assert parallel.attn.qkv.norm is None and isinstance(parallel.norm_1, torch.nn.LayerNorm)
+
+
+KERNEL_CHECK = textwrap.dedent("""
+    import itertools, torch
+    from litgpt.generate import decode_kernels as K
+
+    torch.manual_seed(0)
+    # products: uneven shapes (masked tiles) and even ones, each variant, against torch
+    for (N, K_, config) in [(37, 100, (4, 32, 1)), (64, 128, (8, 32, 2)), (48, 96, (16, 64, 4))]:
+        for pair, bias, norm, offset in itertools.product([False, True], repeat=4):
+            if offset and not norm:
+                continue
+            K.CONFIGS[(N, K_, pair)] = config
+            x = torch.randn(1, 1, K_)
+            w, w2 = torch.randn(N, K_) / K_**0.5, torch.randn(N, K_) / K_**0.5
+            args = (x, w, w2 if pair else None, torch.randn(N) if bias else None, torch.randn(N) if bias and pair else None,
+                    torch.rand(K_) + 0.5 if norm else None, 1e-5, offset)
+            torch.testing.assert_close(K.gemv_triton(*args), K.gemv_torch(*args), rtol=1e-5, atol=1e-5)
+    # attention: GQA, a cache longer than the attended part, masks shared or per row, a row that attends nowhere
+    for B, nh, ng, S, hs, mask_rows, dtype in [(1, 4, 2, 100, 16, 1, torch.float32), (2, 8, 2, 70, 32, 2, torch.float32),
+                                              (3, 4, 4, 200, 16, 3, torch.float16)]:
+        q = torch.randn(B, nh, 1, hs, dtype=dtype)
+        cache_k, cache_v = torch.randn(B, ng, S + 7, hs, dtype=dtype), torch.randn(B, ng, S + 7, hs, dtype=dtype)
+        mask = torch.arange(S) <= torch.randint(0, S, (mask_rows, 1, 1, 1))
+        if mask_rows == 3:
+            mask[1] = False
+        args = (q, cache_k[:, :, :S], cache_v[:, :, :S], mask, 0.3)
+        tolerance = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(K.decode_attention_triton(*args), K.decode_attention_torch(*args), rtol=tolerance, atol=tolerance)
+    print("kernels agree")
+""")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton (its interpreter runs the kernels on CPU)")
+def test_kernels_match_torch_under_the_triton_interpreter():
+    # (bfloat16 is left to the GPU check in benchmarks: the interpreter's bfloat16 tl.dot is wrong in Triton 3.9)
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    result = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "kernels agree" in result.stdout
