@@ -218,6 +218,10 @@ class CausalSelfAttention(nn.Module):
         self.scale = mscale**2 / math.sqrt(config.attention_scores_scalar or hs)
 
     def forward(self, x, cos, sin, input_pos=None, input_pos_maxp1=None, masks=None) -> torch.Tensor:
+        return self.proj(self.heads(x, cos, sin, input_pos, input_pos_maxp1, masks))
+
+    def heads(self, x, cos, sin, input_pos=None, input_pos_maxp1=None, masks=None) -> torch.Tensor:
+        """The attention's output before its projection: (B, T, n_head * head_size)."""
         c = self.config
         B, T, _ = x.shape
         hs, nh, ng = c.head_size, c.n_head, c.n_query_groups
@@ -249,7 +253,7 @@ class CausalSelfAttention(nn.Module):
             distance = pos.view(-1, 1) - pos
             mask = (distance >= 0) & (distance < self.sliding_window)  # (T, T)
         y = self.attend(q, k, v, mask)  # (B, nh, T, hs)
-        return self.proj(y.transpose(1, 2).reshape(B, T, nh * hs))
+        return y.transpose(1, 2).reshape(B, T, nh * hs)
 
     def attend(self, q, k, v, mask: Optional[torch.Tensor]) -> torch.Tensor:
         """Scaled dot-product attention; `mask` is boolean (True = attend), None = causal."""

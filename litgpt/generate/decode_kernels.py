@@ -55,9 +55,11 @@ def gemv(
     norm_weight: Optional[torch.Tensor] = None,
     norm_eps: float = 0.0,
     norm_offset: bool = False,
+    residual: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """x (..., K) with one row → (..., N), through `torch.ops.litgpt.gemv` (see the module's docstring)."""
-    return torch.ops.litgpt.gemv(x, weight, weight2, bias, bias2, norm_weight, norm_eps, norm_offset)
+    """x (..., K) with one row → (..., N), through `torch.ops.litgpt.gemv` (see the module's docstring); `residual`
+    (..., N) is added to a single product's output."""
+    return torch.ops.litgpt.gemv(x, weight, weight2, bias, bias2, norm_weight, norm_eps, norm_offset, residual)
 
 
 @torch.library.custom_op("litgpt::gemv", mutates_args=())
@@ -70,29 +72,30 @@ def _gemv_op(
     norm_weight: Optional[torch.Tensor],
     norm_eps: float,
     norm_offset: bool,
+    residual: Optional[torch.Tensor],
 ) -> torch.Tensor:
-    args = (x, weight, weight2, bias, bias2, norm_weight, norm_eps, norm_offset)
+    args = (x, weight, weight2, bias, bias2, norm_weight, norm_eps, norm_offset, residual)
     if x.is_cuda and x.numel() == x.size(-1) and weight.stride(-1) == 1 and (weight2 is None or weight2.stride() == weight.stride()) and _triton_available():
         return gemv_triton(*args)
     return gemv_torch(*args)
 
 
 @_gemv_op.register_fake
-def _(x, weight, weight2, bias, bias2, norm_weight, norm_eps, norm_offset):
+def _(x, weight, weight2, bias, bias2, norm_weight, norm_eps, norm_offset, residual):
     return x.new_empty(*x.shape[:-1], weight.size(0))
 
 
-def gemv_torch(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None, norm_eps=0.0, norm_offset=False) -> torch.Tensor:
+def gemv_torch(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None, norm_eps=0.0, norm_offset=False, residual=None) -> torch.Tensor:
     """What the op computes, with torch (any device, any number of rows), rounding as the model's own layers do."""
     if norm_weight is not None:
         x = rms_norm(x, norm_weight, norm_eps, norm_offset)
     y = nn.functional.linear(x, weight, bias)
-    if weight2 is None:
-        return y
-    return nn.functional.silu(y) * nn.functional.linear(x, weight2, bias2)
+    if weight2 is not None:
+        return nn.functional.silu(y) * nn.functional.linear(x, weight2, bias2)
+    return y if residual is None else residual + y
 
 
-def gemv_triton(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None, norm_eps=0.0, norm_offset=False) -> torch.Tensor:
+def gemv_triton(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None, norm_eps=0.0, norm_offset=False, residual=None) -> torch.Tensor:
     """The op's Triton kernel for x with one row (runs under TRITON_INTERPRET=1 on CPU tensors too)."""
     N, K = weight.shape
     block_n, block_k, warps = _config(N, K, weight2 is not None)
@@ -104,8 +107,8 @@ def gemv_triton(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None
     dummy = weight  # pointer arguments a variant does not read
     _kernel()[(triton_cdiv(N, block_n),)](
         x, weight, dummy if weight2 is None else weight2, dummy if bias is None else bias, dummy if bias2 is None else bias2,
-        dummy if norm_weight is None else norm_weight, out, N, K, weight.stride(0), norm_eps,
-        HAS_W2=weight2 is not None, HAS_BIAS=bias is not None, HAS_NORM=norm_weight is not None, NORM_OFFSET=norm_offset,
+        dummy if norm_weight is None else norm_weight, dummy if residual is None else residual.reshape(N), out, N, K,
+        weight.stride(0), norm_eps, HAS_W2=weight2 is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, HAS_NORM=norm_weight is not None, NORM_OFFSET=norm_offset,
         BLOCK_N=block_n, BLOCK_K=block_k, EVEN=N % block_n == 0 and K % block_k == 0, PDL=pdl,
         num_warps=warps, **({"launch_pdl": True} if pdl else {}),
     )
@@ -155,8 +158,8 @@ def _kernel() -> Any:
     import triton.language as tl
 
     @triton.jit
-    def gemv_kernel(x_ptr, w_ptr, w2_ptr, b_ptr, b2_ptr, g_ptr, out_ptr, N, K, stride_w, eps,
-                    HAS_W2: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_NORM: tl.constexpr, NORM_OFFSET: tl.constexpr,
+    def gemv_kernel(x_ptr, w_ptr, w2_ptr, b_ptr, b2_ptr, g_ptr, r_ptr, out_ptr, N, K, stride_w, eps,
+                    HAS_W2: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_NORM: tl.constexpr, NORM_OFFSET: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN: tl.constexpr, PDL: tl.constexpr):
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         cols = tl.arange(0, BLOCK_K)
@@ -210,6 +213,8 @@ def _kernel() -> Any:
             a = y.to(out_type).to(tl.float32)
             silu = (a / (1.0 + tl.exp(-a))).to(out_type).to(tl.float32)
             y = silu * y2.to(out_type).to(tl.float32)
+        if HAS_RESIDUAL:  # rounded as the model rounds: the product, then the sum
+            y = y.to(out_type).to(tl.float32) + tl.load(r_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         if PDL:
             tl.extra.cuda.gdc_launch_dependents()
         tl.store(out_ptr + rows, y.to(out_type), mask=row_ok)
@@ -358,8 +363,8 @@ class DecodeLinear(nn.Module):
         self.linear = linear
         self.norm = norm
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gemv(x, self.linear.weight, bias=self.linear.bias, **_norm_args(self.norm))
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return gemv(x, self.linear.weight, bias=self.linear.bias, residual=residual, **_norm_args(self.norm))
 
 
 class DecodeGatedMLP(nn.Module):
@@ -370,10 +375,10 @@ class DecodeGatedMLP(nn.Module):
         self.mlp = mlp
         self.norm = norm
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         m = self.mlp
         hidden = gemv(x, m.fc_1.weight, m.fc_2.weight, m.fc_1.bias, m.fc_2.bias, **_norm_args(self.norm))
-        return gemv(hidden, m.proj.weight, bias=m.proj.bias)
+        return gemv(hidden, m.proj.weight, bias=m.proj.bias, residual=residual)
 
 
 def _norm_args(norm: Optional[RMSNorm]) -> dict:
@@ -386,35 +391,48 @@ def decode_block(block: nn.Module) -> nn.Module:
     """A view of `block` (sharing its weights and KV cache) whose plain linear layers run through `gemv`, and whose
     attention of one query a row over the cache runs through `decode_attention` (unless it soft-caps its scores).
 
-    In a LLaMA-style block (sequential residual, RMSNorms) the norms move into the products that read them; a
-    LLaMA MLP becomes one fused fc_1/fc_2 product and the projection. Layers with hooks (tensor parallelism's
-    all-reduce), LoRA or quantized layers stay as they are.
+    In a LLaMA-style block (sequential residual, RMSNorms) the norms move into the products that read them, a LLaMA
+    MLP becomes one fused fc_1/fc_2 product and the projection, and each projection adds the residual itself.
+    Attention of another class (adapters), layers with hooks (tensor parallelism's all-reduce), LoRA or quantized
+    layers stay as they are.
     """
-    if not isinstance(block, Block):
+    if type(block) is not Block:
         return block
-    view, attn = _copy(block), _copy(block.attn)
-    attn.__class__ = _SharedCacheAttention
-    attn._modules.pop("kv_cache", None)
-    attn.__dict__.pop("kv_cache", None)
-    attn.__dict__["_original"] = block.attn  # not a submodule: the view's parameters are the block's
-    view._modules["attn"] = attn
+    view = _copy(block)
     fold = not block.parallel_residual and _plain_norm(block.norm_1) and _plain_norm(block.norm_2)
-    if _plain(attn.qkv):
-        norm = block.norm_1 if fold else None
-        attn._modules["qkv"] = DecodeLinear(attn.qkv, norm)
-        if norm is not None:
-            view._modules["norm_1"] = nn.Identity()
-    if _plain(attn.proj):
-        attn._modules["proj"] = DecodeLinear(attn.proj)
-    if attn.config.attention_logit_softcapping is None:
-        attn.attend = functools.partial(_attend, attn.attend, attn.scale)
+    attn = block.attn
+    if type(attn) is CausalSelfAttention:
+        attn = _copy(attn)
+        attn.__class__ = _SharedCacheAttention
+        attn._modules.pop("kv_cache", None)
+        attn.__dict__.pop("kv_cache", None)
+        attn.__dict__["_original"] = block.attn  # not a submodule: the view's parameters are the block's
+        view._modules["attn"] = attn
+        if attn.config.attention_logit_softcapping is None:
+            attn.attend = functools.partial(_attend, attn.attend, attn.scale)
+        if _plain(attn.qkv):
+            attn._modules["qkv"] = DecodeLinear(attn.qkv, block.norm_1 if fold else None)
+            if fold:
+                view._modules["norm_1"] = nn.Identity()
+        if _plain(attn.proj):
+            attn._modules["proj"] = DecodeLinear(attn.proj)
     mlp = block.mlp
     if type(mlp) is LLaMAMLP and all(_plain(getattr(mlp, name)) for name in ("fc_1", "fc_2", "proj")) and not _hooked(mlp):
-        norm = block.norm_2 if fold else None
-        view._modules["mlp"] = DecodeGatedMLP(mlp, norm)
-        if norm is not None:
+        view._modules["mlp"] = DecodeGatedMLP(mlp, block.norm_2 if fold else None)
+        if fold:
             view._modules["norm_2"] = nn.Identity()
+    identity = all(isinstance(view._modules[name], nn.Identity) for name in ("norm_1", "norm_2", "post_attention_norm", "post_mlp_norm"))
+    if identity and isinstance(view.attn.proj, DecodeLinear) and isinstance(view.mlp, DecodeGatedMLP):
+        view.__class__ = _ResidualBlock
     return view
+
+
+class _ResidualBlock(Block):
+    """A decode view of a LLaMA-style block whose norms moved into its products: the projections add the residual."""
+
+    def forward(self, x, cos, sin, input_pos=None, input_pos_maxp1=None, masks=None) -> torch.Tensor:
+        x = self.attn.proj(self.attn.heads(x, cos, sin, input_pos, input_pos_maxp1, masks), residual=x)
+        return self.mlp(x, residual=x)
 
 
 class _SharedCacheAttention(CausalSelfAttention):

@@ -13,7 +13,7 @@ import torch
 from litgpt.config import Config
 from litgpt.generate.core import compile_blocks, decode_view
 from litgpt.generate.decode_kernels import DecodeGatedMLP, DecodeLinear
-from litgpt.model import GPT, RMSNorm
+from litgpt.model import GPT, Block, CausalSelfAttention, RMSNorm
 
 ARCHITECTURES = {
     "llama": dict(mlp_class_name="LLaMAMLP", norm_class_name="RMSNorm", parallel_residual=False),
@@ -58,10 +58,32 @@ def test_decode_view_folds_llama_norms_into_the_products_and_leaves_the_model_al
     assert isinstance(viewed.mlp, DecodeGatedMLP) and viewed.mlp.norm is block.norm_2
     assert isinstance(viewed.norm_1, torch.nn.Identity) and isinstance(viewed.norm_2, torch.nn.Identity)
     assert viewed.attn.qkv.linear.weight is block.attn.qkv.weight and viewed.attn.kv_cache is block.attn.kv_cache
+    assert type(viewed).__name__ == "_ResidualBlock"  # whose projections add the residual
     assert isinstance(block.norm_1, RMSNorm) and type(block.attn.qkv) is torch.nn.Linear and "attend" not in vars(block.attn)
+    assert type(block) is Block and type(block.attn) is CausalSelfAttention
     # a parallel-residual block reads norm_1's output twice: its norms stay where they are
     parallel = decode_view(tiny(**ARCHITECTURES["pythia (parallel residual, LayerNorm)"])).transformer.h[0]
     assert parallel.attn.qkv.norm is None and isinstance(parallel.norm_1, torch.nn.LayerNorm)
+
+
+def test_decode_view_leaves_adapter_attention_alone():
+    from litgpt.adapter import AdapterAttention, add_adapter
+
+    model = add_adapter(tiny(**ARCHITECTURES["llama"]), prompt_length=3, start_layer=1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "gating_factor" in name:
+                p.fill_(0.5)  # a live adapter
+    view = decode_view(model)
+    assert view.transformer.h[1].attn is model.transformer.h[1].attn and type(view.transformer.h[1].attn) is AdapterAttention
+    prompt = torch.randint(0, 96, (1, 5))
+    with torch.inference_mode():
+        model.set_kv_cache(batch_size=1, max_seq_length=8)
+        model(prompt, torch.arange(5), input_pos_maxp1=5)
+        got = view(torch.tensor([[7]]), torch.tensor([[5]]))
+        model.set_kv_cache(batch_size=1, max_seq_length=8)
+        model(prompt, torch.arange(5), input_pos_maxp1=5)
+        torch.testing.assert_close(got, model(torch.tensor([[7]]), torch.tensor([[5]])))
 
 
 KERNEL_CHECK = textwrap.dedent("""
@@ -71,14 +93,14 @@ KERNEL_CHECK = textwrap.dedent("""
     torch.manual_seed(0)
     # products: uneven shapes (masked tiles) and even ones, each variant, against torch
     for (N, K_, config) in [(37, 100, (4, 32, 1)), (64, 128, (8, 32, 2)), (48, 96, (16, 64, 4))]:
-        for pair, bias, norm, offset in itertools.product([False, True], repeat=4):
-            if offset and not norm:
+        for pair, bias, norm, offset, residual in itertools.product([False, True], repeat=5):
+            if (offset and not norm) or (residual and pair):
                 continue
             K.CONFIGS[(N, K_, pair)] = config
             x = torch.randn(1, 1, K_)
             w, w2 = torch.randn(N, K_) / K_**0.5, torch.randn(N, K_) / K_**0.5
             args = (x, w, w2 if pair else None, torch.randn(N) if bias else None, torch.randn(N) if bias and pair else None,
-                    torch.rand(K_) + 0.5 if norm else None, 1e-5, offset)
+                    torch.rand(K_) + 0.5 if norm else None, 1e-5, offset, torch.randn(1, 1, N) if residual else None)
             torch.testing.assert_close(K.gemv_triton(*args), K.gemv_torch(*args), rtol=1e-5, atol=1e-5)
     # attention: GQA, a cache longer than the attended part, masks shared or per row, a row that attends nowhere
     for B, nh, ng, S, hs, mask_rows, dtype in [(1, 4, 2, 100, 16, 1, torch.float32), (2, 8, 2, 70, 32, 2, torch.float32),
