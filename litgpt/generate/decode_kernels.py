@@ -98,7 +98,7 @@ def gemv_torch(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None,
 def gemv_triton(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None, norm_eps=0.0, norm_offset=False, residual=None) -> torch.Tensor:
     """The op's Triton kernel for x with one row (runs under TRITON_INTERPRET=1 on CPU tensors too)."""
     N, K = weight.shape
-    block_n, block_k, warps = _config(N, K, weight2 is not None)
+    block_n, block_k, warps, *stages = _config(N, K, weight2 is not None)
     out = x.new_empty(*x.shape[:-1], N)
     x = x.reshape(K)
     if not x.is_contiguous():
@@ -110,7 +110,7 @@ def gemv_triton(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None
         dummy if norm_weight is None else norm_weight, dummy if residual is None else residual.reshape(N), out, N, K,
         weight.stride(0), norm_eps, HAS_W2=weight2 is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, HAS_NORM=norm_weight is not None, NORM_OFFSET=norm_offset,
         BLOCK_N=block_n, BLOCK_K=block_k, EVEN=N % block_n == 0 and K % block_k == 0, PDL=pdl,
-        num_warps=warps, **({"launch_pdl": True} if pdl else {}),
+        num_warps=warps, **({"num_stages": stages[0]} if stages else {}), **({"launch_pdl": True} if pdl else {}),
     )
     return out
 
@@ -119,8 +119,8 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _config(N: int, K: int, pair: bool) -> Tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, warps): the measured one for this shape, else what won for most measured shapes: 4 rows
+def _config(N: int, K: int, pair: bool) -> tuple:
+    """(BLOCK_N, BLOCK_K, warps[, stages]): the measured one for this shape, else what won for most measured shapes: 4 rows
     of 1,024-2,048 columns a step, 4 warps (fewer rows when that leaves under two programs an SM)."""
     if (N, K, pair) in CONFIGS:
         return CONFIGS[(N, K, pair)]
@@ -247,13 +247,13 @@ def decode_attention_torch(q, k, v, mask, scale) -> torch.Tensor:
     return y.masked_fill(~mask.any(-1, keepdim=True), 0)
 
 
-def decode_attention_triton(q, k, v, mask, scale) -> torch.Tensor:
+def decode_attention_triton(q, k, v, mask, scale, block_s: Optional[int] = None) -> torch.Tensor:
     """The op as two Triton kernels (flash decoding): programs for each (row, KV head, slice of the cache) attend
     with all the query heads of that KV head, then one program per (row, head) merges the slices."""
     B, nh, _, hs = q.shape
     ng, S = k.size(1), k.size(2)
     groups = nh // ng
-    block_s = 64 if hs <= 128 else 32
+    block_s = block_s or (64 if hs <= 128 else 32)
     splits = max(1, min(triton_cdiv(S, block_s), triton_cdiv(2 * 132, B * ng)))
     chunk = triton_cdiv(triton_cdiv(S, splits), block_s) * block_s
     splits = triton_cdiv(S, chunk)
