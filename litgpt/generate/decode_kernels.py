@@ -31,18 +31,18 @@ from torch import nn
 
 from litgpt.model import Block, CausalSelfAttention, LLaMAMLP, RMSNorm, rms_norm
 
-# (BLOCK_N rows, BLOCK_K columns, warps) by (N, K, fc_1/fc_2 pair): the fastest of 124 configurations for the
-# shapes of Llama-3.2-1B and Llama-3.1-8B on an H200 (exp sweep, benchmarks/RESULTS.md, seventh session); other
-# shapes get `_config`'s rule
+# (BLOCK_N rows, BLOCK_K columns, warps) by (N, K, fc_1/fc_2 pair): the fastest configuration for the shapes of
+# Llama-3.2-1B (of 124 tried) and Llama-3.1-8B (of 183-201) on an H200, timed in CUDA graphs over 400 MB of weight
+# copies (benchmarks/RESULTS.md, seventh session); other shapes get `_config`'s rule
 CONFIGS: dict = {
     (3072, 2048, False): (8, 512, 4),  # 1B qkv: 5.2 µs, 2.4 TB/s
     (2048, 2048, False): (4, 1024, 4),  # 1B attention output: 3.6 µs
     (8192, 2048, True): (8, 512, 4),  # 1B fc_1 + fc_2: 20.0 µs, 3.4 TB/s
     (2048, 8192, False): (4, 2048, 4),  # 1B MLP projection: 9.8 µs, 3.4 TB/s
-    (6144, 4096, False): (2, 1024, 4),  # 8B qkv: 15.3 µs, 3.3 TB/s
-    (4096, 4096, False): (4, 2048, 4),  # 8B attention output: 9.8 µs, 3.4 TB/s
-    (14336, 4096, True): (8, 512, 8),  # 8B fc_1 + fc_2: 60.0 µs, 3.9 TB/s
-    (4096, 14336, False): (4, 2048, 4),  # 8B MLP projection: 29.0 µs, 4.1 TB/s
+    (6144, 4096, False): (16, 512, 4),  # 8B qkv: 14.4 µs, 3.5 TB/s
+    (4096, 4096, False): (4, 1024, 2),  # 8B attention output: 9.7 µs, 3.5 TB/s
+    (14336, 4096, True): (4, 256, 2),  # 8B fc_1 + fc_2: 57.6 µs, 4.1 TB/s
+    (4096, 14336, False): (1, 1024, 4),  # 8B MLP projection: 28.9 µs, 4.1 TB/s
 }
 
 
@@ -98,7 +98,7 @@ def gemv_torch(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None,
 def gemv_triton(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None, norm_eps=0.0, norm_offset=False, residual=None) -> torch.Tensor:
     """The op's Triton kernel for x with one row (runs under TRITON_INTERPRET=1 on CPU tensors too)."""
     N, K = weight.shape
-    block_n, block_k, warps, *stages = _config(N, K, weight2 is not None)
+    block_n, block_k, warps = _config(N, K, weight2 is not None)
     out = x.new_empty(*x.shape[:-1], N)
     x = x.reshape(K)
     if not x.is_contiguous():
@@ -110,7 +110,7 @@ def gemv_triton(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None
         dummy if norm_weight is None else norm_weight, dummy if residual is None else residual.reshape(N), out, N, K,
         weight.stride(0), norm_eps, HAS_W2=weight2 is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, HAS_NORM=norm_weight is not None, NORM_OFFSET=norm_offset,
         BLOCK_N=block_n, BLOCK_K=block_k, EVEN=N % block_n == 0 and K % block_k == 0, PDL=pdl,
-        num_warps=warps, **({"num_stages": stages[0]} if stages else {}), **({"launch_pdl": True} if pdl else {}),
+        num_warps=warps, **({"launch_pdl": True} if pdl else {}),
     )
     return out
 
@@ -119,8 +119,8 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _config(N: int, K: int, pair: bool) -> tuple:
-    """(BLOCK_N, BLOCK_K, warps[, stages]): the measured one for this shape, else what won for most measured shapes: 4 rows
+def _config(N: int, K: int, pair: bool) -> Tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_K, warps): the measured one for this shape, else what won for most measured shapes: 4 rows
     of 1,024-2,048 columns a step, 4 warps (fewer rows when that leaves under two programs an SM)."""
     if (N, K, pair) in CONFIGS:
         return CONFIGS[(N, K, pair)]
