@@ -4,8 +4,8 @@
 
 Steps: `eager` is the plain step (`decode_step`, a kernel launch per op from Python); `graphs` replays a CUDA
 graph of the same eager step (`GraphedStep()`, what `litgpt generate` uses on a GPU); `compiled` compiles
-the model's blocks with torch.compile (coordinate-descent tuning on) and then graphs the step, and graphs the
-prefill too (`GraphedStep(compile=True)`, `litgpt generate --compile`). Each case also checks itself against
+the model's blocks with torch.compile, their products and attention through litgpt's Triton kernels
+(`litgpt.generate.decode_kernels`), and then graphs the step, and graphs the prefill too (`GraphedStep(compile=True)`, `litgpt generate --compile`). Each case also checks itself against
 `eager`: the greedy tokens must agree, and the logits of the first decode step must match to bf16 tolerance.
 `whole` compiles the whole model instead of one block for all (`GraphedStep(compile=True, regional=False)`).
 """
