@@ -48,7 +48,8 @@ def compile_blocks(model: GPT, decode: bool = False, **compile_options: Any) -> 
 
 
 def decode_view(model: GPT) -> GPT:
-    """A view of `model` whose blocks run their linear layers through `litgpt.generate.decode_kernels` (see `decode_block`)."""
+    """A view of `model` whose blocks run their products and attention through `litgpt.generate.decode_kernels`
+    (see `decode_block`)."""
     from litgpt.generate.decode_kernels import decode_block
 
     view, transformer = _shallow_copy(model), _shallow_copy(model.transformer)
@@ -100,7 +101,8 @@ class GraphedStep:
             between them, with coordinate-descent tuning and programmatic dependent launch on Hopper and later GPUs
             (each kernel is scheduled while the one before it finishes: a step is ~200 small kernels).
         regional: compile one block for all (`compile_blocks`, seconds); False compiles the whole model, which
-            decodes 8-9% faster on an H200 but takes minutes to compile a large model.
+            takes minutes for a large model (it decoded 8-9% faster on an H200 before our decode kernels; not
+            measured since).
     """
 
     def __init__(self, compile: bool = False, regional: bool = True, **compile_options: Any) -> None:
@@ -118,11 +120,11 @@ class GraphedStep:
         """The model with compiled blocks: static shapes for decode steps, dynamic ones (any length) for prefills."""
         views = self._views.setdefault(model, {})
         if dynamic not in views:
-            if dynamic:
-                views[dynamic] = compile_blocks(model, dynamic=True) if self.regional else torch.compile(model, dynamic=True)
+            options = {"dynamic": True} if dynamic else self.compile_options
+            if self.regional:
+                views[dynamic] = compile_blocks(model, decode=not dynamic, **options)
             else:
-                options = self.compile_options
-                views[dynamic] = compile_blocks(model, decode=True, **options) if self.regional else torch.compile(decode_view(model), **options)
+                views[dynamic] = torch.compile(model if dynamic else decode_view(model), **options)
         return views[dynamic]
 
     def __call__(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:

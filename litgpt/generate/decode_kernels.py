@@ -21,6 +21,7 @@ it is scheduled while the kernel before it finishes, and waits for that one's ou
 one row a product (or another head size than a power of two, for attention) computes the same with torch.
 """
 
+import contextlib
 import copy
 import functools
 import os
@@ -100,22 +101,27 @@ def gemv_triton(x, weight, weight2=None, bias=None, bias2=None, norm_weight=None
     N, K = weight.shape
     block_n, block_k, warps = _config(N, K, weight2 is not None)
     out = x.new_empty(*x.shape[:-1], N)
-    x = x.reshape(K)
-    if not x.is_contiguous():
-        x = x.contiguous()
+    x = x.reshape(K).contiguous()
     pdl = _pdl(x.device)
-    dummy = weight  # pointer arguments a variant does not read
-    _kernel()[(triton_cdiv(N, block_n),)](
-        x, weight, dummy if weight2 is None else weight2, dummy if bias is None else bias, dummy if bias2 is None else bias2,
-        dummy if norm_weight is None else norm_weight, dummy if residual is None else residual.reshape(N), out, N, K,
-        weight.stride(0), norm_eps, HAS_W2=weight2 is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, HAS_NORM=norm_weight is not None, NORM_OFFSET=norm_offset,
-        BLOCK_N=block_n, BLOCK_K=block_k, EVEN=N % block_n == 0 and K % block_k == 0, PDL=pdl,
-        num_warps=warps, **({"launch_pdl": True} if pdl else {}),
-    )
+    unused = weight  # the pointer a variant's absent argument gets
+    with _on(x.device):  # Triton launches on the current device
+        _kernel()[(_cdiv(N, block_n),)](
+            x, weight, unused if weight2 is None else weight2, unused if bias is None else bias,
+            unused if bias2 is None else bias2, unused if norm_weight is None else norm_weight,
+            unused if residual is None else residual.reshape(N).contiguous(), out, N, K, weight.stride(0), norm_eps,
+            HAS_W2=weight2 is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+            HAS_NORM=norm_weight is not None, NORM_OFFSET=norm_offset, BLOCK_N=block_n, BLOCK_K=block_k,
+            EVEN=N % block_n == 0 and K % block_k == 0, PDL=pdl, num_warps=warps, **({"launch_pdl": True} if pdl else {}),
+        )
     return out
 
 
-def triton_cdiv(a: int, b: int) -> int:
+def _on(device: torch.device) -> Any:
+    """The CUDA device guard for `device` (nothing off CUDA)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
@@ -254,22 +260,23 @@ def decode_attention_triton(q, k, v, mask, scale, block_s: Optional[int] = None)
     ng, S = k.size(1), k.size(2)
     groups = nh // ng
     block_s = block_s or (64 if hs <= 128 else 32)
-    splits = max(1, min(triton_cdiv(S, block_s), triton_cdiv(2 * 132, B * ng)))
-    chunk = triton_cdiv(triton_cdiv(S, splits), block_s) * block_s
-    splits = triton_cdiv(S, chunk)
+    splits = max(1, min(_cdiv(S, block_s), _cdiv(2 * 132, B * ng)))
+    chunk = _cdiv(_cdiv(S, splits), block_s) * block_s
+    splits = _cdiv(S, chunk)
     partial = torch.empty(B * nh, splits, hs + 2, device=q.device, dtype=torch.float32)  # output, max, sum
     out = torch.empty(B, nh, 1, hs, device=q.device, dtype=q.dtype)
     mask = mask.reshape(mask.size(0), S)
     pdl = _pdl(q.device)
     pdl_launch = {"launch_pdl": True} if pdl else {}
     attend, merge = _attention_kernels()
-    attend[(B * ng, splits)](
-        q, k, v, mask, partial, q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1),
-        v.stride(2), mask.stride(0) if mask.size(0) > 1 else 0, S, chunk, splits, ng, scale,
-        GROUPS=groups, GROUPS_PAD=max(16, _pow2_at_least(groups)), HS=hs, BLOCK_S=block_s,
-        IEEE=q.dtype == torch.float32, PDL=pdl, num_warps=4, **pdl_launch,
-    )
-    merge[(B * nh,)](partial, out, splits, SPLITS_PAD=max(2, _pow2_at_least(splits)), HS=hs, PDL=pdl, num_warps=4, **pdl_launch)
+    with _on(q.device):  # Triton launches on the current device
+        attend[(B * ng, splits)](
+            q, k, v, mask, partial, q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0),
+            v.stride(1), v.stride(2), mask.stride(0) if mask.size(0) > 1 else 0, S, chunk, splits, ng, scale,
+            GROUPS=groups, GROUPS_PAD=max(16, _pow2_at_least(groups)), HS=hs, BLOCK_S=block_s,
+            IEEE=q.dtype == torch.float32, PDL=pdl, num_warps=4, **pdl_launch,
+        )
+        merge[(B * nh,)](partial, out, splits, SPLITS_PAD=max(2, _pow2_at_least(splits)), HS=hs, PDL=pdl, num_warps=4, **pdl_launch)
     return out
 
 
