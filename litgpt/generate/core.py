@@ -39,7 +39,7 @@ def compile_blocks(model: GPT, decode: bool = False, **compile_options: Any) -> 
     and the final norm is compiled too.
     """
     view = decode_view(model) if decode else model
-    view, transformer = _shallow_copy(view), _shallow_copy(view.transformer)
+    view, transformer = shallow_copy(view), shallow_copy(view.transformer)
     transformer._modules["h"] = nn.ModuleList(torch.compile(block, **compile_options) for block in transformer.h)
     if decode:  # the final norm: one kernel in place of ~7 small eager ones a step
         transformer._modules["ln_f"] = torch.compile(transformer.ln_f, **compile_options)
@@ -52,13 +52,13 @@ def decode_view(model: GPT) -> GPT:
     (see `decode_block`)."""
     from litgpt.generate.decode_kernels import decode_block
 
-    view, transformer = _shallow_copy(model), _shallow_copy(model.transformer)
+    view, transformer = shallow_copy(model), shallow_copy(model.transformer)
     transformer._modules["h"] = nn.ModuleList(decode_block(block) for block in model.transformer.h)
     view._modules["transformer"] = transformer
     return view
 
 
-def _shallow_copy(module: nn.Module) -> nn.Module:
+def shallow_copy(module: nn.Module) -> nn.Module:
     """A copy of `module` sharing its parameters, buffers and submodules, whose submodules can be swapped."""
     copied = copy.copy(module)
     copied._modules = dict(module._modules)

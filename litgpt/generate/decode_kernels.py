@@ -22,7 +22,6 @@ one row a product (or another head size than a power of two, for attention) comp
 """
 
 import contextlib
-import copy
 import functools
 import os
 from typing import Any, Optional, Tuple
@@ -30,6 +29,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import nn
 
+from litgpt.generate.core import shallow_copy
 from litgpt.model import Block, CausalSelfAttention, LLaMAMLP, RMSNorm, rms_norm
 
 # (BLOCK_N rows, BLOCK_K columns, warps) by (N, K, fc_1/fc_2 pair): the fastest configuration for the shapes of
@@ -405,11 +405,11 @@ def decode_block(block: nn.Module) -> nn.Module:
     """
     if type(block) is not Block:
         return block
-    view = _copy(block)
+    view = shallow_copy(block)
     fold = not block.parallel_residual and _plain_norm(block.norm_1) and _plain_norm(block.norm_2)
     attn = block.attn
     if type(attn) is CausalSelfAttention:
-        attn = _copy(attn)
+        attn = shallow_copy(attn)
         attn.__class__ = _SharedCacheAttention
         attn._modules.pop("kv_cache", None)
         attn.__dict__.pop("kv_cache", None)
@@ -456,12 +456,6 @@ def _attend(attend: Any, scale: float, q: torch.Tensor, k: torch.Tensor, v: torc
     if q.size(2) == 1 and mask is not None:
         return decode_attention(q, k, v, mask, scale)
     return attend(q, k, v, mask)
-
-
-def _copy(module: nn.Module) -> nn.Module:
-    copied = copy.copy(module)
-    copied._modules = dict(module._modules)
-    return copied
 
 
 def _hooked(module: nn.Module) -> bool:
