@@ -66,14 +66,16 @@ def shallow_copy(module: nn.Module) -> nn.Module:
 
 
 def compiled_decode_step(**compile_options: Any) -> DecodeStep:
-    """`decode_step` through `compile_blocks(model, dynamic=False, **compile_options)`; it attends over the whole
-    cache so that shapes stay fixed."""
-    views: "weakref.WeakKeyDictionary[GPT, GPT]" = weakref.WeakKeyDictionary()
+    """`decode_step` through `compile_blocks(model, dynamic=False, **compile_options)`, with our decode kernels for
+    one token (`decode=True`); it attends over the whole cache so that shapes stay fixed."""
+    views: "weakref.WeakKeyDictionary[GPT, dict]" = weakref.WeakKeyDictionary()  # model -> {one token: view}
 
     def step(model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
-        if model not in views:
-            views[model] = compile_blocks(model, decode=True, **{"dynamic": False, **compile_options})
-        return views[model](tokens, positions)[:, -1]
+        one = tokens.numel() == 1
+        by_kind = views.setdefault(model, {})
+        if one not in by_kind:
+            by_kind[one] = compile_blocks(model, decode=one, **{"dynamic": False, **compile_options})
+        return by_kind[one](tokens, positions)[:, -1]
 
     return step
 
@@ -114,18 +116,21 @@ class GraphedStep:
         self._caches: Tuple[int, ...] = ()
         self._pool: Any = None
         self._capturable: dict = {}  # id(model) -> bool
-        self._views: "weakref.WeakKeyDictionary[GPT, dict]" = weakref.WeakKeyDictionary()  # model -> {dynamic: view}
+        self._views: "weakref.WeakKeyDictionary[GPT, dict]" = weakref.WeakKeyDictionary()  # model -> {kind: view}
 
-    def _view(self, model: GPT, dynamic: bool) -> GPT:
-        """The model with compiled blocks: static shapes for decode steps, dynamic ones (any length) for prefills."""
+    def _view(self, model: GPT, kind: str) -> GPT:
+        """The model with compiled blocks for a `kind` of forward: "one" (decode steps of one token, through our
+        decode kernels, which serve a single row only), "rows" (other decode steps) or "prefill" (dynamic shapes,
+        any length)."""
         views = self._views.setdefault(model, {})
-        if dynamic not in views:
-            options = {"dynamic": True} if dynamic else self.compile_options
+        if kind not in views:
+            options = {"dynamic": True} if kind == "prefill" else self.compile_options
+            decode = kind == "one"
             if self.regional:
-                views[dynamic] = compile_blocks(model, decode=not dynamic, **options)
+                views[kind] = compile_blocks(model, decode=decode, **options)
             else:
-                views[dynamic] = torch.compile(model if dynamic else decode_view(model), **options)
-        return views[dynamic]
+                views[kind] = torch.compile(decode_view(model) if decode else model, **options)
+        return views[kind]
 
     def __call__(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
         if not (tokens.is_cuda and self._is_capturable(model)):
@@ -138,7 +143,7 @@ class GraphedStep:
             length = min(cache_len, max(2048, 1 << (input_pos_maxp1 - 1).bit_length()))
 
         def make() -> Tuple[Callable, Tuple[torch.Tensor, ...]]:
-            view = self._view(model, dynamic=False) if self.compile else model
+            view = self._view(model, "one" if rows * T == 1 else "rows") if self.compile else model
 
             def forward(tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
                 return view(tokens, positions, input_pos_maxp1=length)[:, -1]
@@ -164,7 +169,7 @@ class GraphedStep:
         from Python."""
         if not (self.compile and model.lm_head.weight.is_cuda and self._is_capturable(model)):
             return None
-        compiled = self._view(model, dynamic=True)
+        compiled = self._view(model, "prefill")
 
         def forward(tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: int, logits_at: torch.Tensor) -> torch.Tensor:
             B, T = tokens.shape

@@ -124,3 +124,34 @@ def test_kernels_match_torch_under_the_triton_interpreter():
     result = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "kernels agree" in result.stdout
+
+
+def test_compiled_steps_use_the_decode_kernels_for_one_token_only():
+    """The kernels serve one row; batched steps compile the blocks as they are, so inductor still fuses their norms."""
+    import torch._dynamo
+
+    from litgpt.generate.core import compiled_decode_step
+
+    graphs = []
+
+    def backend(gm, inputs):
+        graphs.append(str(gm.graph))
+        return gm.forward
+
+    model = tiny(**ARCHITECTURES["llama"])
+    torch._dynamo.reset()
+    step = compiled_decode_step(backend=backend)
+    prompt = torch.randint(0, 96, (2, 5))
+    with torch.inference_mode():
+        for rows in (1, 2):
+            model.set_kv_cache(batch_size=rows, max_seq_length=8)
+            model(prompt[:rows], torch.arange(5), input_pos_maxp1=5)
+            tokens, positions = torch.tensor([[7], [9]])[:rows], torch.tensor([[5], [5]])[:rows]
+            compiled = len(graphs)
+            got = step(model, tokens, positions, 6)
+            new = "".join(graphs[compiled:])
+            model.set_kv_cache(batch_size=rows, max_seq_length=8)
+            model(prompt[:rows], torch.arange(5), input_pos_maxp1=5)
+            torch.testing.assert_close(got, model(tokens, positions)[:, -1])
+            assert new  # this step compiled its own view
+            assert ("litgpt.gemv" in new and "litgpt.decode_attention" in new) == (rows == 1)
