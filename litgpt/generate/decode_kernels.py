@@ -260,7 +260,7 @@ def decode_attention_triton(q, k, v, mask, scale) -> torch.Tensor:
     ng, S = k.size(1), k.size(2)
     groups = nh // ng
     block_s = 64 if hs <= 128 else 32  # 32 measured no faster for Llama-3.1-8B
-    splits = max(1, min(_cdiv(S, block_s), _cdiv(2 * 132, B * ng)))
+    splits = max(1, min(_cdiv(S, block_s), _cdiv(2 * _sm_count(q.device), B * ng)))  # about two programs an SM
     chunk = _cdiv(_cdiv(S, splits), block_s) * block_s
     splits = _cdiv(S, chunk)
     partial = torch.empty(B * nh, splits, hs + 2, device=q.device, dtype=torch.float32)  # output, max, sum
@@ -278,6 +278,12 @@ def decode_attention_triton(q, k, v, mask, scale) -> torch.Tensor:
         )
         merge[(B * nh,)](partial, out, splits, SPLITS_PAD=max(2, _pow2_at_least(splits)), HS=hs, PDL=pdl, num_warps=4, **pdl_launch)
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int:
+    """The GPU's streaming multiprocessors (an H200's 132 off CUDA, for the interpreter)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
 
 
 def _pow2_at_least(n: int) -> int:
