@@ -63,8 +63,11 @@ def kernel_kind(name: str) -> str:
     return next((kind for kind, parts in KINDS if any(p in lowered for p in parts)), "other")
 
 
-def profile_kernels(fn: Callable[[], object], calls: int, rows: int = 25, label: str = "") -> None:
-    """Run `fn` `calls` times under torch.profiler; print GPU time per call by kernel kind and the longest kernels."""
+def profile_kernels(fn: Callable[[], object], calls: int, rows: int = 25, label: str = "") -> Dict[str, float]:
+    """Run `fn` `calls` times under torch.profiler; print GPU time per call by kernel kind and the longest kernels.
+
+    Returns the GPU time per call by kind, in µs.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
@@ -91,3 +94,4 @@ def profile_kernels(fn: Callable[[], object], calls: int, rows: int = 25, label:
     print("calls/call | µs/call | share | kernel")
     for name, (n, us) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:rows]:
         print(f"{n / calls:.1f} | {us / calls:,.1f} | {us / total:.1%} | {name[:120]}")
+    return by_kind

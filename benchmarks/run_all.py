@@ -1,6 +1,6 @@
 """Run the benchmark suite on one GPU and print every figure against its target.
 
-    python benchmarks/run_all.py                       # the suite: every target of issue 7, about 9 minutes on an H200
+    python benchmarks/run_all.py                       # the suite: every target of issue 7, about 9.5 minutes on an H200
     python benchmarks/run_all.py --groups lora_8b qlora train_variants lora_eager lora_eager_loss   # the other cases
 
 Each group is one script in its own process (so one crash or OOM does not take the rest down); their JSON lines
@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 GROUPS: Dict[str, List[str]] = {
     "train": ["train_throughput.py", "--harness", "loop", "--iters", "6"],
+    "train_floor": ["train_floor.py"],
     "train_variants": ["train_throughput.py", "--harness", "step", "--precision", "bf16-mixed", "--compile", "no", "--iters", "6"],
     "lora": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "yes", "--qlora_model", "", "--iters", "4"],
     "lora_eager_loss": ["lora_throughput.py", "--cases", "Llama-3.2-1B:8", "--compile", "yes", "--loss", "eager", "--qlora_model", "", "--iters", "4"],
@@ -31,7 +32,7 @@ GROUPS: Dict[str, List[str]] = {
     "decode_check": ["decode_throughput.py", "--model", "Llama-3.2-1B", "--dtype", "float32", "--new", "64", "--repeats", "1", "--step", "compiled"],
     "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "--seconds", "8"],
 }
-SUITE = ["decode", "train", "lora", "decode_check", "serve"]  # the targets, in one device call (10 minutes)
+SUITE = ["decode", "train", "train_floor", "lora", "decode_check", "serve"]  # the targets and the pretraining floor, in one device call (10 minutes)
 
 
 def pick(results: List[Dict], **match) -> Optional[Dict]:
@@ -56,6 +57,9 @@ def summary(results: List[Dict]) -> List[List[str]]:
     rows = [
         row("pretrain tiny-llama-1.1b 16x2048, `litgpt pretrain` defaults", pick(results, bench="train_throughput", harness="loop"),
             "tokens_per_s", "72.0k (bf16-mixed + compile)", 94_000, extra=lambda c: f"{c['mfu_989']:.1%} MFU of 989, {c['peak_gib']} GiB"),
+        row("pretrain ceiling: the step's matmuls + attention + AdamW, and the least elementwise traffic", pick(results, bench="train_floor"),
+            "tokens_per_s", "", 94_000, extra=lambda c: f"floor {c['floor_ms']} ms against the step's {c['step_ms']} ms; 94k leaves "
+            f"{c['target_leaves_for_traffic_ms']} ms for traffic that needs {c['traffic_needs_ms']} ms"),
         row("pretrain, bare step, eager bf16-mixed", pick(results, bench="train_throughput", harness="step", compile=False),
             "tokens_per_s", "49.2k", None),
         row("LoRA r=8 all linear, Llama-3.2-1B 8x2048, compiled", pick(results, bench="lora_throughput", model="Llama-3.2-1B", compile=True),

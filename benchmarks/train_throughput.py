@@ -64,14 +64,16 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
     with sdpa_kernel(order, set_priority=True) if sdpa == "cudnn" else nullcontext():
         ms = statistics.median(cuda_time_ms(step, iters=iters, warmup=3 if not compile else 5))
         peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        by_kind = {}
         if profile:
-            profile_kernels(step, profile, label=f"{model_name} {micro_batch}x{seq} {precision} compile={compile} sdpa={sdpa} step")
+            by_kind = profile_kernels(step, profile, label=f"{model_name} {micro_batch}x{seq} {precision} compile={compile} sdpa={sdpa} step")
     tokens_per_s = micro_batch * seq / (ms / 1e3)
     achieved = tokens_per_s * flops_per_token(config, n_params, seq) / 1e12
     return dict(
         bench="train_throughput", harness="step", model=model_name, seq=seq, micro_batch=micro_batch, precision=precision,
         compile=compile, sdpa=sdpa, step_ms=round(ms, 1), tokens_per_s=round(tokens_per_s), mfu_989=round(achieved / 989, 3),
         mfu_measured=round(achieved / peak, 3), peak_gib=peak_gib,
+        **({"profile_ms": {kind: round(us / 1e3, 1) for kind, us in by_kind.items()}} if by_kind else {}),
     )
 
 
