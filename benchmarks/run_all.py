@@ -1,6 +1,6 @@
 """Run the benchmark suite on one GPU and print every figure against its target.
 
-    python benchmarks/run_all.py                       # the suite: every target of issue 7, about 9.5 minutes on an H200
+    python benchmarks/run_all.py                       # the suite: every target of issue 7, about 8 minutes on an H200
     python benchmarks/run_all.py --groups lora_8b qlora train_variants lora_eager lora_eager_loss   # the other cases
 
 Each group is one script in its own process (so one crash or OOM does not take the rest down); their JSON lines
