@@ -2,6 +2,7 @@
 
     python benchmarks/run_all.py                       # the suite: every target of issue 7, about 8 minutes on an H200
     python benchmarks/run_all.py --groups lora_8b qlora train_variants lora_eager lora_eager_loss   # the other cases
+    python benchmarks/run_all.py --groups quantized   # bitsandbytes inference (carry bitsandbytes in a call of its own)
 
 Each group is one script in its own process (so one crash or OOM does not take the rest down); their JSON lines
 are collected into `--out`/results.jsonl, the scripts' own output into `--out`/<group>.log, and the summary table
@@ -30,6 +31,7 @@ GROUPS: Dict[str, List[str]] = {
     "qlora": ["lora_throughput.py", "--cases", "--qlora_model", "Llama-3.1-8B", "--qlora_micro_batch", "2", "--iters", "4"],
     "decode": ["decode_throughput.py", "--model", "Llama-3.2-1B", "Llama-3.1-8B", "--repeats", "1", "--compiles", "2"],
     "decode_check": ["decode_throughput.py", "--model", "Llama-3.2-1B", "--dtype", "float32", "--new", "64", "--repeats", "1", "--step", "compiled"],
+    "quantized": ["quantized_check.py"],
     "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "--seconds", "8"],
 }
 SUITE = ["decode", "train", "train_floor", "lora", "decode_check", "serve"]  # the targets and the pretraining floor, in one device call (10 minutes)
@@ -93,6 +95,11 @@ def summary(results: List[Dict]) -> List[List[str]]:
         if case.get("bench") == "decode_throughput" and case.get("dtype") == "float32" and case.get("step") != "eager":
             rows.append(row(f"greedy check, {case['model']} float32, {case['step']} vs eager", case, "greedy_tokens_equal_to_eager", "", None,
                             extra=lambda c: f"first-step logits max diff {c['first_step_logits_max_diff']}"))
+    for case in results:
+        if case.get("bench") == "quantized_check" and case.get("mode") != "bf16":
+            rows.append(row(f"quantized {case['model']} {case['mode']}: logits cosine to bf16 (min)", case, "logits_cosine_min", "", None,
+                            extra=lambda c: f"top-1 agrees {c['top1_agree']:.1%}, greedy equal for {c['greedy_equal_prefix']} tokens, "
+                            f"weights {c['weights_gib']} GiB"))
     speedup = pick(results, bench="serve_speedup")
     rows.append(row("serve Llama-3.2-1B, 64 clients / one-at-a-time", speedup, "ratio", "", 5.0, "x"))
     for case in results:

@@ -1,0 +1,81 @@
+"""Sanity and memory of bitsandbytes-quantized inference (`--quantize bnb.*`) against the bf16 model.
+
+    python benchmarks/quantized_check.py                   # Llama-3.2-1B: bf16, bnb.int8, bnb.nf4, bnb.nf4-dq
+
+One random-weight model (the layers' default initialisation, so logits have some spread) is quantized the way
+`LLM.load(..., quantize=...)` and the `--quantize` flags do it (`litgpt.api._quantize_linears`). For each mode:
+the GPU memory its weights take, whether the logits over a 128-token prompt are finite, their cosine similarity
+to the bf16 model's and how often their top-1 agrees, how many of 64 greedy tokens agree with bf16's before the
+first difference, and the eager decoding speed (the quantized layers cannot be captured in CUDA graphs). Needs
+bitsandbytes and a CUDA GPU.
+"""
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from common import emit, table  # noqa: E402
+
+from litgpt.api import QUANTIZE_MODES, _quantize_linears  # noqa: E402
+from litgpt.config import Config  # noqa: E402
+from litgpt.generate.core import ensure_kv_cache, generate_tokens  # noqa: E402
+from litgpt.model import GPT  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="Llama-3.2-1B")
+    parser.add_argument("--modes", nargs="+", default=["bnb.int8", "bnb.nf4", "bnb.nf4-dq"], choices=QUANTIZE_MODES)
+    parser.add_argument("--prompt", type=int, default=128)
+    parser.add_argument("--new", type=int, default=64)
+    args = parser.parse_args()
+    config = Config.from_name(args.model)
+    torch.manual_seed(0)
+    source = GPT(config).to(torch.bfloat16)  # on the CPU; each mode quantizes a copy as it moves to the GPU
+    prompt = torch.randint(0, config.vocab_size, (args.prompt,), generator=torch.Generator().manual_seed(1)).cuda()
+    reference = None
+    cases = []
+    for mode in [None, *args.modes]:
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated()
+        model = copy.deepcopy(source)
+        if mode is not None:
+            model = _quantize_linears(model, mode, torch.bfloat16)
+        model = model.to("cuda").eval()
+        model.reset_parameters()
+        weights_gib = (torch.cuda.memory_allocated() - before) / 2**30
+        with torch.no_grad():
+            logits = model(prompt[None])[0].float()  # (prompt, vocab)
+        ensure_kv_cache(model, 1, args.prompt + args.new)
+        for _ in range(2):  # the second run is timed
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            tokens = list(generate_tokens(model, prompt, args.new, top_k=1))
+            torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+        case = dict(bench="quantized_check", model=args.model, mode=mode or "bf16", weights_gib=round(weights_gib, 2),
+                    tokens_per_s=round(len(tokens) / seconds, 1), logits_finite=bool(torch.isfinite(logits).all()))
+        if reference is None:
+            reference = logits, tokens
+        else:
+            ref_logits, ref_tokens = reference
+            cosine = torch.nn.functional.cosine_similarity(logits, ref_logits, dim=-1)
+            case.update(
+                logits_cosine_min=round(cosine.min().item(), 4), logits_cosine_mean=round(cosine.mean().item(), 4),
+                top1_agree=round((logits.argmax(-1) == ref_logits.argmax(-1)).float().mean().item(), 3),
+                greedy_equal_prefix=next((i for i, (a, b) in enumerate(zip(tokens, ref_tokens)) if a != b), len(tokens)),
+            )
+        emit(case)
+        cases.append(case)
+        del model
+    table(cases, ["mode", "weights_gib", "logits_finite", "logits_cosine_min", "top1_agree", "greedy_equal_prefix", "tokens_per_s"])
+
+
+if __name__ == "__main__":
+    main()
