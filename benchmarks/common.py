@@ -39,6 +39,11 @@ def copy_bandwidth_tbs(n_bytes: int = 2 * 1024**3) -> float:
     return 2 * n_bytes / (ms / 1e3) / 1e12
 
 
+def equal_prefix(tokens: List[int], reference: List[int]) -> int:
+    """How many leading tokens agree with `reference` before the first difference."""
+    return next((i for i, (a, b) in enumerate(zip(tokens, reference)) if a != b), len(tokens))
+
+
 def emit(case: Dict) -> None:
     print(json.dumps(case), flush=True)
 

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import copy_bandwidth_tbs, emit, table  # noqa: E402
+from common import copy_bandwidth_tbs, emit, equal_prefix, table  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
 from litgpt.generate.core import GraphedStep, decode_step, generate_tokens, prefill  # noqa: E402
@@ -94,7 +94,7 @@ def run(model: GPT, model_name: str, kind: str, prompt: torch.Tensor, new: int, 
     logits = first_step_logits(model, prompt, step)
     if kind == "eager":
         reference.update(tokens=tokens, logits=logits)
-    agree = next((i for i, (a, b) in enumerate(zip(tokens, reference["tokens"])) if a != b), len(tokens))
+    agree = equal_prefix(tokens, reference["tokens"])
     bound = bandwidth * 1e12 / weight_bytes  # tokens/s if each step only had to read the weights once
     rate = statistics.median(per_compile)
     spread = dict(tokens_per_s_per_compile=[round(r, 1) for r in per_compile]) if len(per_compile) > 1 else {}

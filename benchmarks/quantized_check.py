@@ -6,25 +6,26 @@ One random-weight model (the layers' default initialisation, so logits have some
 `LLM.load(..., quantize=...)` and the `--quantize` flags do it (`litgpt.api._quantize_linears`). For each mode:
 the GPU memory its weights take, whether the logits over a 128-token prompt are finite, their cosine similarity
 to the bf16 model's and how often their top-1 agrees, how many of 64 greedy tokens agree with bf16's before the
-first difference, and the eager decoding speed (the quantized layers cannot be captured in CUDA graphs). Needs
-bitsandbytes and a CUDA GPU.
+first difference, and the eager decoding speed after the first token (`decode_throughput.generation_rates`; the
+quantized layers cannot be captured in CUDA graphs). Needs bitsandbytes and a CUDA GPU.
 """
 
 import argparse
 import copy
+import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import emit, table  # noqa: E402
+from common import emit, equal_prefix, table  # noqa: E402
+from decode_throughput import generation_rates  # noqa: E402
 
 from litgpt.api import QUANTIZE_MODES, _quantize_linears  # noqa: E402
 from litgpt.config import Config  # noqa: E402
-from litgpt.generate.core import ensure_kv_cache, generate_tokens  # noqa: E402
+from litgpt.generate.core import decode_step, ensure_kv_cache  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 
 
@@ -53,14 +54,9 @@ def main() -> None:
         with torch.no_grad():
             logits = model(prompt[None])[0].float()  # (prompt, vocab)
         ensure_kv_cache(model, 1, args.prompt + args.new)
-        for _ in range(2):  # the second run is timed
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            tokens = list(generate_tokens(model, prompt, args.new, top_k=1))
-            torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
+        rates, _, tokens = generation_rates(model, decode_step, prompt, args.new, repeats=1)  # greedy, after a warm-up run
         case = dict(bench="quantized_check", model=args.model, mode=mode or "bf16", weights_gib=round(weights_gib, 2),
-                    tokens_per_s=round(len(tokens) / seconds, 1), logits_finite=bool(torch.isfinite(logits).all()))
+                    tokens_per_s=round(statistics.median(rates), 1), logits_finite=bool(torch.isfinite(logits).all()))
         if reference is None:
             reference = logits, tokens
         else:
@@ -69,7 +65,7 @@ def main() -> None:
             case.update(
                 logits_cosine_min=round(cosine.min().item(), 4), logits_cosine_mean=round(cosine.mean().item(), 4),
                 top1_agree=round((logits.argmax(-1) == ref_logits.argmax(-1)).float().mean().item(), 3),
-                greedy_equal_prefix=next((i for i, (a, b) in enumerate(zip(tokens, ref_tokens)) if a != b), len(tokens)),
+                greedy_equal_prefix=equal_prefix(tokens, ref_tokens),
             )
         emit(case)
         cases.append(case)
