@@ -1,12 +1,13 @@
-"""`litgpt serve`: an HTTP server (litserve) that generates with a checkpoint, batching concurrent requests.
+"""`litgpt serve`: an HTTP server that generates with a checkpoint, batching concurrent requests continuously.
 
     curl http://127.0.0.1:8000/predict -H 'Content-Type: application/json' -d '{"prompt": "What do llamas eat?"}'
 
-The APIs themselves are in `serve_api.py`.
+The routes, request checks and limits are in `serve_api.py`; this module loads the model copies, sizes their
+batches and runs the server.
 """
 
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Tuple, Union
 
 Quantize = Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8"]]
 
@@ -29,22 +30,26 @@ def serve(
     timeout: int = 30,
     generate_strategy: Optional[Literal["sequential", "tensor_parallel"]] = None,
     host: str = "127.0.0.1",
-    max_batch_size: int = 1,
+    max_batch_size: Optional[int] = None,
     api_key: Optional[str] = None,
     workers_per_device: int = 1,
     compile: bool = False,
+    max_body_bytes: int = 4 * 2**20,
+    max_queue: Optional[int] = None,
+    grace_period: float = 30.0,
 ) -> None:
     """Serve a model over HTTP: POST /predict {"prompt": ...} answers {"output": ...}.
 
-    A request may set its own "max_new_tokens", "temperature", "top_k" and "top_p". Requests that arrive while
-    others are generating join the running batch at the next decode step (continuous batching).
+    A request may set its own "max_new_tokens", "temperature", "top_k", "top_p" and "seed". Requests that arrive
+    while others are generating join the running batch at the next decode step (continuous batching). SIGTERM or
+    SIGINT stops accepting requests and lets those in flight finish for `grace_period` seconds.
 
     Args:
         checkpoint_dir: A checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files), ORG/NAME under
             checkpoints/, or a model name from `litgpt download list` (downloaded when missing).
         quantize: bitsandbytes quantization of the weights (CUDA only): bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq, bnb.int8.
         precision: bf16-true, 16-true or 32-true; default bf16 on a GPU that has it, else 32-true.
-        temperature: The default temperature: 0 is greedy, higher is more random.
+        temperature: The default temperature: 0 is greedy, higher is more random (at most 100).
         top_k: The default top-k: sample only among the k most likely tokens.
         top_p: The default top-p: sample only among the most likely tokens whose probabilities add up to top_p.
         max_new_tokens: The default number of tokens to generate at most.
@@ -53,30 +58,40 @@ def serve(
         port: The port to listen on (1024-65535).
         stream: Stream each reply as {"output": piece} lines.
         openai_spec: Serve OpenAI's chat completions API at /v1/chat/completions (streamed or not, as the client
-            asks), laying out the messages with the model's chat template or prompt style.
+            asks) and /v1/models, laying out the messages with the model's chat template or prompt style.
         access_token: Hugging Face token for gated models, when downloading.
         api_path: The path of the generation endpoint (without --openai_spec).
-        timeout: Seconds a request may wait in the queue before it is answered 504.
+        timeout: Seconds a request may wait for its first token (in the queue) before it is answered 504.
         generate_strategy: Splitting one model over several devices is not supported here.
         host: The address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface).
-        max_batch_size: The most requests generated together by each model copy.
-        api_key: Answer 401 to requests without the header `Authorization: Bearer <api_key>`.
+        max_batch_size: The most requests generated together by each model copy. Default: on CUDA, as many as the
+            memory left after the weights holds KV caches for (at most 256, each row at least 8,192 tokens or the
+            model's context); elsewhere 8. The served context is what that memory gives each row.
+        api_key: Answer 401 to requests without the header `Authorization: Bearer <api_key>` (/health stays open).
         workers_per_device: Model copies per device, each with its own batch.
         compile: Compile the decode step with torch.compile (slower start, faster decoding). On GPUs the step
             replays CUDA graphs either way.
+        max_body_bytes: Answer 413 to request bodies larger than this, before reading them.
+        max_queue: Requests that may wait for a batch row beyond those generating; more are answered 503 with
+            Retry-After. Default: four times the rows, at least 64.
+        grace_period: Seconds that requests in flight may take to finish after SIGTERM/SIGINT.
     """
-    from litgpt.generate.sampling import check_sampling_args
+    from litgpt.serve_api import MAX_TEMPERATURE
 
-    check_sampling_args(temperature, top_k, top_p)
-    for name, value in (("max_new_tokens", max_new_tokens), ("max_batch_size", max_batch_size), ("workers_per_device", workers_per_device)):
+    if not (0 <= temperature <= MAX_TEMPERATURE) or not (0 < top_p <= 1) or top_k < 1:
+        raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE:g}], top_p in (0, 1] and top_k at least 1; got {temperature}, {top_p}, {top_k}")
+    for name, value in (("max_new_tokens", max_new_tokens), ("max_batch_size", max_batch_size or 1), ("workers_per_device", workers_per_device),
+                        ("timeout", timeout), ("max_body_bytes", max_body_bytes), ("max_queue", 1 if max_queue is None else max_queue + 1)):
         if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+            raise ValueError(f"{name} must be at least {0 if name == 'max_queue' else 1}, got {value}")
+    if grace_period < 0:
+        raise ValueError(f"grace_period must be at least 0, got {grace_period}")
     if generate_strategy is not None:
         raise NotImplementedError(f"generate_strategy={generate_strategy!r} is not supported; each device serves a whole copy of the model")
     if not (devices == "auto" or (isinstance(devices, int) and devices >= 1)):
         raise ValueError(f"devices must be a positive integer or 'auto', got {devices!r}")
-    if not (api_path or "").startswith("/"):
-        raise ValueError(f"api_path must start with '/', got {api_path!r}")
+    if not (api_path or "").startswith("/") or api_path in ("/health", "/info"):
+        raise ValueError(f"api_path must start with '/' and not be /health or /info, got {api_path!r}")
     if api_key is not None and not api_key:
         raise ValueError("api_key must not be empty")
     accelerator = _resolve_accelerator(accelerator)
@@ -91,23 +106,75 @@ def serve(
     if not (checkpoint_dir / "lit_model.pth").is_file():
         raise FileNotFoundError(f"No lit_model.pth in {str(checkpoint_dir)!r}; convert a Hugging Face folder with `litgpt convert_to_litgpt`")
 
-    from litserve import LitServer
+    from litgpt.serve_api import Pool, Prompter, Served, Settings, build_app
 
-    from litgpt.serve_api import OpenAIChatAPI, PredictAPI, Settings, StreamPredictAPI
-
-    defaults = Settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
-    common = dict(
-        checkpoint_dir=checkpoint_dir, quantize=quantize, precision=precision, defaults=defaults,
-        max_batch_size=max_batch_size, api_key=api_key, compile=compile,
+    count = (_cuda_count() if devices == "auto" else devices) if accelerator == "cuda" else 1
+    load = dict(precision=precision, quantize=quantize, compile=compile)
+    workers = [_worker(checkpoint_dir, accelerator, index, max_batch_size, load) for index in range(count) for _ in range(workers_per_device)]
+    rows = sum(w.rows for w in workers)
+    pool = Pool(workers, max_queue if max_queue is not None else max(64, 4 * rows), timeout)
+    llm = workers[0].llm
+    served = Served(
+        pool=pool, prompter=Prompter(llm.tokenizer, llm.prompt_style, min(w.context for w in workers)),
+        defaults=Settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p),
+        vocab_size=llm.config.padded_vocab_size, model_name=checkpoint_dir.name, api_path=api_path, stream=stream,
+        openai_spec=openai_spec, api_key=api_key, max_body_bytes=max_body_bytes,
     )
-    if openai_spec:
-        from litserve.specs.openai import OpenAISpec
+    print(f"Serving {checkpoint_dir.name} on http://{host}:{port}: {len(workers)} model cop{'ies' if len(workers) > 1 else 'y'} on {accelerator}, "
+          f"max_batch_size {workers[0].rows}, context {served.prompter.context_length} tokens, queue {pool.max_queue}", flush=True)
+    _run(build_app(served), host, port, grace_period)
 
-        api = OpenAIChatAPI(**common, spec=OpenAISpec())
-    else:
-        api = (StreamPredictAPI if stream else PredictAPI)(**common, api_path=api_path, stream=stream)
-    server = LitServer(api, accelerator=accelerator, devices=devices, workers_per_device=workers_per_device, timeout=timeout)
-    server.run(host=host, port=port, generate_client_file=False)
+
+def _worker(checkpoint_dir: Path, accelerator: str, index: int, max_batch_size: Optional[int], load: dict) -> Any:
+    """A model copy on device `index`, its batch rows and served context planned from the memory left."""
+    from litgpt.api import LLM
+    from litgpt.generate.core import ensure_kv_cache
+    from litgpt.serve_api import Worker
+
+    llm = LLM.load(str(checkpoint_dir), distribute=None)
+    llm.distribute(accelerator=accelerator, devices=[index] if accelerator == "cuda" else 1, **load)
+    rows, context = plan_rows(llm.model, max_batch_size)
+    llm.model.max_seq_length = context
+    if llm.model.lm_head.weight.device.type == "cuda":
+        ensure_kv_cache(llm.model, rows, context)  # claimed now: the batcher never grows it, so never runs out mid-batch
+    return Worker(llm, rows)
+
+
+def plan_rows(model: Any, max_batch_size: Optional[int]) -> Tuple[int, int]:
+    """(batch rows, tokens per row) for `model`: on CUDA from the free memory, else `max_batch_size` or CPU_ROWS."""
+    import torch
+
+    from litgpt.serve_api import CPU_ROWS, MAX_ROWS, ROW_CONTEXT
+
+    device, block = model.lm_head.weight.device, model.max_seq_length
+    if device.type != "cuda":
+        return max_batch_size or CPU_ROWS, block
+    c = model.config
+    dtype = model.lm_head.weight.dtype if model.lm_head.weight.is_floating_point() else torch.bfloat16
+    per_token = 2 * c.n_layer * c.n_query_groups * c.head_size * dtype.itemsize  # keys and values, every layer
+    free, _ = torch.cuda.mem_get_info(device)
+    budget = int(0.9 * free) - 2 * 2**30  # room for activations, CUDA graphs and the allocator's slack
+    rows = max_batch_size or max(1, min(MAX_ROWS, budget // (per_token * min(block, ROW_CONTEXT))))
+    context = min(block, budget // (rows * per_token))
+    context = context - context % 256 if context > 256 else context
+    if context < 2:
+        raise ValueError(f"{free / 2**30:.1f} GiB free on {device} hold no KV cache for {rows} rows: lower --max_batch_size")
+    return rows, context
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _run(app: Any, host: str, port: int, grace_period: float) -> None:
+    """Serve `app` until SIGTERM/SIGINT; then stop accepting, let requests finish for `grace_period` s, and return."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=grace_period, access_log=False, log_level="info",
+                            lifespan="off")
+    uvicorn.Server(config).run()
 
 
 def _resolve_accelerator(accelerator: str) -> str:

@@ -1,35 +1,53 @@
-"""The litserve APIs behind `litgpt serve`, and the checks every request passes before it reaches the model.
+"""The HTTP server behind `litgpt serve`: one process, one event loop, and a continuous batcher per model copy.
 
-    client ─► API server process: `authorize` (API key, then the request's fields and length: 4xx JSON errors)
-           ─► inference worker: `decode_request` (prompt style + tokens) ─► `predict` (submits to the worker's
-              `BackgroundBatcher`, awaits its tokens) ─► `encode_response`
+    client ─► BodyLimit (413 from Content-Length or the bytes read, before any parsing)
+           ─► route: API key (401) ─► JSON (415/400) ─► every field checked, prompt laid out and tokenized (400 naming
+              the field) ─► Pool.submit (503 with Retry-After when the queue is full)
+           ─► a worker's BackgroundBatcher thread: joins the running batch at its next step
+           ─► tokens back through a Mailbox (one wake-up of the event loop per step) ─► the reply, whole or streamed
 
-Each worker holds one model and one continuous batcher; litserve runs the APIs asynchronously, so every request
-in flight waits on the batcher at once and joins the running batch at the next decode step.
+A request that waits longer than `timeout` for its first token is answered 504; a client that goes away (or a
+request task that is cancelled) cancels its generation, and the batcher frees the row at its next step. On
+SIGTERM/SIGINT uvicorn stops accepting, lets the requests in flight finish for `grace_period` seconds, then
+cancels them; everything lives in this one process, so nothing outlives it or holds the port.
 
-    PredictAPI        POST /predict {"prompt": ...} -> {"output": text}
-    StreamPredictAPI  the same, streamed as {"output": piece} lines
-    OpenAIChatAPI     POST /v1/chat/completions (litserve's OpenAISpec), streamed or not
-
-Imported by `litgpt serve` only when it runs (litserve workers import it to unpickle the API).
+    POST api_path               {"prompt": ...} -> {"output": text}, or {"output": piece} lines with --stream
+    POST /v1/chat/completions   OpenAI's chat completions (with --openai_spec), streamed as server-sent events
+    GET  /v1/models, /info      what is served;  GET /health: "ok" (no API key needed)
 """
 
 import asyncio
+import json
+import math
 import secrets
+import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, List, Optional, Union
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
-from fastapi import HTTPException, Request
-from litserve import LitAPI
 
-from litgpt.generate.batcher import Batcher, BackgroundBatcher, Generation, cut_at_first, stop_at_text
-from litgpt.generate.sampling import check_sampling_args
+from litgpt.generate.batcher import BackgroundBatcher, Batcher, Generation, cut_at_first, stop_at_text
 from litgpt.prompts import Message, PromptStyle
 from litgpt.tokenizer import IncrementalDecoder, Tokenizer
 
-PREDICT_FIELDS = ("prompt", "max_new_tokens", "temperature", "top_k", "top_p")
+PREDICT_FIELDS = ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed")
+MAX_TEMPERATURE = 100.0
+GREEDY_BELOW = 1e-5  # temperatures this small sample as greedy: dividing logits by them overflows float32
+CPU_ROWS = 8  # the default max_batch_size off CUDA
+MAX_ROWS = 256  # the most rows the default max_batch_size picks
+ROW_CONTEXT = 8192  # the default max_batch_size leaves each row at least this many tokens (or the model's context)
+RETRY_AFTER_S = 1
+
+
+class RequestError(Exception):
+    """A request this server will not serve: the HTTP status, a message, and the request field at fault."""
+
+    def __init__(self, status: int, message: str, field: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
 
 
 @dataclass
@@ -41,301 +59,586 @@ class Settings:
     top_k: Optional[int]
     top_p: float
     stop: List[str] = field(default_factory=list)  # strings that end the reply (not included)
+    seed: Optional[int] = None
 
 
 @dataclass
 class Job:
-    """A decoded request: the prompt's token ids and its settings."""
+    """A checked request: the prompt's token ids and its settings."""
 
     ids: torch.Tensor
     settings: Settings
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# checking requests
+
+
+def integer(body: Dict[str, Any], name: str, default: Optional[int], minimum: int, nullable: bool = False) -> Optional[int]:
+    value = body.get(name, default)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum or value >= 2**63:
+        raise _bad(f"'{name}' must be an integer of at least {minimum}" + (" or null" if nullable else "") + f", got {value!r}", name)
+    return value
+
+
+def number(body: Dict[str, Any], name: str, default: float, low: float, high: float, low_open: bool = False) -> float:
+    value = body.get(name, default)
+    if value is None:
+        value = default
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (low < value if low_open else low <= value) or value > high:
+        bracket = "(" if low_open else "["
+        raise _bad(f"'{name}' must be a finite number in {bracket}{low:g}, {high:g}], got {value!r}", name)
+    return float(value)
+
+
+def text(value: Any, name: str) -> str:
+    """`value` if it is a string that UTF-8 can encode (JSON lets a lone surrogate like \\ud800 through)."""
+    if not isinstance(value, str):
+        raise _bad(f"'{name}' must be a string, got {type(value).__name__}", name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(f"'{name}' is not valid Unicode (it holds a lone surrogate)", name) from None
+    return value
+
+
+def sampling(body: Dict[str, Any], defaults: Settings, vocab_size: int, max_new_tokens_name: str = "max_new_tokens") -> Settings:
+    """The sampling fields of `body`, checked, with `defaults` for those it lacks."""
+    temperature = number(body, "temperature", defaults.temperature, 0.0, MAX_TEMPERATURE)
+    top_k = integer(body, "top_k", defaults.top_k, minimum=1, nullable=True)
+    seed = integer(body, "seed", None, minimum=0, nullable=True)
+    return Settings(
+        max_new_tokens=integer(body, max_new_tokens_name, defaults.max_new_tokens, minimum=0),
+        temperature=0.0 if temperature < GREEDY_BELOW else temperature,
+        top_k=None if top_k is None else min(top_k, vocab_size),  # the same distribution, and no int64 overflow
+        top_p=number(body, "top_p", defaults.top_p, 0.0, 1.0, low_open=True),
+        seed=seed,
+    )
+
+
 class Prompter:
-    """Turns a request's prompt (a string or chat messages) into token ids, in the model's prompt style."""
+    """Turns a request's prompt (a string or chat messages) into token ids that fit the served context."""
 
     def __init__(self, tokenizer: Tokenizer, prompt_style: PromptStyle, context_length: int) -> None:
         self.tokenizer = tokenizer
         self.prompt_style = prompt_style
         self.context_length = context_length
 
-    @classmethod
-    def from_checkpoint(cls, checkpoint_dir: Path) -> "Prompter":
-        from litgpt.config import Config
-
-        config = Config.from_checkpoint(checkpoint_dir)
-        return cls(Tokenizer(checkpoint_dir), PromptStyle.from_checkpoint(checkpoint_dir, config), config.block_size)
-
-    def encode(self, prompt: Union[str, List[Message]], settings: Settings) -> torch.Tensor:
-        """The token ids of `prompt`; HTTP 400 if they and `settings.max_new_tokens` do not fit the context."""
+    def encode(self, prompt: Union[str, List[Message]], settings: Settings, name: str, max_name: str) -> torch.Tensor:
+        """The token ids of `prompt` laid out in the prompt style; 400 if they and max_new_tokens do not fit."""
         try:
             ids = self.tokenizer.encode(self.prompt_style.apply(prompt))
-        except ValueError as error:  # e.g. a conversation the style cannot lay out
-            raise _bad_request(str(error)) from None
+        except Exception as error:  # a chat template's raise_exception, a conversation the style cannot lay out
+            raise _bad(f"'{name}' cannot be laid out in the model's prompt format: {error}", name) from None
+        if ids.numel() >= self.context_length:
+            raise _bad(f"The prompt ({ids.numel()} tokens) does not fit the served context ({self.context_length} tokens)", name)
         if ids.numel() + settings.max_new_tokens > self.context_length:
-            raise _bad_request(
-                f"The prompt ({ids.numel()} tokens) plus max_new_tokens ({settings.max_new_tokens}) exceeds the model's "
-                f"context length ({self.context_length} tokens)"
+            raise _bad(
+                f"The prompt ({ids.numel()} tokens) plus {max_name} ({settings.max_new_tokens}) exceeds the served context "
+                f"length ({self.context_length} tokens)", max_name,
             )
         return ids
 
 
-class _GenerationAPI(LitAPI):
-    """What the three APIs share: the model and its batcher in the worker, request checks in the API server.
+def predict_job(body: Any, prompter: Prompter, defaults: Settings, vocab_size: int) -> Job:
+    """A /predict body {"prompt": ..., optional settings} checked into a job."""
+    if not isinstance(body, dict):
+        raise _bad('The request body must be a JSON object like {"prompt": "..."}')
+    unknown = sorted(set(body) - set(PREDICT_FIELDS))
+    if unknown:
+        raise _bad(f"Unknown field(s) {', '.join(unknown)}; the fields are {', '.join(PREDICT_FIELDS)}", unknown[0])
+    if "prompt" not in body:
+        raise _bad("'prompt' must be given, as a string", "prompt")
+    prompt = text(body["prompt"], "prompt")
+    settings = sampling(body, defaults, vocab_size)
+    return Job(prompter.encode(prompt, settings, "prompt", "max_new_tokens"), settings)
 
-    Args:
-        checkpoint_dir: the checkpoint folder.
-        quantize, precision: as in `LLM.distribute`.
-        defaults: the settings of requests that do not give their own.
-        max_batch_size: the most requests decoded together.
-        api_key: when set, requests must send `Authorization: Bearer <api_key>`.
-        api_path, stream, spec: as in litserve's `LitAPI`.
-    """
 
-    def __init__(
-        self,
-        checkpoint_dir: Path,
-        quantize: Optional[str],
-        precision: Optional[str],
-        defaults: Settings,
-        max_batch_size: int,
-        api_key: Optional[str] = None,
-        api_path: str = "/predict",
-        stream: bool = False,
-        spec: Any = None,
-        compile: bool = False,
-    ) -> None:
-        # litserve's own (static) batching stays off: the batcher below batches continuously
-        super().__init__(api_path=api_path, stream=stream, spec=spec, enable_async=True)
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.quantize, self.precision = quantize, precision
-        self.defaults = defaults
-        self.batch_rows = max_batch_size
-        self.api_key = api_key
-        self.compile = compile
-        self._prompter: Optional[Prompter] = None  # the API server's, built on its first request
+# ---------------------------------------------------------------------------------------------------------------
+# generating
 
-    # ---- inference worker
-    def setup(self, device: str) -> None:
-        from litgpt.api import LLM
 
-        accelerator, _, index = device.partition(":")
-        llm = LLM.load(str(self.checkpoint_dir), distribute=None)
-        llm.distribute(accelerator=accelerator, devices=[int(index)] if index else 1, precision=self.precision, quantize=self.quantize,
-                       compile=self.compile)
+class Mailbox:
+    """Carries updates from batcher threads to the event loop, waking the loop once for all that a step posts."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._items: List[Tuple["Answer", List[int], bool]] = []
+
+    def post(self, answer: "Answer", released: List[int], done: bool) -> None:
+        with self._lock:
+            self._items.append((answer, released, done))
+            wake = len(self._items) == 1
+        if wake:
+            self.loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for answer, released, done in items:
+            if released:
+                answer.pending.append(released)
+            answer.finished |= done
+            answer.updated.set()
+
+
+class Worker:
+    """One model copy and its batcher thread; `rows` sequences decode together, each within `context` tokens."""
+
+    def __init__(self, llm: Any, rows: int) -> None:
         self.llm = llm
-        self._prompter = Prompter(llm.tokenizer, llm.prompt_style, llm.model.max_seq_length)
+        self.rows = rows
+        self.context = llm.model.max_seq_length
+        self.device = llm.model.lm_head.weight.device
         self.stop_tokens = llm.prompt_style.stop_tokens(llm.tokenizer)
-        self.batcher = BackgroundBatcher(Batcher(llm.model, self.batch_rows, step=llm.decode_step))
-
-    async def _token_updates(self, job: Job) -> AsyncIterator[List[int]]:
-        """The token ids released at each step of `job`'s generation; cancels it if the consumer stops early."""
-        loop = asyncio.get_running_loop()
-        updates: "asyncio.Queue[tuple]" = asyncio.Queue()
-        s = job.settings
-        gen = Generation(
-            job.ids, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, stop_tokens=self.stop_tokens
-        )
-        text_stop = stop_at_text(self.llm.tokenizer.decode, s.stop) if s.stop else None
-
-        def on_update(gen: Generation, released: List[int]) -> None:  # runs on the batcher's thread
-            if text_stop is not None:
-                text_stop(gen, released)
-            loop.call_soon_threadsafe(updates.put_nowait, (list(released), gen.done))
-
-        gen.on_update = on_update
-        try:
-            self.batcher.submit(gen)
-        except ValueError as error:
-            raise _bad_request(str(error)) from None
-        try:
-            done = False
-            while not done:
-                released, done = await updates.get()
-                if released:
-                    yield released
-            if gen.finish_reason == "error":
-                raise HTTPException(500, f"Generation failed: {gen.error}")
-        finally:
-            gen.cancel()  # a no-op once done; frees the row when the client is gone
-
-    async def _text(self, job: Job) -> str:
-        """The whole reply, as `LLM.generate` returns it."""
-        ids = [i async for released in self._token_updates(job) for i in released]
-        return cut_at_first(self.llm.tokenizer.decode(ids), job.settings.stop)
-
-    async def _pieces(self, job: Job) -> AsyncIterator[str]:
-        """The reply in pieces as they are generated, never splitting a character or showing part of a stop string."""
-        decoder = IncrementalDecoder(self.llm.tokenizer)
-        stops = job.settings.stop
-        text, sent = "", 0
-        async for released in self._token_updates(job):
-            text += "".join(decoder.add(i) for i in released)
-            cut = cut_at_first(text, stops)
-            end = len(cut) if len(cut) < len(text) else len(text) - _held_back(text, stops)
-            if end > sent:
-                yield text[sent:end]
-                sent = end
-            if len(cut) < len(text):
-                return
-        text = cut_at_first(text + decoder.flush(), stops)
-        if len(text) > sent:
-            yield text[sent:]
-
-    # ---- API server
-    async def authorize(self, request: Request) -> None:
-        """Reject requests without the API key (401), then bad generation requests (400), before any model work."""
-        if self.api_key is not None:
-            expected = f"Bearer {self.api_key}".encode()
-            if not secrets.compare_digest(request.headers.get("authorization", "").encode(), expected):
-                raise HTTPException(401, "Missing or wrong API key: send the header 'Authorization: Bearer <api_key>'")
-        if request.method == "POST" and request.url.path == self.api_path:
-            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-                raise HTTPException(415, "Send the request as JSON, with the header 'Content-Type: application/json'")
-            try:
-                body = await request.json()
-            except ValueError:
-                raise _bad_request("The request body must be JSON") from None
-            if self._prompter is None:
-                self._prompter = Prompter.from_checkpoint(self.checkpoint_dir)
-            self._check(body, self._prompter)
-
-    def _check(self, body: Any, prompter: Prompter) -> None:
-        """Raise HTTP 4xx for a request body this API cannot serve."""
-        raise NotImplementedError
+        self.batcher = BackgroundBatcher(Batcher(llm.model, rows, step=llm.decode_step))
+        self.in_flight = 0  # submitted and not yet finished (event-loop side)
 
 
-class PredictAPI(_GenerationAPI):
-    """POST {"prompt": "...", optional "max_new_tokens", "temperature", "top_k", "top_p"} -> {"output": "..."}."""
+class Pool:
+    """The workers, and the bound on requests in flight: their rows plus `max_queue` waiting."""
 
-    def _check(self, body: Any, prompter: Prompter) -> None:
-        self._job(body, prompter)
+    def __init__(self, workers: List[Worker], max_queue: int, timeout: float) -> None:
+        self.workers = workers
+        self.rows = sum(w.rows for w in workers)
+        self.max_queue = max_queue
+        self.timeout = timeout
+        self._mailbox: Optional[Mailbox] = None
 
-    def _job(self, body: Any, prompter: Prompter) -> Job:
-        if not isinstance(body, dict):
-            raise _bad_request('The request body must be a JSON object like {"prompt": "..."}')
-        unknown = sorted(set(body) - set(PREDICT_FIELDS))
-        if unknown:
-            raise _bad_request(f"Unknown field(s) {', '.join(unknown)}; the fields are {', '.join(PREDICT_FIELDS)}")
-        if not isinstance(body.get("prompt"), str):
-            raise _bad_request("'prompt' must be given, as a string")
-        d = self.defaults
-        settings = Settings(
-            max_new_tokens=_integer(body, "max_new_tokens", d.max_new_tokens, minimum=1),
-            temperature=_number(body, "temperature", d.temperature),
-            top_k=_integer(body, "top_k", d.top_k, minimum=1, nullable=True),
-            top_p=_number(body, "top_p", d.top_p),
-        )
-        _check_sampling(settings)
-        return Job(prompter.encode(body["prompt"], settings), settings)
-
-    async def decode_request(self, request: Dict[str, Any]) -> Job:  # the annotation makes litserve parse a JSON object
-        return self._job(request, self._prompter)
-
-    async def predict(self, job: Job) -> str:
-        return await self._text(job)
-
-    async def encode_response(self, output: str) -> Dict[str, str]:
-        return {"output": output}
+    def start(self, job: Job) -> "Answer":
+        """Hand `job` to the least busy worker; 503 when every row is taken and the queue is full."""
+        if sum(w.in_flight for w in self.workers) >= self.rows + self.max_queue:
+            raise RequestError(503, f"The server is busy ({self.rows} requests generating, {self.max_queue} waiting); retry later")
+        if self._mailbox is None:
+            self._mailbox = Mailbox(asyncio.get_running_loop())
+        worker = min(self.workers, key=lambda w: w.in_flight / w.rows)
+        answer = Answer(worker, job, self._mailbox, self.timeout)
+        answer.open()
+        return answer
 
 
-class StreamPredictAPI(PredictAPI):
-    """As `PredictAPI`, the reply streamed as {"output": piece} lines."""
+class Answer:
+    """One request's generation as the event loop sees it: token ids as they come, then how it finished.
 
-    async def predict(self, job: Job) -> AsyncIterator[str]:
-        async for piece in self._pieces(job):
-            yield piece
-
-    async def encode_response(self, pieces: AsyncIterator[str]):  # litserve makes a return annotation the response model
-        async for piece in pieces:
-            yield {"output": piece}
-
-
-class OpenAIChatAPI(_GenerationAPI):
-    """OpenAI's chat completions: the messages laid out by the model's chat template or prompt style.
-
-    Honours `temperature`, `top_p`, `max_completion_tokens` (or `max_tokens`) and `stop`; top-k is the server's.
+    `Pool.start` opens it; whoever answers the request closes it when the reply is complete, the client went away or
+    the task was cancelled, which cancels the generation and frees its row at the batcher's next step.
     """
 
-    def _check(self, body: Any, prompter: Prompter) -> None:
-        from litserve.specs.openai import ChatCompletionRequest
-        from pydantic import ValidationError
+    def __init__(self, worker: Worker, job: Job, mailbox: Mailbox, timeout: float) -> None:
+        s = job.settings
+        self.worker, self.job, self.timeout = worker, job, timeout
+        self.updated = asyncio.Event()
+        self.pending: List[List[int]] = []  # each step's released ids, delivered and not yet taken by `updates`
+        self.finished = False
+        self.cut = False  # a stop string ended the reply's text
+        generator = None
+        if s.seed is not None:
+            generator = torch.Generator(worker.device).manual_seed(s.seed)
+        self.gen = Generation(job.ids, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                              stop_tokens=worker.stop_tokens, generator=generator)
+        text_stop = stop_at_text(worker.llm.tokenizer.decode, s.stop) if s.stop else None
 
+        def on_update(gen: Generation, released: List[int]) -> None:  # on the batcher's thread
+            if text_stop is not None:
+                text_stop(gen, released)  # cancels `gen` once its text holds a stop string
+            mailbox.post(self, list(released), gen.done)
+
+        self.gen.on_update = on_update
+
+    def open(self) -> None:
+        """Submit the generation (a request for no tokens finishes at once); `close` must follow."""
+        self.worker.in_flight += 1
+        self._closed = False
+        if self.job.settings.max_new_tokens == 0:
+            self.finished = True
+            return
         try:
-            request = ChatCompletionRequest.model_validate(body)
-        except ValidationError:
-            return  # the endpoint itself answers 422 with the details
-        self._job(request, prompter)
+            self.worker.batcher.submit(self.gen)
+        except ValueError as error:  # the batcher's own checks, which the request's already cover
+            self.close()
+            raise _bad(str(error)) from None
 
-    def _job(self, request: Any, prompter: Prompter) -> Job:
-        given = request.model_fields_set
-        d = self.defaults
-        max_new_tokens = request.max_completion_tokens or request.max_tokens or d.max_new_tokens
-        if max_new_tokens < 1:
-            raise _bad_request(f"max_completion_tokens must be at least 1, got {max_new_tokens}")
-        stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-        settings = Settings(
-            max_new_tokens=max_new_tokens,
-            temperature=request.temperature if "temperature" in given and request.temperature is not None else d.temperature,
-            top_k=d.top_k,
-            top_p=request.top_p if "top_p" in given and request.top_p is not None else d.top_p,
-            stop=[s for s in stop if s],
-        )
-        _check_sampling(settings)
-        return Job(prompter.encode(_messages(request.messages), settings), settings)
+    def close(self) -> None:
+        """Cancel the generation if it is still going (its row is freed at the batcher's next step); idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.gen.cancel()
+            self.worker.in_flight -= 1
 
-    async def decode_request(self, request):  # a ChatCompletionRequest; unannotated as litserve reads the annotation
-        return self._job(request, self._prompter)
+    async def started(self) -> None:
+        """Wait for the first tokens (or the end); 504 if they take longer than the server's timeout."""
+        if self.finished or self.pending:
+            return
+        try:
+            await asyncio.wait_for(self.updated.wait(), self.timeout)
+        except asyncio.TimeoutError:
+            self.close()
+            raise RequestError(504, f"No token within the server's timeout ({self.timeout:g} s): the server is busy; retry later") from None
 
-    async def predict(self, job: Job) -> AsyncIterator[str]:
-        async for piece in self._pieces(job):
-            yield piece
+    async def updates(self) -> AsyncIterator[List[int]]:
+        """The token ids released at each step, until the generation ends."""
+        while self.pending or not self.finished:
+            if not self.pending:
+                await self.updated.wait()
+                self.updated.clear()
+            taken, self.pending = self.pending, []
+            for released in taken:
+                yield released
+        if self.gen.finish_reason == "error":
+            raise RequestError(500, f"Generation failed: {self.gen.error}")
+
+    @property
+    def finish_reason(self) -> str:
+        """OpenAI's: "length" when max_new_tokens ended the reply, else "stop" (a stop token or string).
+
+        A reply that a stop string cut short was cancelled by `stop_at_text`, unless the limit came in the same step.
+        """
+        if not self.cut and (self.job.settings.max_new_tokens == 0 or self.gen.finish_reason == "length"):
+            return "length"
+        return "stop"
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.gen.tokens)
+
+    async def text(self) -> str:
+        """The whole reply, as `LLM.generate` returns it."""
+        ids = [i async for released in self.updates() for i in released]
+        reply = self.worker.llm.tokenizer.decode(ids)
+        cut = cut_at_first(reply, self.job.settings.stop)
+        self.cut = len(cut) < len(reply)
+        return cut
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """The reply in pieces as they come, never splitting a character or showing part of a stop string."""
+        decoder = IncrementalDecoder(self.worker.llm.tokenizer)
+        stops = self.job.settings.stop
+        reply, sent = "", 0
+        async for released in self.updates():
+            reply += "".join(decoder.add(i) for i in released)
+            cut = cut_at_first(reply, stops)
+            end = len(cut) if len(cut) < len(reply) else len(reply) - _held_back(reply, stops)
+            if end > sent:
+                yield reply[sent:end]
+                sent = end
+            if len(cut) < len(reply):
+                self.cut = True
+                return
+        reply += decoder.flush()
+        cut = cut_at_first(reply, stops)
+        self.cut = len(cut) < len(reply)
+        if len(cut) > sent:
+            yield cut[sent:]
 
 
-def _messages(messages: List[Any]) -> List[Message]:
-    """OpenAI chat messages as {"role", "content"} dicts of text."""
-    converted = []
-    for message in messages:
-        content = message.content
-        if isinstance(content, list):
-            if any(getattr(part, "type", None) != "text" for part in content):
-                raise _bad_request("Only text message content is supported")
-            content = "".join(part.text for part in content)
-        role = "system" if message.role == "developer" else message.role
-        converted.append({"role": role, "content": content or ""})
-    return converted
-
-
-def _held_back(text: str, stops: List[str]) -> int:
-    """How many characters at the end of `text` could be the start of a stop string."""
-    for n in range(min(len(text), max((len(s) for s in stops), default=1) - 1), 0, -1):
-        if any(stop.startswith(text[-n:]) for stop in stops):
+def _held_back(reply: str, stops: List[str]) -> int:
+    """How many characters at the end of `reply` could be the start of a stop string."""
+    for n in range(min(len(reply), max((len(s) for s in stops), default=1) - 1), 0, -1):
+        if any(stop.startswith(reply[-n:]) for stop in stops):
             return n
     return 0
 
 
-def _integer(body: Dict[str, Any], name: str, default: Optional[int], minimum: int, nullable: bool = False) -> Optional[int]:
-    value = body.get(name, default)
-    if value is None and nullable:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise _bad_request(f"'{name}' must be an integer of at least {minimum}" + (" or null" if nullable else "") + f", got {value!r}")
-    return value
+def _bad(message: str, field: Optional[str] = None) -> RequestError:
+    return RequestError(400, message, field)
 
 
-def _number(body: Dict[str, Any], name: str, default: float) -> float:
-    value = body.get(name, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise _bad_request(f"'{name}' must be a number, got {value!r}")
-    return float(value)
+# ---------------------------------------------------------------------------------------------------------------
+# the OpenAI chat completions request
 
 
-def _check_sampling(settings: Settings) -> None:
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
+UNSUPPORTED = {  # OpenAI fields this server cannot honour: refused unless they hold the value that means "off"
+    "frequency_penalty": (0, 0.0, None), "presence_penalty": (0, 0.0, None), "logprobs": (False, None),
+    "top_logprobs": (0, None), "logit_bias": (None,), "tools": (None,), "functions": (None,),
+}
+
+
+@dataclass
+class ChatJob:
+    job: Job
+    stream: bool
+    include_usage: bool
+
+
+def chat_job(body: Any, prompter: Prompter, defaults: Settings, vocab_size: int) -> ChatJob:
+    """An OpenAI chat completions body checked into a job (unknown fields are ignored, as OpenAI's clients expect)."""
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object with 'messages'")
+    for name, off in UNSUPPORTED.items():
+        if name in body and body[name] not in off and body[name] not in ({}, []):
+            raise _bad(f"'{name}' is not supported by this server; leave it out", name)
+    if body.get("n") not in (None, 1):
+        raise _bad(f"'n' must be 1: this server generates one choice per request, got {body['n']!r}", "n")
+    if not isinstance(body.get("stream", False), bool):
+        raise _bad("'stream' must be true or false", "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise _bad("'stream_options' must be an object like {\"include_usage\": true}", "stream_options")
+    limit = next((n for n in ("max_completion_tokens", "max_tokens") if body.get(n) is not None), "max_completion_tokens")
+    settings = sampling(body, defaults, vocab_size, max_new_tokens_name=limit)
+    settings.stop = _stops(body.get("stop"))
+    ids = prompter.encode(_messages(body.get("messages")), settings, "messages", limit)
+    return ChatJob(Job(ids, settings), body.get("stream", False), options.get("include_usage", False))
+
+
+def _messages(messages: Any) -> List[Message]:
+    """OpenAI chat messages as {"role", "content"} dicts of text."""
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty list of {\"role\", \"content\"} objects", "messages")
+    converted = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
+            raise _bad(f"'{where}' must be an object with a 'role' of {', '.join(CHAT_ROLES)}", where)
+        content = message.get("content")
+        if isinstance(content, list):
+            if any(not isinstance(part, dict) or part.get("type") != "text" for part in content):
+                raise _bad(f"'{where}.content': only text parts are supported", f"{where}.content")
+            content = "".join(text(part.get("text"), f"{where}.content") for part in content)
+        elif content is not None:
+            text(content, f"{where}.content")
+        role = "system" if message["role"] == "developer" else message["role"]
+        converted.append({"role": role, "content": content or ""})
+    return converted
+
+
+def _stops(stop: Any) -> List[str]:
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else [] if stop is None else None
+    if stops is None or len(stops) > 16:
+        raise _bad("'stop' must be a string or a list of at most 16 strings", "stop")
+    return [s for s in (text(s, "stop") for s in stops) if s]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTTP
+
+
+@dataclass
+class Served:
+    """What the routes serve: the workers, the prompt layout, the default settings and the server's options."""
+
+    pool: Pool
+    prompter: Prompter
+    defaults: Settings
+    vocab_size: int
+    model_name: str
+    api_path: str = "/predict"
+    stream: bool = False
+    openai_spec: bool = False
+    api_key: Optional[str] = None
+    max_body_bytes: int = 4 * 2**20
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `max_bytes`, from its Content-Length before reading, else while reading."""
+
+    def __init__(self, app: Callable, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        error = RequestError(413, f"The request body is larger than the server's limit of {self.max_bytes} bytes (--max_body_bytes)")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            from starlette.responses import JSONResponse
+
+            response = JSONResponse({"detail": error.message}, 413, headers={"Connection": "close"})
+            return await response(scope, receive, send)
+        read = 0
+
+        async def counted() -> Dict[str, Any]:
+            nonlocal read
+            message = await receive()
+            read += len(message.get("body", b""))
+            if read > self.max_bytes:
+                raise error  # inside the route's body read: answered there
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def build_app(served: Served) -> Any:
+    """The Starlette app: the routes, each behind the API key but /health, and the body limit around them all."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    async def health(request: Any) -> Any:
+        return PlainTextResponse("ok")
+
+    async def info(request: Any) -> Any:
+        workers = served.pool.workers
+        return JSONResponse({"model": served.model_name, "max_batch_size": min(w.rows for w in workers), "model_copies": len(workers),
+                             "context_length": served.prompter.context_length, "max_queue": served.pool.max_queue})
+
+    async def models(request: Any) -> Any:
+        return JSONResponse({"object": "list", "data": [{"id": served.model_name, "object": "model", "created": 0, "owned_by": "litgpt"}]})
+
+    routes = [Route("/health", health), Route("/info", _guarded(served, info, openai=False))]
+    if served.openai_spec:
+        routes += [Route("/v1/models", _guarded(served, models, openai=True)),
+                   Route("/v1/chat/completions", _guarded(served, lambda r: _chat(served, r), openai=True), methods=["POST"])]
+    else:
+        routes.append(Route(served.api_path, _guarded(served, lambda r: _predict(served, r), openai=False), methods=["POST"]))
+    return Starlette(routes=routes, middleware=[Middleware(BodyLimit, max_bytes=served.max_body_bytes)])
+
+
+def _guarded(served: Served, handler: Callable, openai: bool) -> Callable:
+    """`handler` behind the API key, its RequestErrors answered as JSON (OpenAI's error object on OpenAI routes)."""
+    from starlette.responses import JSONResponse
+
+    async def endpoint(request: Any) -> Any:
+        try:
+            if served.api_key is not None:
+                expected = f"Bearer {served.api_key}".encode()
+                if not secrets.compare_digest(request.headers.get("authorization", "").encode(), expected):
+                    raise RequestError(401, "Missing or wrong API key: send the header 'Authorization: Bearer <api_key>'")
+            return await handler(request)
+        except RequestError as error:
+            headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status == 503 else None
+            kind = "invalid_request_error" if error.status < 500 else "server_error"
+            content = {"error": {"message": error.message, "type": kind, "param": error.field, "code": None}} if openai else {"detail": error.message}
+            return JSONResponse(content, error.status, headers=headers)
+
+    return endpoint
+
+
+async def _read_json(request: Any) -> Tuple[Any, int]:
+    """The request's JSON body and its size in bytes; 415 if it is not sent as JSON, 400 if it does not parse."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise RequestError(415, "Send the request as JSON, with the header 'Content-Type: application/json'")
+    raw = await request.body()
     try:
-        check_sampling_args(settings.temperature, settings.top_k, settings.top_p)
+        return await _off_loop(len(raw), json.loads, raw), len(raw)
+    except UnicodeDecodeError:
+        raise _bad("The request body is not valid UTF-8") from None
     except ValueError as error:
-        raise _bad_request(str(error)) from None
+        raise _bad(f"The request body must be JSON: {error}") from None
 
 
-def _bad_request(message: str) -> HTTPException:
-    return HTTPException(400, message)
+async def _off_loop(size: int, fn: Callable, *args: Any) -> Any:
+    """`fn(*args)`, on a thread when the input is large, so that parsing or tokenizing it never stalls other requests."""
+    return await asyncio.to_thread(fn, *args) if size > 64 * 1024 else fn(*args)
+
+
+async def _unless_disconnected(request: Any, work: Any) -> Tuple[bool, Any]:
+    """(True, the result of awaiting `work`), or (False, None) as soon as the client disconnects (cancelling `work`)."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    return (True, task.result()) if task.done() and not task.cancelled() else (False, None)
+
+
+async def _predict(served: Served, request: Any) -> Any:
+    from starlette.responses import JSONResponse, Response
+
+    body, size = await _read_json(request)
+    job = await _off_loop(size, predict_job, body, served.prompter, served.defaults, served.vocab_size)
+    answer = served.pool.start(job)
+    streaming = False
+    try:
+        connected, _ = await _unless_disconnected(request, answer.started())
+        if not connected:
+            return Response(status_code=499)
+        if served.stream:
+            streaming = True  # the response closes the answer
+            return _streamed(answer, _lines(answer), "application/x-ndjson")
+        connected, output = await _unless_disconnected(request, answer.text())
+        return JSONResponse({"output": output}) if connected else Response(status_code=499)
+    finally:
+        if not streaming:
+            answer.close()
+
+
+def _streamed(answer: Answer, chunks: AsyncIterator[str], media_type: str) -> Any:
+    """A streaming response of `chunks` that closes `answer` when it ends, however it ends."""
+    from starlette.background import BackgroundTask
+    from starlette.responses import StreamingResponse
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            answer.close()
+
+    return StreamingResponse(body(), media_type=media_type, background=BackgroundTask(answer.close))
+
+
+async def _lines(answer: Answer) -> AsyncIterator[str]:
+    try:
+        async for piece in answer.pieces():
+            yield json.dumps({"output": piece}) + "\n"
+    except RequestError as error:  # the generation failed after the reply began
+        yield json.dumps({"error": error.message}) + "\n"
+
+
+async def _chat(served: Served, request: Any) -> Any:
+    from starlette.responses import JSONResponse, Response
+
+    body, size = await _read_json(request)
+    chat = await _off_loop(size, chat_job, body, served.prompter, served.defaults, served.vocab_size)
+    answer = served.pool.start(chat.job)
+    streaming = False
+    try:
+        connected, _ = await _unless_disconnected(request, answer.started())
+        if not connected:
+            return Response(status_code=499)
+        if chat.stream:
+            streaming = True  # the response closes the answer
+            return _streamed(answer, _chat_events(answer, served.model_name, chat.include_usage), "text/event-stream")
+        connected, content = await _unless_disconnected(request, answer.text())
+        if not connected:
+            return Response(status_code=499)
+        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": answer.finish_reason, "logprobs": None}
+        return JSONResponse({**_head("chat.completion", served.model_name), "choices": [choice], "usage": _usage(answer)})
+    finally:
+        if not streaming:
+            answer.close()
+
+
+async def _chat_events(answer: Answer, model_name: str, include_usage: bool) -> AsyncIterator[str]:
+    """Server-sent events of chat.completion.chunk objects, a usage chunk if asked, then [DONE]."""
+    head = _head("chat.completion.chunk", model_name)
+    extra = {"usage": None} if include_usage else {}
+
+    def event(delta: Dict[str, Any], finish_reason: Optional[str]) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return f"data: {json.dumps({**head, 'choices': [choice], **extra})}\n\n"
+
+    yield event({"role": "assistant", "content": ""}, None)
+    try:
+        async for piece in answer.pieces():
+            yield event({"content": piece}, None)
+    except RequestError as error:  # the generation failed after the reply began
+        yield f"data: {json.dumps({'error': {'message': error.message, 'type': 'server_error', 'param': None, 'code': None}})}\n\n"
+        return
+    yield event({}, answer.finish_reason)
+    if include_usage:
+        yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(answer)})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _head(kind: str, model_name: str) -> Dict[str, Any]:
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()), "model": model_name}
+
+
+def _usage(answer: Answer) -> Dict[str, int]:
+    prompt, completion = int(answer.job.ids.numel()), answer.completion_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

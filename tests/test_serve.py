@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,19 +126,30 @@ def test_concurrent_requests_answer_as_alone(server, llm):
     "body, message",
     [
         ({}, "'prompt' must be given"),
-        ({"prompt": 3}, "'prompt' must be given"),
-        ({"prompt": "Hi", "max_new_tokens": -1}, "'max_new_tokens' must be an integer of at least 1"),
+        ({"prompt": 3}, "'prompt' must be a string, got int"),
+        ({"prompt": "Hi", "max_new_tokens": -1}, "'max_new_tokens' must be an integer of at least 0"),
+        ({"prompt": "Hi", "max_new_tokens": 10**30}, "'max_new_tokens' must be an integer of at least 0"),
         ({"prompt": "Hi", "max_new_tokens": "10"}, "'max_new_tokens' must be an integer"),
-        ({"prompt": "Hi", "max_new_tokens": 10**9}, "exceeds the model's context length"),
-        ({"prompt": "Hi " * 3000}, "exceeds the model's context length"),
-        ({"prompt": "Hi", "temperature": -1}, "temperature must be >= 0"),
-        ({"prompt": "Hi", "top_p": 1.5}, "top_p must be in"),
+        ({"prompt": "Hi", "max_new_tokens": 10**9}, "plus max_new_tokens (1000000000) exceeds the served context length (2048 tokens)"),
+        ({"prompt": "Hi " * 3000}, "does not fit the served context (2048 tokens)"),
+        ({"prompt": "Hi", "temperature": -1}, "'temperature' must be a finite number in [0, 100], got -1"),
+        ({"prompt": "Hi", "temperature": float("nan")}, "'temperature' must be a finite number in [0, 100], got nan"),
+        ({"prompt": "Hi", "temperature": float("inf")}, "'temperature' must be a finite number in [0, 100], got inf"),
+        ({"prompt": "Hi", "temperature": 101}, "'temperature' must be a finite number in [0, 100], got 101"),
+        ({"prompt": "Hi", "temperature": "hot"}, "'temperature' must be a finite number"),
+        ({"prompt": "Hi", "top_p": 1.5}, "'top_p' must be a finite number in (0, 1], got 1.5"),
+        ({"prompt": "Hi", "top_p": 0}, "'top_p' must be a finite number in (0, 1], got 0"),
+        ({"prompt": "Hi", "top_k": 0}, "'top_k' must be an integer of at least 1 or null, got 0"),
+        ({"prompt": "Hi", "top_k": True}, "'top_k' must be an integer of at least 1 or null, got True"),
+        ({"prompt": "Hi", "seed": -1}, "'seed' must be an integer of at least 0 or null, got -1"),
+        ({"prompt": "Hi \ud800"}, "'prompt' is not valid Unicode (it holds a lone surrogate)"),
         ({"prompt": "Hi", "max_tokens": 10}, "Unknown field(s) max_tokens"),
         (["Hi"], "must be a JSON object"),
     ],
 )
 def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, body, message):
-    response = requests.post(f"{server}/predict", json=body, timeout=30)
+    data = json.dumps(body)  # NaN and Infinity as Python writes them; a lone surrogate as the escape \ud800
+    response = requests.post(f"{server}/predict", data=data, headers={"Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 400
     assert message in response.json()["detail"]
     assert predict(server, prompt="Hi", max_new_tokens=2).status_code == 200
@@ -146,8 +158,9 @@ def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, body, message
 def test_not_json_is_4xx(server):
     response = requests.post(f"{server}/predict", data="prompt=Hi", timeout=30)
     assert response.status_code == 415 and "application/json" in response.json()["detail"]
-    response = requests.post(f"{server}/predict", data="{not json", headers={"Content-Type": "application/json"}, timeout=30)
-    assert response.status_code == 422 and response.json()["detail"]  # FastAPI's own answer to broken JSON
+    for data, message in ((b"{not json", "The request body must be JSON"), (b'{"prompt": "\xff"}', "not valid UTF-8")):
+        response = requests.post(f"{server}/predict", data=data, headers={"Content-Type": "application/json"}, timeout=30)
+        assert response.status_code == 400 and message in response.json()["detail"]
     assert predict(server, prompt="Hi", max_new_tokens=2).status_code == 200
 
 
@@ -165,8 +178,11 @@ def test_streaming_with_api_key(stream_server, llm):
     assert len(pieces) > 1
     assert "".join(pieces) == llm.generate(PROMPTS[0], max_new_tokens=50, temperature=0.0)
     # a bad streaming request is refused before the stream starts
-    response = requests.post(f"{stream_server}/predict", json={"prompt": "Hi", "max_new_tokens": 0}, headers=key, timeout=30)
+    response = requests.post(f"{stream_server}/predict", json={"prompt": "Hi", "max_new_tokens": -1}, headers=key, timeout=30)
     assert response.status_code == 400
+    # no tokens asked for: an empty reply
+    response = requests.post(f"{stream_server}/predict", json={"prompt": "Hi", "max_new_tokens": 0}, headers=key, timeout=30)
+    assert response.status_code == 200 and response.text == ""
 
 
 def test_api_key_is_required(stream_server):
@@ -175,7 +191,8 @@ def test_api_key_is_required(stream_server):
     wrong = {"Authorization": "Bearer open"}
     response = requests.post(f"{stream_server}/predict", json=body, headers=wrong, timeout=30)
     assert response.status_code == 401 and "API key" in response.json()["detail"]
-    assert requests.get(f"{stream_server}/health", timeout=30).status_code == 401
+    assert requests.get(f"{stream_server}/health", timeout=30).status_code == 200  # open to load balancers
+    assert requests.get(f"{stream_server}/info", timeout=30).status_code == 401
     right = {"Authorization": "Bearer sesame"}
     assert requests.post(f"{stream_server}/predict", json=body, headers=right, timeout=30).status_code == 200
 
@@ -213,4 +230,79 @@ def test_openai_client(openai_server, chat_dir):
 
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(model="tiny", messages=messages, max_completion_tokens=10**6)
-    assert "exceeds the model's context length" in error.value.body["detail"]
+    assert "exceeds the served context length" in error.value.message and error.value.param == "max_completion_tokens"
+
+
+def test_openai_finish_reason_usage_and_limits(openai_server, chat_dir):
+    import openai
+
+    llm = LLM.load(chat_dir, accelerator="cpu")
+    client = openai.OpenAI(base_url=f"{openai_server}/v1", api_key="not-needed")
+    messages = [{"role": "user", "content": "hay"}]
+    prompt_tokens = len(llm.tokenizer.encode(llm.prompt_style.apply(messages)))
+    ids = llm.generate("hay", max_new_tokens=200, temperature=0.0, return_as_token_ids=True)
+    full, n_full = llm.tokenizer.decode(ids), len(ids)
+    assert n_full < 200  # the tiny model reaches EOS
+
+    reply = client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=3)
+    assert reply.choices[0].finish_reason == "length"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (prompt_tokens, 3, prompt_tokens + 3)
+    reply = client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=200)
+    assert reply.choices[0].finish_reason == "stop" and reply.choices[0].message.content == full  # EOS ended it
+    assert reply.usage.completion_tokens == n_full
+    stop = full[4:6]
+    reply = client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=200, stop=stop)
+    assert reply.choices[0].finish_reason == "stop" and reply.choices[0].message.content == full[: full.index(stop)]
+    # max_tokens 0: no tokens, not the default
+    reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=0)
+    assert reply.choices[0].message.content == "" and reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens == 0 and reply.usage.prompt_tokens == prompt_tokens
+
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=5, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert [c.choices[0].finish_reason for c in chunks[:-1]][-1] == "length"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 5 and chunks[-1].usage.prompt_tokens == prompt_tokens
+    assert all(c.usage is None for c in chunks[:-1])
+
+    assert [m.id for m in client.models.list().data] == [chat_dir.name]
+    assert requests.get(f"{openai_server}/health", timeout=30).text == "ok"
+
+    for kwargs, param in (
+        (dict(n=2), "n"),
+        (dict(temperature=-0.5), "temperature"),
+        (dict(top_p=0), "top_p"),
+        (dict(max_tokens=-1), "max_tokens"),
+        (dict(messages=[{"role": "robot", "content": "Hi"}]), "messages[0]"),
+        (dict(frequency_penalty=1.0), "frequency_penalty"),
+    ):
+        with pytest.raises(openai.BadRequestError) as error:
+            client.chat.completions.create(**{"model": "tiny", "messages": messages, **kwargs})
+        assert error.value.param == param, error.value.message
+    # what the client will not send: numbers out of JSON's range
+    for body, param in (('{"messages": [{"role": "user", "content": "Hi"}], "temperature": 1e999}', "temperature"),
+                        ('{"messages": [{"role": "user", "content": "Hi \\ud800"}]}', "messages[0].content")):
+        response = requests.post(f"{openai_server}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}, timeout=30)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+@pytest.fixture(scope="module")
+def raising_chat_dir(tmp_path_factory, chat_dir):
+    """The chat checkpoint with a template that refuses a conversation not starting with a user message."""
+    folder = tmp_path_factory.mktemp("raising") / "raising-chat"
+    shutil.copytree(chat_dir, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["chat_template"] = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversations must start with a user message') }}{% endif %}" + config["chat_template"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_chat_template_exception_is_400(raising_chat_dir, tmp_path):
+    import openai
+
+    with running_server(raising_chat_dir, tmp_path, "--openai_spec", "true") as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="not-needed")
+        with pytest.raises(openai.BadRequestError) as error:
+            client.chat.completions.create(model="tiny", messages=[{"role": "assistant", "content": "Hi"}])
+        assert "Conversations must start with a user message" in error.value.message and error.value.param == "messages"
+        reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+        assert reply.choices[0].finish_reason in ("stop", "length")
