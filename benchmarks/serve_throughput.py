@@ -1,15 +1,19 @@
-"""`litgpt serve` under concurrent clients: requests/s, generated tokens/s, p50/p99 latency, batched vs one at a time.
+"""`litgpt serve` under concurrent clients: generated tokens/s, time to first token and latency (p50/p99), errors,
+for greedy and default-sampling requests, with the server's default batching and one at a time.
 
-    python benchmarks/serve_throughput.py --model Llama-3.2-1B --device cuda --clients 1 8 64 --seconds 30
-    python benchmarks/serve_throughput.py --tiny --device cpu --clients 1 8 --requests 4   # a quick CPU smoke run
+    python benchmarks/serve_throughput.py --model Llama-3.2-1B --device cuda --seconds 30        # 1/8/64/256 clients
+    python benchmarks/serve_throughput.py --checkpoint_dir DIR --device cuda --seconds 30        # DIR is written first
+    python benchmarks/serve_throughput.py --tiny --device cpu --clients 1 8 --requests 4         # a quick CPU smoke run
 
 The server is `python -m litgpt serve` in a subprocess on 127.0.0.1, serving a checkpoint folder written here:
 random weights of the registry config (`GPT(Config.from_name(model))`, fixed seed) and the byte-level BPE
 tokenizer of litgpt/data/corpus/ (2,048 tokens; the model's vocabulary is larger). Every client thread sends
-greedy /predict requests back to back on one keep-alive connection, for `--seconds` (requests in flight at the
-deadline finish and count) or `--requests` each. The batched server (`--max_batch_size`, default the largest
-client count) serves every client count; a second one with `--max_batch_size 1` serves the largest count as
-the one-at-a-time baseline, and the ratio of their generated tokens/s is printed (the target is >= 5x).
+streamed /predict requests back to back on one keep-alive connection, for `--seconds` (requests in flight at the
+deadline finish and count) or `--requests` each: "greedy" requests carry temperature 0, "sampled" ones only the
+prompt (the server's defaults: temperature 0.8, top_k 50). A 503 is retried after its Retry-After (counted as a
+retry, not an error). The server runs with its default flags (its own --max_batch_size unless `--max_batch_size`
+is given) and serves every client count; a second one with `--max_batch_size 1` serves the largest count as the
+one-at-a-time baseline, and the ratio of their generated tokens/s is printed per mode.
 
 So that every reply is exactly `--new_tokens` tokens and countable from its text:
 - the folder's tokenizer_config.json names no EOS token, so the server has no stop tokens and always
@@ -110,6 +114,7 @@ def write_checkpoint(folder: Path, config: Config, device: str, precision: str, 
     tokenizer_config.pop("eos_token", None)  # no stop token: every reply runs to max_new_tokens
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2), encoding="utf-8")
     save_prompt_style(Default(), folder)  # the prompt as sent, no template around it
+    (folder / "serve_bench").write_text("written by benchmarks/serve_throughput.py: random weights\n")
     served = Tokenizer(folder)
     assert served.eos_id is None and not Default().stop_tokens(served), "the served tokenizer still has a stop token"
     return words
@@ -149,9 +154,8 @@ class Server:
         command = [
             sys.executable, "-m", "litgpt", "serve", str(folder), "--port", str(self.port), "--host", HOST,
             "--accelerator", args.device, "--devices", "1", "--precision", args.precision,
-            "--max_batch_size", str(max_batch_size), "--max_new_tokens", str(args.new_tokens), "--temperature", "0",
-            "--timeout", str(args.queue_timeout),
-        ] + (["--compile", "true"] if args.compile else [])
+            "--max_new_tokens", str(args.new_tokens), "--stream", "true", "--timeout", str(args.queue_timeout),
+        ] + (["--compile", "true"] if args.compile else []) + (["--max_batch_size", str(max_batch_size)] if max_batch_size else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(
@@ -172,6 +176,10 @@ class Server:
                 response.read()
                 conn.close()
                 if response.status == 200:
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                    conn.request("GET", "/info")
+                    self.max_batch_size = json.loads(conn.getresponse().read())["max_batch_size"]
+                    conn.close()
                     return
             except OSError:
                 pass
@@ -203,46 +211,66 @@ class Server:
 class Result:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.done: List[Tuple[float, float, str]] = []  # (sent, answered, reply text)
+        self.done: List[Tuple[float, float, float, str]] = []  # (sent, first piece, answered, reply text)
         self.errors: List[str] = []
+        self.retries = 0
 
 
 def client(port: int, prompts: List[str], first: int, new_tokens: int, start: threading.Barrier,
-           deadline: List[float], n_requests: Optional[int], result: Result, http_timeout: float) -> None:
-    """Send requests back to back on one keep-alive connection until the deadline passes (or n_requests are done).
-
-    The first failed request ends this client; the case then reports the error.
-    """
+           deadline: List[float], n_requests: Optional[int], result: Result, http_timeout: float, greedy: bool) -> None:
+    """Send streamed requests back to back on one keep-alive connection until the deadline passes (or n_requests
+    are done); a 503 is sent again after its Retry-After, another failure is counted and the next request follows."""
     conn = http.client.HTTPConnection(HOST, port, timeout=http_timeout)
     headers = {"Content-Type": "application/json"}
     start.wait()
     k = 0
     try:
         while (k < n_requests) if n_requests is not None else (time.perf_counter() < deadline[0]):
-            body = json.dumps({"prompt": prompts[(first + k) % len(prompts)], "max_new_tokens": new_tokens, "temperature": 0})
+            request = {"prompt": prompts[(first + k) % len(prompts)]}
+            if greedy:
+                request.update(max_new_tokens=new_tokens, temperature=0)
+            body = json.dumps(request)
             k += 1
             sent = time.perf_counter()
-            try:
-                conn.request("POST", "/predict", body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as error:
+            while True:
+                try:
+                    conn.request("POST", "/predict", body=body, headers=headers)
+                    response = conn.getresponse()
+                    first_piece, data = None, b""
+                    while chunk := response.read1(65536):
+                        first_piece = first_piece or time.perf_counter()
+                        data += chunk
+                except (OSError, http.client.HTTPException) as error:
+                    with result.lock:
+                        result.errors.append(f"{type(error).__name__}: {error}")
+                    conn.close()
+                    conn = http.client.HTTPConnection(HOST, port, timeout=http_timeout)
+                    time.sleep(0.1)
+                    break
+                if response.status == 503:
+                    with result.lock:
+                        result.retries += 1
+                    time.sleep(float(response.getheader("Retry-After", "1")))
+                    continue
+                answered = time.perf_counter()
+                if response.status != 200:
+                    with result.lock:
+                        result.errors.append(f"HTTP {response.status}: {data[:200]!r}")
+                    break
+                pieces = [json.loads(line) for line in data.splitlines() if line.strip()]
+                if any("error" in piece for piece in pieces):
+                    with result.lock:
+                        result.errors.append(f"in-stream error: {pieces[-1]}")
+                    break
                 with result.lock:
-                    result.errors.append(f"{type(error).__name__}: {error}")
-                return  # a broken server: this client stops, and the case reports the error
-            answered = time.perf_counter()
-            if response.status != 200:
-                with result.lock:
-                    result.errors.append(f"HTTP {response.status}: {data[:200]!r}")
-                return
-            with result.lock:
-                result.done.append((sent, answered, json.loads(data)["output"]))
+                    result.done.append((sent, first_piece or answered, answered, "".join(p["output"] for p in pieces)))
+                break
     finally:
         conn.close()
 
 
 def run_clients(port: int, prompts: List[str], n_clients: int, new_tokens: int, seconds: float,
-                n_requests: Optional[int], http_timeout: float) -> Tuple[Result, float]:
+                n_requests: Optional[int], http_timeout: float, greedy: bool) -> Tuple[Result, float]:
     """Start `n_clients` threads together; returns their results and the start time."""
     result = Result()
     barrier = threading.Barrier(n_clients + 1)
@@ -250,7 +278,7 @@ def run_clients(port: int, prompts: List[str], n_clients: int, new_tokens: int, 
     stride = max(1, len(prompts) // n_clients)
     threads = [
         threading.Thread(
-            target=client, args=(port, prompts, i * stride, new_tokens, barrier, deadline, n_requests, result, http_timeout),
+            target=client, args=(port, prompts, i * stride, new_tokens, barrier, deadline, n_requests, result, http_timeout, greedy),
             daemon=True,
         )
         for i in range(n_clients)
@@ -271,25 +299,29 @@ def percentile(values: List[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients: int, args: argparse.Namespace, label: str) -> Dict:
-    result, begin = run_clients(server.port, prompts, n_clients, args.new_tokens, args.seconds, args.requests, args.http_timeout)
+def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients: int, args: argparse.Namespace, label: str,
+            mode: str) -> Dict:
+    result, begin = run_clients(server.port, prompts, n_clients, args.new_tokens, args.seconds, args.requests, args.http_timeout,
+                                greedy=mode == "greedy")
     case = dict(
-        bench="serve_throughput", model=args.model_label, device=args.device, precision=args.precision, server=label,
+        bench="serve_throughput", model=args.model_label, device=args.device, precision=args.precision, server=label, mode=mode,
         compile=args.compile, max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens,
-        new_tokens=args.new_tokens,
+        new_tokens=args.new_tokens, errors=len(result.errors), retries_503=result.retries,
     )
     if result.errors:
-        case.update(errors=len(result.errors), first_error=result.errors[0])
+        case.update(first_error=result.errors[0])
     if not result.done:
         case.update(requests=0, error="no request succeeded")
         return case
     # counted after the run, not to load the clients' interpreter while they measure
-    counts = [len(tokenizer.encode(text)) for _, _, text in result.done]
-    wall = max(answered for _, answered, _ in result.done) - begin
-    latencies = [answered - sent for sent, answered, _ in result.done]
+    counts = [len(tokenizer.encode(text)) for *_, text in result.done]
+    wall = max(answered for _, _, answered, _ in result.done) - begin
+    latencies = [answered - sent for sent, _, answered, _ in result.done]
+    ttfts = [first - sent for sent, first, _, _ in result.done]
     case.update(
         requests=len(result.done), seconds=round(wall, 2), requests_per_s=round(len(result.done) / wall, 3),
-        tokens_per_s=round(sum(counts) / wall, 1), p50_ms=round(percentile(latencies, 50) * 1e3, 1),
+        tokens_per_s=round(sum(counts) / wall, 1), ttft_p50_ms=round(percentile(ttfts, 50) * 1e3, 1),
+        ttft_p99_ms=round(percentile(ttfts, 99) * 1e3, 1), p50_ms=round(percentile(latencies, 50) * 1e3, 1),
         p99_ms=round(percentile(latencies, 99) * 1e3, 1), new_tokens_min=min(counts), new_tokens_max=max(counts),
         exact=all(c == args.new_tokens for c in counts) and not result.errors,
     )
@@ -297,21 +329,23 @@ def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients:
 
 
 def serve_cases(folder: Path, log_dir: Path, tokenizer: Tokenizer, prompts: List[str], args: argparse.Namespace,
-                max_batch_size: int, client_counts: List[int], label: str) -> List[Dict]:
+                max_batch_size: Optional[int], client_counts: List[int], label: str) -> List[Dict]:
     server = Server(folder, log_dir / f"server-{label}.log", args, max_batch_size)
     cases = []
     try:
         server.wait_ready(args.startup_timeout)
-        for n in client_counts:
-            # warm-up rounds of one request per client, as many clients as the server batches (a compiled
-            # step meets this case's batch size before the clock starts)
-            for _ in range(args.warmup):
-                warm = run_clients(server.port, prompts, min(n, max_batch_size), args.new_tokens, 0, 1, args.http_timeout)[0]
-                if warm.errors or not warm.done:
-                    raise RuntimeError(f"warm-up failed: {warm.errors[:1]}\n{server.log_tail()}")
-            case = measure(server, tokenizer, prompts, n, args, label)
-            emit(case)
-            cases.append(case)
+        for mode in args.modes:
+            for n in client_counts:
+                # warm-up rounds of one request per client, as many clients as the server batches (a compiled
+                # step meets this case's batch size before the clock starts)
+                for _ in range(args.warmup):
+                    warm = run_clients(server.port, prompts, min(n, server.max_batch_size), args.new_tokens, 0, 1, args.http_timeout,
+                                       greedy=mode == "greedy")[0]
+                    if warm.errors or not warm.done:
+                        raise RuntimeError(f"warm-up failed: {warm.errors[:1]}\n{server.log_tail()}")
+                case = measure(server, tokenizer, prompts, n, args, label, mode)
+                emit(case)
+                cases.append(case)
     finally:
         server.stop()
     return cases
@@ -325,8 +359,10 @@ def main() -> None:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default=None, help="the server's --precision (default bf16-true on cuda, 32-true on cpu)")
     parser.add_argument("--compile", action="store_true", help="pass --compile true to the servers (a compiled decode step)")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64], help="concurrent clients, one case each")
-    parser.add_argument("--max_batch_size", type=int, default=None, help="of the batched server (default: the most clients)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256], help="concurrent clients, one case each")
+    parser.add_argument("--modes", nargs="+", choices=["greedy", "sampled"], default=["greedy", "sampled"],
+                        help="greedy requests (temperature 0) and/or requests carrying only the prompt (the server's sampling)")
+    parser.add_argument("--max_batch_size", type=int, default=None, help="of the batched server (default: the server's own)")
     parser.add_argument("--no_baseline", action="store_true", help="skip the one-at-a-time (--max_batch_size 1) server")
     parser.add_argument("--prompt_tokens", type=int, default=128)
     parser.add_argument("--new_tokens", type=int, default=128)
@@ -345,14 +381,17 @@ def main() -> None:
     if min(args.clients) < 1 or args.prompt_tokens < 1 or args.new_tokens < 1:
         parser.error("--clients, --prompt_tokens and --new_tokens must be positive")
     clients = sorted(set(args.clients))
-    max_batch_size = args.max_batch_size or max(clients)
+    max_batch_size = args.max_batch_size
     config = tiny_config() if args.tiny else Config.from_name(args.model)
     args.model_label = config.name
     if args.prompt_tokens + args.new_tokens > config.block_size:
         parser.error(f"--prompt_tokens + --new_tokens exceeds {config.name}'s context ({config.block_size})")
 
+    folder = args.checkpoint_dir
+    if folder is not None and (folder / "lit_model.pth").is_file() and not (folder / "serve_bench").is_file():
+        parser.error(f"--checkpoint_dir {folder} holds a checkpoint this script did not write; it writes random weights there, so name another folder")
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    folder = args.checkpoint_dir or work / "checkpoint"
+    folder = folder or work / "checkpoint"
     try:
         start = time.perf_counter()
         words = write_checkpoint(folder, config, args.device, args.precision, args.seed)
@@ -362,19 +401,21 @@ def main() -> None:
         cases = serve_cases(folder, work, tokenizer, prompts, args, max_batch_size, clients, "batched")
         if not args.no_baseline:
             cases += serve_cases(folder, work, tokenizer, prompts, args, 1, [max(clients)], "one_at_a_time")
-            batched = next(c for c in cases if c["server"] == "batched" and c["clients"] == max(clients))
-            single = cases[-1]
-            if batched.get("tokens_per_s") and single.get("tokens_per_s"):
-                ratio = batched["tokens_per_s"] / single["tokens_per_s"]
-                emit(dict(bench="serve_speedup", model=config.name, device=args.device, clients=max(clients),
-                          batched_max_batch_size=max_batch_size, batched_tokens_per_s=batched["tokens_per_s"],
-                          one_at_a_time_tokens_per_s=single["tokens_per_s"], ratio=round(ratio, 2), target=5.0, meets_target=ratio >= 5))
-                print(f"batched / one at a time at {max(clients)} clients: {ratio:.2f}x generated tokens/s (target >= 5x)")
+            for mode in args.modes:
+                batched = next(c for c in cases if c["server"] == "batched" and c["mode"] == mode and c["clients"] == max(clients))
+                single = next(c for c in cases if c["server"] == "one_at_a_time" and c["mode"] == mode)
+                if batched.get("tokens_per_s") and single.get("tokens_per_s"):
+                    ratio = batched["tokens_per_s"] / single["tokens_per_s"]
+                    emit(dict(bench="serve_speedup", model=config.name, device=args.device, mode=mode, clients=max(clients),
+                              batched_max_batch_size=batched["max_batch_size"], batched_tokens_per_s=batched["tokens_per_s"],
+                              one_at_a_time_tokens_per_s=single["tokens_per_s"], ratio=round(ratio, 2)))
+                    print(f"{mode}: batched / one at a time at {max(clients)} clients: {ratio:.2f}x generated tokens/s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if args.checkpoint_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
-    table(cases, ["server", "max_batch_size", "clients", "requests", "requests_per_s", "tokens_per_s", "p50_ms", "p99_ms", "exact"])
+    table(cases, ["server", "mode", "max_batch_size", "clients", "requests", "tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "p50_ms",
+                  "p99_ms", "errors", "retries_503", "exact"])
 
 
 if __name__ == "__main__":

@@ -306,3 +306,169 @@ def test_chat_template_exception_is_400(raising_chat_dir, tmp_path):
         assert "Conversations must start with a user message" in error.value.message and error.value.param == "messages"
         reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
         assert reply.choices[0].finish_reason in ("stop", "length")
+
+
+def test_a_bad_request_among_good_ones_changes_nothing(server, stream_server, llm):
+    """Three good requests (greedy, seeded, streamed) and a bad one at once: the good replies are those made alone."""
+    key = {"Authorization": "Bearer sesame"}
+    seeded = dict(prompt=PROMPTS[2], max_new_tokens=20, temperature=1.5, top_k=None, seed=7)
+    alone_seeded = predict(server, **seeded).json()["output"]
+    greedy = llm.generate(PROMPTS[0], max_new_tokens=20, temperature=0.0)
+    streamed = llm.generate(PROMPTS[3], max_new_tokens=20, temperature=0.0)
+
+    def stream() -> str:
+        body = {"prompt": PROMPTS[3], "max_new_tokens": 20, "temperature": 0}
+        with requests.post(f"{stream_server}/predict", json=body, headers=key, stream=True, timeout=60) as response:
+            assert response.status_code == 200
+            return "".join(json.loads(line)["output"] for line in response.iter_lines() if line)
+
+    for bad in ('"temperature": NaN', '"temperature": 1e999', '"top_p": 0', '"top_k": -3', '"max_new_tokens": 99999'):
+        raw = '{"prompt": "Hi", ' + bad + "}"
+        with ThreadPoolExecutor(4) as pool:
+            jobs = [
+                pool.submit(predict, server, prompt=PROMPTS[0], max_new_tokens=20, temperature=0),
+                pool.submit(predict, server, **seeded),
+                pool.submit(stream),
+                pool.submit(requests.post, f"{server}/predict", data=raw, headers={"Content-Type": "application/json"}, timeout=60),
+            ]
+            first, second, third, refused = [job.result() for job in jobs]
+        assert refused.status_code == 400, raw
+        assert (first.json()["output"], second.json()["output"], third) == (greedy, alone_seeded, streamed), raw
+    # a vanishing temperature samples as greedy, harming no one
+    assert predict(server, prompt=PROMPTS[0], max_new_tokens=20, temperature=1e-40).json()["output"] == greedy
+
+
+def test_body_limit_before_parsing(server):
+    big = b'{"prompt": "' + b"a" * (10 * 2**20) + b'"}'
+    with ThreadPoolExecutor(2) as pool:
+        sent = pool.submit(requests.post, f"{server}/predict", data=big, headers={"Content-Type": "application/json"}, timeout=60)
+        start = time.perf_counter()
+        assert requests.get(f"{server}/health", timeout=30).status_code == 200
+        assert time.perf_counter() - start < 1.0  # the event loop is not busy with the body
+        response = sent.result()
+    assert response.status_code == 413 and "--max_body_bytes" in response.json()["detail"]
+    chunked = (big[i : i + 2**20] for i in range(0, len(big), 2**20))  # no Content-Length: counted while read
+    response = requests.post(f"{server}/predict", data=chunked, headers={"Content-Type": "application/json"}, timeout=60)
+    assert response.status_code == 413
+    assert predict(server, prompt="Hi", max_new_tokens=2).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def endless_dir(llama_dir, tmp_path_factory):
+    """The tiny checkpoint without an EOS token: every reply runs to max_new_tokens."""
+    folder = tmp_path_factory.mktemp("endless") / "endless"
+    shutil.copytree(llama_dir, folder)
+    for name, key in (("tokenizer_config.json", "eos_token"), ("generation_config.json", "eos_token_id"), ("config.json", "eos_token_id")):
+        config = json.loads((folder / name).read_text())
+        config.pop(key, None)
+        (folder / name).write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_row_server(endless_dir, tmp_path_factory):
+    with running_server(endless_dir, tmp_path_factory.mktemp("serve"), "--max_batch_size", "1", "--max_queue", "1", "--timeout", "1") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def one_row_stream_server(endless_dir, tmp_path_factory):
+    with running_server(endless_dir, tmp_path_factory.mktemp("serve"), "--max_batch_size", "1", "--stream", "true") as url:
+        yield url
+
+
+LONG = dict(prompt="Hi", max_new_tokens=2000, temperature=0)
+
+
+def _timed(url, **body):
+    start = time.perf_counter()
+    response = predict(url, **body)
+    assert response.status_code == 200, response.text
+    return time.perf_counter() - start
+
+
+def test_queue_bound_and_timeout(one_row_server):
+    """One row and one queue place: a third request at once is 503 with Retry-After; the second, waiting longer than
+    --timeout (1 s) for its first token, is 504; both give their places back."""
+    with ThreadPoolExecutor(2) as pool:
+        started = time.perf_counter()
+        first = pool.submit(predict, one_row_server, **LONG)
+        time.sleep(0.3)
+        second = pool.submit(predict, one_row_server, prompt="Hi", max_new_tokens=2, temperature=0)
+        time.sleep(0.3)
+        third = predict(one_row_server, prompt="Hi", max_new_tokens=2)
+        assert third.status_code == 503 and third.headers["Retry-After"] == "1" and "busy" in third.json()["detail"]
+        assert first.result().status_code == 200
+        took = time.perf_counter() - started
+        if took > 1.5:
+            assert second.result().status_code == 504 and "timeout" in second.result().json()["detail"]
+    assert predict(one_row_server, prompt="Hi", max_new_tokens=2).status_code == 200
+    if took <= 1.5:
+        pytest.skip(f"the long request took {took:.2f} s, too little to check the timeout")
+
+
+def _leave_early(url: str, body: dict) -> None:
+    """Send `body` to url's /predict on a raw connection and close it 0.3 s later, without reading the reply."""
+    data = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data))
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_client_that_goes_away_frees_its_row(one_row_server, one_row_stream_server, streamed):
+    """A long request on the only row, its client gone after 0.3 s: the next request is answered at once."""
+    url = one_row_stream_server if streamed else one_row_server
+    alone = _timed(url, **LONG)
+    _leave_early(url, LONG)
+    assert _timed(url, prompt="Hi", max_new_tokens=2) < 0.4 * alone, f"alone: {alone:.2f} s"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_shutdown_finishes_in_flight_requests_and_leaves_nothing(endless_dir, tmp_path, llm, sig):
+    """From a parent process: the signal stops the server, the request in flight is answered in full, no process
+    of the server's session survives and the port can be bound again."""
+    with running_server(endless_dir, tmp_path, "--grace_period", "20") as url:
+        port = int(url.rsplit(":", 1)[1])
+        pid = _server_pid(port)
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(predict, url, prompt="Hi", max_new_tokens=1500, temperature=0)
+            time.sleep(0.5)
+            os.kill(pid, sig)
+            response = in_flight.result()
+        assert response.status_code == 200
+        assert response.json()["output"] == LLM.load(endless_dir, accelerator="cpu").generate("Hi", max_new_tokens=1500, temperature=0.0)
+        deadline = time.monotonic() + 20
+        while _session(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _session(pid), f"processes of the server's session survive: {_session(pid)}"
+        with socket.socket() as s:  # as a new server binds it: connections the server closed may linger in TIME_WAIT
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen()
+
+
+def _server_pid(port: int) -> int:
+    """The pid of the process listening on `port` (the test's server runs `python -c ...` as its session leader)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if f"--port\x00{port}\x00" in (proc / "cmdline").read_text():
+                    return int(proc.name)
+            except OSError:
+                continue
+    raise AssertionError(f"no process serves port {port}")
+
+
+def _session(sid: int) -> list:
+    """The pids of live processes in session `sid` (start_new_session made the server its leader)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session
+                pids.append(int(proc.name))
+    return pids
