@@ -1,5 +1,6 @@
 """`litgpt convert_from_litgpt`: a LitGPT checkpoint folder -> a Hugging Face folder that transformers loads directly."""
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -48,6 +49,7 @@ def convert_from_litgpt(
     tie = torch.equal(state_dict["transformer.wte.weight"], state_dict["lm_head.weight"])
     dtype = state_dict["transformer.wte.weight"].dtype
     hf_config.update(tie_word_embeddings=tie, torch_dtype=str(dtype).replace("torch.", ""))
+    hf_config.update(token_ids(hf_config, checkpoint_dir, config))
     output_dir.mkdir(parents=True, exist_ok=True)
     write_safetensors(state_dict, arch, config, output_dir, max_bytes, skip=("lm_head.weight",) if tie else ())
     copy_tokenizer_files(checkpoint_dir, output_dir, tuple(n for n in TOKENIZER_FILES if n != "config.json"))
@@ -83,6 +85,22 @@ def export_architecture(config: Config, source: Optional[Dict[str, Any]] = None)
             return arch, hf_config
         problems.append(f"{arch.hf_class} cannot express this model ({mismatch[0]})")
     raise CheckpointError(f"no supported Hugging Face architecture computes what this config does: {problems[0]}")
+
+
+def token_ids(hf_config: Dict[str, Any], checkpoint_dir: Path, config: Config) -> Dict[str, Any]:
+    """The bos/eos/pad ids config.json states: the source config.json's, else generation_config.json's, else None.
+
+    Never left to the HF class's defaults: they need not fit this vocabulary (Phi3Config's pad id 32000 makes
+    transformers refuse a model of 32,000 tokens or fewer), and a pad id outside the vocabulary becomes None.
+    """
+    path = checkpoint_dir / "generation_config.json"
+    generation = read_json(path) if path.is_file() else {}
+    generation = generation if isinstance(generation, dict) else {}
+    ids = {key: hf_config[key] if key in hf_config else generation.get(key) for key in TOKEN_KEYS}
+    pad = ids["pad_token_id"]
+    if pad is not None and not (isinstance(pad, int) and 0 <= pad < config.padded_vocab_size):
+        ids["pad_token_id"] = None
+    return ids
 
 
 def lit_state_dict(path: Path, config: Config) -> Dict[str, Any]:
@@ -141,6 +159,7 @@ def write_safetensors(
             stale.unlink()
 
     pending: List[Dict[str, Any]] = [{} for _ in shards]
+    mode = _new_file_mode()
     translate = Translator(arch, config, to_lit=False)
     for name in tqdm(names, desc=f"Writing {arch.hf_class}", unit="tensor", file=sys.stderr):
         for hf_name, tensor in translate(name, state_dict[name]):
@@ -149,11 +168,19 @@ def write_safetensors(
             if len(pending[i]) == len(shards[i]):
                 tmp = output_dir / (files[i] + ".tmp")
                 save_file(pending[i], str(tmp), metadata={"format": "pt"})
+                os.chmod(tmp, mode)  # safetensors creates its files 0600
                 tmp.replace(output_dir / files[i])
                 pending[i] = {}
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(n for _, n in plan)}, "weight_map": {h: files[shard_of[h]] for h, _ in plan}}
         write_json_atomic(index, output_dir / "model.safetensors.index.json")
+
+
+def _new_file_mode() -> int:
+    """The mode open() gives a new file: 0o666 less the umask (which can only be read by setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _own_storage(tensor: Any) -> Any:
