@@ -134,7 +134,7 @@ class Config:
         """The registry entry `name` (a LitGPT name, an HF repo name or `org/name`), with `kwargs` overriding fields."""
         entry = find_entry(name)
         if entry is None:
-            raise ValueError(f"{name!r} is not a known model name; `litgpt download list` shows them all")
+            raise ValueError(f"{name!r} is not a supported config name; `litgpt download list` shows them all")
         return cls(**{**entry, **kwargs})
 
     @classmethod
@@ -157,7 +157,7 @@ class Config:
             return cls.from_file(path / "model_config.yaml", **kwargs)
         if find_entry(path.name) is not None:
             return cls.from_name(path.name, **kwargs)
-        raise FileNotFoundError(f"{str(path)!r} has no model_config.yaml and its name is not a known model")
+        raise FileNotFoundError(f"{str(path)!r} has no model_config.yaml and its name is not a supported config name")
 
     def to_dict(self) -> Dict[str, Any]:
         """The fields as LitGPT writes them: our own fields only where they differ from what the name implies."""
@@ -177,8 +177,9 @@ class Config:
         tmp.replace(path)
 
 
-def _legacy_norm_flags(name: str) -> "tuple[bool, bool]":
+def _legacy_norm_flags(name: Any) -> "tuple[bool, bool]":
     """LitGPT's files do not say these two things; LitGPT infers them from the model name, so we do for its files."""
+    name = name if isinstance(name, str) else ""  # LitGPT accepts any name, None included
     return "Gemma" in name, "OLMo" not in name
 
 

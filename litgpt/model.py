@@ -452,10 +452,12 @@ def build_rope_cache(
         theta = (1 - smooth) * theta / factor + smooth * theta
     elif "factor" in adj:  # linear position interpolation
         theta = theta / adj["factor"]
+    if n_elem == 1:
+        # HF and LitGPT broadcast a single rotary element to two equal copies, which makes q and k one element wider
+        # than the heads (and than the KV cache). One copy scaled by sqrt(2) adds the same q.k to the scores.
+        amplitude *= math.sqrt(2)
     positions = torch.arange(seq_len, device=device).float() / condense_ratio
-    angles = torch.outer(positions, theta).repeat(1, 2)  # (seq_len, 2 * ceil(n_elem / 2))
-    if angles.size(-1) > n_elem > 1:
-        angles = angles[:, :n_elem]
+    angles = torch.outer(positions, theta).repeat(1, 2)[:, :n_elem]  # (seq_len, n_elem)
     return torch.cos(angles) * amplitude, torch.sin(angles) * amplitude
 
 

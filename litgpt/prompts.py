@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from litgpt.tokenizer import Tokenizer
 
 Message = Dict[str, str]
-StopTokens = Tuple[Tuple[int, ...], ...]
+StopTokens = Tuple[List[int], ...]  # as LitGPT returns them: a tuple of id lists
 ROLES = ("system", "user", "assistant")
 
 
@@ -123,22 +123,27 @@ def pair_turns(messages: Sequence[Message]) -> List[Tuple[str, Optional[str]]]:
 
 
 def token_sequences(tokenizer: "Tokenizer", *sequences: Sequence[Union[int, str, None]]) -> StopTokens:
-    """Stop sequences as id tuples; a sequence with a token this vocabulary lacks is left out."""
-    result = []
+    """Stop sequences as id lists; a sequence with a token the tokenizer cannot name an id for is left out.
+
+    Token strings are looked up with `tokenizer.token_to_id` where the tokenizer has one (any object with an
+    `eos_id` will do: without the lookup, only the sequences given as ids remain).
+    """
+    token_to_id = getattr(tokenizer, "token_to_id", None)
+    result: List[List[int]] = []
     for sequence in sequences:
         ids = []
         for token in sequence:
             if isinstance(token, str):
                 try:
-                    token = tokenizer.token_to_id(token)
-                except ValueError:
+                    token = token_to_id(token) if callable(token_to_id) else None
+                except (ValueError, KeyError):  # ours raises ValueError, a dict-backed vocabulary KeyError
                     token = None
             if token is None:
                 break
             ids.append(int(token))
         else:
-            if ids and tuple(ids) not in result:
-                result.append(tuple(ids))
+            if ids and ids not in result:
+                result.append(ids)
     return tuple(result)
 
 

@@ -5,6 +5,8 @@ Special-token ids and whether a BOS is prepended come from the folder's `tokeniz
 """
 
 import json
+import re
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
@@ -24,9 +26,14 @@ class Tokenizer:
 
     def __init__(self, checkpoint_dir: Union[str, Path]) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
+        if not self.checkpoint_dir.exists():
+            raise FileNotFoundError(
+                f"The checkpoint directory does not exist: {self.checkpoint_dir}; expected a folder with tokenizer.json or tokenizer.model"
+            )
         self.model_name = self.checkpoint_dir.name
         self.backend, self.processor = self._load_processor()
         tokenizer_config = _read_json(self.checkpoint_dir / "tokenizer_config.json")
+        self._id_files: Dict[str, Dict[str, Any]] = {}
         self.bos_id = self._special_id("bos", tokenizer_config)
         self.eos_id = self._special_id("eos", tokenizer_config)
         self.use_bos = self._uses_bos(tokenizer_config)
@@ -63,7 +70,9 @@ class Tokenizer:
             except ValueError:
                 pass  # a token string the vocabulary lacks: trust the id files instead
         for name in ("generation_config.json", "config.json"):
-            token_id = _read_json(self.checkpoint_dir / name).get(f"{kind}_token_id")
+            if name not in self._id_files:  # read once for both tokens, and only when needed
+                self._id_files[name] = _read_json(self.checkpoint_dir / name)
+            token_id = self._id_files[name].get(f"{kind}_token_id")
             # generation_config.json may list several stop tokens; the first is the canonical one
             if isinstance(token_id, list):
                 token_id = token_id[0] if token_id else None
@@ -120,8 +129,10 @@ class Tokenizer:
         Args:
             string: the text to encode.
             device: where to put the tensor.
-            bos: prepend the BOS token; None prepends it if the model expects one (`use_bos`).
-            eos: append the EOS token.
+            bos: start with the BOS token; None does if the model expects one (`use_bos`). A BOS that
+                the text itself starts with is dropped when no BOS is wanted, never doubled.
+            eos: end with the EOS token. An EOS that the text itself ends with is dropped when no EOS is
+                wanted, never doubled.
             max_length: keep only the first `max_length` ids when positive.
         """
         if self.backend == "huggingface":
@@ -129,12 +140,17 @@ class Tokenizer:
             tokens = self.processor.encode(string, add_special_tokens=False).ids
         else:
             tokens = self.processor.encode(string)
+        # The text may carry the special tokens' own strings (`<s>`, `</s>`, `<|end_of_text|>`, a prompt
+        # template's BOS): one leading BOS and one trailing EOS of the text are taken off, and `bos`/`eos`
+        # alone decide whether the result starts and ends with them, as LitGPT does.
+        if self.bos_id is not None and tokens[:1] == [self.bos_id]:
+            tokens = tokens[1:]
+        if self.eos_id is not None and tokens[-1:] == [self.eos_id]:
+            tokens = tokens[:-1]
         if bos or (bos is None and self.use_bos):
             if self.bos_id is None:
                 raise ValueError(f"The tokenizer in {self.checkpoint_dir} has no BOS token")
-            # a prompt template may already start with the BOS token's text
-            if tokens[:1] != [self.bos_id]:
-                tokens = [self.bos_id] + tokens
+            tokens = [self.bos_id] + tokens
         if eos:
             if self.eos_id is None:
                 raise ValueError(f"The tokenizer in {self.checkpoint_dir} has no EOS token")
@@ -243,15 +259,37 @@ def _as_list(ids: TokenIds) -> List[int]:
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
-    """The object in a JSON file, or {} if there is no such file."""
+    """The object in a JSON file, or {} if there is no such file.
+
+    generation_config.json is read leniently, with a warning, as LitGPT does: some published ones (Llama 3.2's)
+    have trailing commas.
+    """
     if not path.is_file():
         return {}
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            if path.name != "generation_config.json":
+                raise
+            data = _loads_without_trailing_commas(text, e)
+            print(f"Warning: {path} is not valid JSON ({_first_line(e)}); read it ignoring trailing commas", file=sys.stderr)
     except (ValueError, OSError) as e:
         raise ValueError(f"Could not read {path}: {_first_line(e)}") from e
     return data if isinstance(data, dict) else {}
+
+
+# a string literal (kept as it is) or a comma that only whitespace separates from a closing bracket
+_STRING_OR_TRAILING_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(?=\s*[}\]])')
+
+
+def _loads_without_trailing_commas(text: str, error: ValueError) -> Any:
+    """json.loads of `text` without its trailing commas; raises `error` if that does not parse either."""
+    try:
+        return json.loads(_STRING_OR_TRAILING_COMMA.sub(lambda m: m.group(1) or "", text))
+    except ValueError:
+        raise error from None
 
 
 def _first_line(error: Exception) -> str:

@@ -109,7 +109,7 @@ def test_random_init_needs_a_tokenizer(llama_dir):
     llm = LLM.load("pythia-14m", init="random", tokenizer_dir=llama_dir)
     assert llm.checkpoint_dir is None and llm.config.name == "pythia-14m"
     assert len(llm.generate("Hi", max_new_tokens=5, temperature=0.0, return_as_token_ids=True)) == 5
-    with pytest.raises(ValueError, match="not a known model"):
+    with pytest.raises(ValueError, match="not a supported config name"):
         LLM.load("not-a-model", init="random", tokenizer_dir=llama_dir)
     with pytest.raises(ValueError, match="init"):
         LLM.load("pythia-14m", init="zeros")

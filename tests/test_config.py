@@ -52,5 +52,5 @@ def test_from_checkpoint_without_config_uses_the_folder_name(tmp_path):
 
 
 def test_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="not a known model name"):
+    with pytest.raises(ValueError, match="'no-such-model' is not a supported config name"):  # LitGPT's phrase
         Config.from_name("no-such-model")

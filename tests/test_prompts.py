@@ -214,16 +214,16 @@ def test_stop_tokens(bpe_tokenizer_json, tmp_path):
     shutil.copy(bpe_tokenizer_json, tmp_path / "tokenizer.json")
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|end_of_text|>"}))
     tokenizer = Tokenizer(tmp_path)
-    eos = (tokenizer.eos_id,)
+    eos = [tokenizer.eos_id]  # a tuple of lists, as LitGPT returns
     assert prompts.Default().stop_tokens(tokenizer) == (eos,)
     # a stop token this vocabulary lacks is left out rather than failing
     assert prompts.Llama3().stop_tokens(tokenizer) == (eos,)
     assert prompts.Llama3().stop_tokens(tokenizer) == prompts.ChatML().stop_tokens(tokenizer)
     # multi-token stop sequences are kept whole
     answer = prompts.Phi1().stop_tokens(tokenizer)
-    assert answer[0] == eos and all(isinstance(s, tuple) for s in answer)
+    assert answer[0] == eos and all(isinstance(s, list) for s in answer)
     template = ChatTemplate("{{ messages[0]['content'] }}", stop_ids=[7, tokenizer.eos_id])
-    assert template.stop_tokens(tokenizer) == (eos, (7,))
+    assert template.stop_tokens(tokenizer) == (eos, [7])
 
 
 def test_save_and_load_prompt_style(tmp_path):
