@@ -486,13 +486,24 @@ class ChatTemplate(PromptStyle):
         template: the Jinja source.
         bos_token, eos_token: the texts the template may insert.
         stop_ids: token ids that end a reply besides the tokenizer's EOS (generation_config.json's eos list).
+        origin: where the template comes from (a file), named in its errors.
+
+    A template that does not parse, raises (`raise_exception`) or is stopped by the sandbox gives a one-line
+    ValueError naming `origin`.
     """
 
-    def __init__(self, template: str, bos_token: str = "", eos_token: str = "", stop_ids: Sequence[int] = ()) -> None:
+    def __init__(
+        self, template: str, bos_token: str = "", eos_token: str = "", stop_ids: Sequence[int] = (),
+        origin: str = "the chat template",
+    ) -> None:
         self.source = template
         self.bos_token, self.eos_token = bos_token, eos_token
         self.stop_ids = tuple(stop_ids)
-        self._template = _jinja_environment().from_string(template)
+        self.origin = origin
+        try:
+            self._template = _jinja_environment().from_string(template)
+        except Exception as error:  # jinja's TemplateSyntaxError
+            raise ValueError(f"The chat template in {origin} does not parse: {_one_line(error)}") from None
 
     def apply(self, prompt, *, sys_prompt=None, **kwargs):
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
@@ -502,13 +513,16 @@ class ChatTemplate(PromptStyle):
         messages = [dict(message) for message in messages]
         if sys_prompt and not (messages and messages[0].get("role") == "system"):
             messages.insert(0, {"role": "system", "content": sys_prompt})
-        return self._template.render(
-            messages=messages,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=self.bos_token,
-            eos_token=self.eos_token,
-            **variables,
-        )
+        try:
+            return self._template.render(
+                messages=messages,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+                **variables,
+            )
+        except Exception as error:  # its raise_exception, a sandbox refusal (SecurityError), any error of its code
+            raise ValueError(f"The chat template in {self.origin} failed: {_one_line(error)}") from None
 
     def extra_stops(self, tokenizer):
         return [[token_id] for token_id in self.stop_ids]
@@ -522,14 +536,16 @@ class ChatTemplate(PromptStyle):
         if isinstance(template, list):  # named templates: HF uses "default"
             named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
             template = named.get("default")
+        origin = checkpoint_dir / "tokenizer_config.json"
         jinja_file = checkpoint_dir / "chat_template.jinja"
         if not template and jinja_file.is_file():
-            template = jinja_file.read_text(encoding="utf-8")
+            template, origin = jinja_file.read_text(encoding="utf-8"), jinja_file
         if not isinstance(template, str) or not template.strip():
             return None
         eos_ids = _read_json(checkpoint_dir / "generation_config.json").get("eos_token_id", [])
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else [i for i in eos_ids if isinstance(i, int)]
-        return cls(template, _token_text(tokenizer_config.get("bos_token")), _token_text(tokenizer_config.get("eos_token")), eos_ids)
+        bos, eos = _token_text(tokenizer_config.get("bos_token")), _token_text(tokenizer_config.get("eos_token"))
+        return cls(template, bos, eos, eos_ids, origin=str(origin))
 
 
 def _generation_tag():
@@ -570,6 +586,10 @@ def _jinja_environment():
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
     return env
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _token_text(token: Any) -> str:

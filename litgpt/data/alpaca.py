@@ -31,7 +31,7 @@ class Alpaca(SFTData):
         download_if_missing(self.download_dir / self.file_name, self.file_url)
 
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
-        return read_records(self.download_dir / self.file_name), None
+        return self.read(self.download_dir / self.file_name), None
 
 
 @dataclass

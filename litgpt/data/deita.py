@@ -30,18 +30,23 @@ class Deita(SFTData):
                 write_hf_dataset(self.repo_id, self.download_dir / name, split=split)
 
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
-        train = conversation_records(read_records(self.download_dir / "train.json"), self.include_multiturn_conversations)
-        val = conversation_records(read_records(self.download_dir / "val.json"), self.include_multiturn_conversations)
-        return train, val
+        train, val = (self.download_dir / name for name in ("train.json", "val.json"))
+        multiturn = self.include_multiturn_conversations
+        return conversation_records(read_records(train), multiturn, str(train)), conversation_records(read_records(val), multiturn, str(val))
 
 
-def conversation_records(rows: List[Dict[str, Any]], multiturn: bool) -> List[Dict[str, Any]]:
+def conversation_records(rows: List[Dict[str, Any]], multiturn: bool, source: str = "data") -> List[Dict[str, Any]]:
     """Instruction records from chat rows: `messages` as [{role, content}, ...] or `conversations` as strings
-    alternating user and assistant."""
+    alternating user and assistant; a turn that is not a string (or a dict with a string "content") is refused
+    in one line naming `source` and the row."""
     records = []
-    for row in rows:
+    for index, row in enumerate(rows):
         turns = row.get("messages") or row.get("conversations") or []
-        texts = [t["content"] if isinstance(t, dict) else t for t in turns if not (isinstance(t, dict) and t.get("role") == "system")]
+        turns = turns if isinstance(turns, list) else [None]
+        texts = [t.get("content") if isinstance(t, dict) else t for t in turns if not (isinstance(t, dict) and t.get("role") == "system")]
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{source} record {index}: every turn of 'messages'/'conversations' must be a string "
+                             "(or have a string 'content'); fix or remove the record")
         history = ""
         for i in range(0, len(texts) - 1, 2):
             records.append({"instruction": history + texts[i], "input": "", "output": texts[i + 1]})

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from litgpt.data.sft import SFTData, download_if_missing, read_records
+from litgpt.data.sft import SFTData, download_if_missing
 from litgpt.prompts import PromptStyle
 
 
@@ -44,8 +44,8 @@ class FLAN(SFTData):
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
         train, val = [], []
         for subset in self._subsets():
-            train += read_records(self.download_dir / f"{subset}_train.jsonl")
-            val += read_records(self.download_dir / f"{subset}_test.jsonl")
+            train += self.read(self.download_dir / f"{subset}_train.jsonl")
+            val += self.read(self.download_dir / f"{subset}_test.jsonl")
         return train, val
 
     def transform(self, example: Dict[str, Any]) -> Dict[str, Any]:

@@ -22,7 +22,6 @@ class JSON(SFTData):
         self.json_path = Path(self.json_path)
 
     def check(self) -> None:
-        super().check()
         if self.json_path.is_dir():
             if self.val_split_fraction is not None:
                 raise ValueError("--data.val_split_fraction applies to a single file; the folder has its own val file")
@@ -32,7 +31,10 @@ class JSON(SFTData):
                 raise ValueError("--data.json_path is one file: set --data.val_split_fraction to split off validation records")
         else:
             raise FileNotFoundError(f"--data.json_path: no file or folder at {str(self.json_path)!r}")
-        # a local file is cheap to read: bad JSON, missing fields and too-long records fail here, before any work
+        super().check()
+
+    def check_records(self) -> None:
+        # a local file is cheap to read: bad JSON, bad records and too-long records fail here, before any work
         files = self._folder_files() if self.json_path.is_dir() else (self.json_path,)
         for path in files:
             self.dataset(read_records(path)).check(str(path))
@@ -49,5 +51,5 @@ class JSON(SFTData):
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
         if self.json_path.is_dir():
             train, val = self._folder_files()
-            return read_records(train), read_records(val)
-        return read_records(self.json_path), None
+            return self.read(train), self.read(val)
+        return self.read(self.json_path), None

@@ -37,4 +37,5 @@ class LIMA(SFTData):
             write_hf_dataset(self.repo_id, path, access_token=self.access_token)
 
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
-        return conversation_records(read_records(self.download_dir / "train.json"), self.include_multiturn_conversations), None
+        path = self.download_dir / "train.json"
+        return conversation_records(read_records(path), self.include_multiturn_conversations, str(path)), None

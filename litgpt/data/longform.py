@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from litgpt.data.sft import SFTData, download_if_missing, read_records
+from litgpt.data.sft import SFTData, download_if_missing
 from litgpt.prompts import PromptStyle
 
 
@@ -28,7 +28,7 @@ class LongForm(SFTData):
             download_if_missing(self.download_dir / name, f"{self.file_url}/{name}")
 
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
-        return read_records(self.download_dir / "train.json"), read_records(self.download_dir / "val.json")
+        return self.read(self.download_dir / "train.json"), self.read(self.download_dir / "val.json")
 
     def transform(self, example: Dict[str, Any]) -> Dict[str, Any]:
         if "instruction" in example:

@@ -69,16 +69,9 @@ class SFTDataset:
         return prompt_ids, response_ids
 
     def check(self, name: str) -> None:
-        """Raise a one-line ValueError for a record without "instruction" or "output", or when every record is
-        longer than max_seq_length (training would see only cut-off samples)."""
-        for i, record in enumerate(self.data):
-            try:
-                example = record if self.transform is None else self.transform(record)
-            except KeyError as missing:
-                raise ValueError(f"{name} record {i} lacks the field {missing}") from None
-            for key in ("instruction", "output"):
-                if key not in example:
-                    raise ValueError(f"{name} record {i} lacks the field {key!r}")
+        """`check_fields`, then raise a one-line ValueError when every record is longer than max_seq_length
+        (training would see only cut-off samples)."""
+        self.check_fields(name)
         if self.max_seq_length <= 0 or not self.data:
             return
         shortest = None
@@ -91,6 +84,25 @@ class SFTDataset:
             f"All {len(self.data)} {name} records are longer than --train.max_seq_length={self.max_seq_length} "
             f"tokens (the shortest has {shortest}); raise it or shorten the data"
         )
+
+    def check_fields(self, name: str) -> None:
+        """Raise a one-line ValueError naming `name` and the record for a record without "instruction" or
+        "output", or one whose "instruction", "output" or "input" is not a string ("input" may be null)."""
+        for i, record in enumerate(self.data):
+            try:
+                example = record if self.transform is None else self.transform(record)
+            except KeyError as missing:
+                raise ValueError(f"{name} record {i} lacks the field {missing}") from None
+            for key in ("instruction", "output"):
+                if key not in example:
+                    raise ValueError(f"{name} record {i} lacks the field {key!r}")
+            for key in ("instruction", "output", "input"):
+                value = example.get(key, "")
+                if not isinstance(value, str) and not (key == "input" and value is None):
+                    raise ValueError(
+                        f"{name} record {i}: the field {key!r} must be a string, got {json.dumps(value, default=str)[:40]}; "
+                        "fix or remove the record"
+                    )
 
 
 def get_sft_collate_fn(max_seq_length: int = -1, pad_id: int = 0, ignore_index: int = -100) -> Callable:
@@ -145,6 +157,21 @@ class SFTData(DataModule):
             raise ValueError(f"--data.val_split_fraction must be between 0 and 1, got {self.val_split_fraction}")
         if self.num_workers < 0:
             raise ValueError(f"--data.num_workers must be 0 or more, got {self.num_workers}")
+        self.check_records()
+
+    def check_records(self) -> None:
+        """Read the records now if they are here (a local file is cheap to read), so that a bad one fails before
+        any work; records still to be downloaded are checked by `read` in setup."""
+        try:
+            self.records()
+        except FileNotFoundError:
+            pass
+
+    def read(self, path: Path) -> List[Dict[str, Any]]:
+        """The records of a local .json/.jsonl file, each checked: a bad one is a one-line error naming the file."""
+        records = read_records(path)
+        self.dataset(records).check_fields(str(path))
+        return records
 
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
         """The training records and the validation records (None: split them off the training records)."""

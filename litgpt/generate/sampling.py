@@ -1,20 +1,25 @@
 """Turning next-token logits into tokens: top-k, then temperature, then top-p (nucleus) sampling."""
 
+import math
 from typing import Optional
 
 import torch
 
+# Temperatures below float32's smallest normal number sample as greedy: float32 holds them only roughly (1e-40)
+# or as 0 (1e-46), and 0/0 would make the most likely token's logit nan.
+GREEDY_BELOW = torch.finfo(torch.float32).tiny
+
 
 def is_greedy(temperature: float, top_k: Optional[int]) -> bool:
-    return temperature == 0.0 or top_k == 1
+    return temperature < GREEDY_BELOW or top_k == 1
 
 
 def check_sampling_args(temperature: float, top_k: Optional[int], top_p: float) -> None:
     """Raise ValueError for settings no sampler accepts."""
     if not 0.0 <= top_p <= 1.0:
         raise ValueError(f"top_p must be in [0, 1], got {top_p}")
-    if temperature < 0.0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0.0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
 
@@ -30,7 +35,9 @@ def probabilities(
     if top_k is not None and top_k < logits.size(-1):
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    logits = logits / temperature
+    # shifted so that the largest is 0: a small temperature then sends the others to -inf instead of overflowing
+    # every logit to inf (whose softmax is nan); softmax itself does not change under the shift
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         sorted_probs = sorted_logits.softmax(dim=-1)

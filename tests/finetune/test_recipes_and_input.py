@@ -67,15 +67,18 @@ def test_a_record_without_a_field_names_the_record_and_field(tmp_path, tokenizer
         json_data(path, tokenizer, val_split_fraction=0.5).check()
 
 
-def test_a_downloaded_data_set_is_checked_at_setup(tmp_path, tokenizer):
+def test_a_downloaded_data_set_is_checked_at_check_or_setup(tmp_path, tokenizer):
     folder = tmp_path / "alpaca"
     folder.mkdir()
     alpaca = Alpaca(download_dir=folder, num_workers=0)
-    (folder / alpaca.file_name).write_text(json.dumps([GOOD, {"output": "no instruction"}, GOOD]))
     alpaca.connect(tokenizer, batch_size=1)
-    alpaca.check()
-    with pytest.raises(ValueError, match=r"Alpaca record 1 lacks the field 'instruction'"):
+    alpaca.check()  # not downloaded yet: nothing to check
+    (folder / alpaca.file_name).write_text(json.dumps([GOOD, {"output": "no instruction"}, GOOD]))
+    expected = r"alpaca_data_cleaned_archive\.json record 1 lacks the field 'instruction'"
+    with pytest.raises(ValueError, match=expected):
         alpaca.setup()
+    with pytest.raises(ValueError, match=expected):  # a local copy: before any work
+        alpaca.check()
 
 
 def test_all_records_longer_than_max_seq_length(tmp_path, tokenizer):
