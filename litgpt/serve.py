@@ -80,10 +80,12 @@ def serve(
 
     if not (0 <= temperature <= MAX_TEMPERATURE) or not (0 < top_p <= 1) or top_k < 1:
         raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE:g}], top_p in (0, 1] and top_k at least 1; got {temperature}, {top_p}, {top_k}")
-    for name, value in (("max_new_tokens", max_new_tokens), ("max_batch_size", max_batch_size or 1), ("workers_per_device", workers_per_device),
-                        ("timeout", timeout), ("max_body_bytes", max_body_bytes), ("max_queue", 1 if max_queue is None else max_queue + 1)):
+    for name, value in (("max_new_tokens", max_new_tokens), ("max_batch_size", 1 if max_batch_size is None else max_batch_size), ("workers_per_device", workers_per_device),
+                        ("timeout", timeout), ("max_body_bytes", max_body_bytes)):
         if value < 1:
-            raise ValueError(f"{name} must be at least {0 if name == 'max_queue' else 1}, got {value}")
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if max_queue is not None and max_queue < 0:
+        raise ValueError(f"max_queue must be at least 0, got {max_queue}")
     if grace_period < 0:
         raise ValueError(f"grace_period must be at least 0, got {grace_period}")
     if generate_strategy is not None:
