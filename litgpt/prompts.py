@@ -11,7 +11,6 @@ A style renders one request with `apply(prompt, sys_prompt=...)` and a conversat
 model's reply begins. `stop_tokens(tokenizer)` lists the token sequences that end a reply.
 """
 
-import importlib
 import json
 import re
 from datetime import datetime
@@ -704,21 +703,40 @@ def save_prompt_style(style: Union[str, PromptStyle], checkpoint_dir: Union[str,
 
 
 def load_prompt_style(checkpoint_dir: Union[str, Path]) -> PromptStyle:
-    """The style named by prompt_style.yaml's `class_path` (any importable PromptStyle subclass)."""
+    """The style named by prompt_style.yaml's `class_path`: a style of this module or a registered one.
+
+    The file comes with checkpoints from anyone, so nothing it names is imported: `class_path` must be one of
+    `litgpt.prompts`' styles (as LitGPT writes it), a class registered in `prompt_styles`, or a registered name.
+    """
     path = Path(checkpoint_dir) / "prompt_style.yaml"
     with open(path, encoding="utf-8") as file:
         content = yaml.safe_load(file)
     class_path = content.get("class_path") if isinstance(content, dict) else None
-    if not isinstance(class_path, str) or "." not in class_path:
-        raise ValueError(f"{path} needs a 'class_path: module.ClassName' entry")
-    module_name, class_name = class_path.rsplit(".", 1)
+    if not isinstance(class_path, str) or not class_path:
+        raise ValueError(f"{path} needs a 'class_path: litgpt.prompts.ClassName' entry")
+    cls = _known_styles().get(class_path)
+    if cls is None:
+        raise ValueError(
+            f"{path}: {class_path!r} is not a prompt style of litgpt (use litgpt.prompts.<Style> or a name registered "
+            "in litgpt.prompts.prompt_styles; other classes are never imported from a checkpoint's files)"
+        )
+    init_args = content.get("init_args") or {}
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        raise ValueError(f"{path}: no prompt style {class_path!r}") from None
-    if not (isinstance(cls, type) and issubclass(cls, PromptStyle)):
-        raise ValueError(f"{path}: {class_path!r} is not a PromptStyle")
-    return cls(**(content.get("init_args") or {}))
+        return cls(**init_args)
+    except TypeError as e:
+        raise ValueError(f"{path}: bad init_args for {class_path}: {e}") from None
+
+
+def _known_styles() -> Dict[str, Type[PromptStyle]]:
+    """class paths and registered names that prompt_style.yaml may name."""
+    known: Dict[str, Type[PromptStyle]] = {
+        f"litgpt.prompts.{name}": obj
+        for name, obj in globals().items()
+        if isinstance(obj, type) and issubclass(obj, PromptStyle) and not name.startswith("_")
+    }
+    known.update({f"{cls.__module__}.{cls.__name__}": cls for cls in prompt_styles.values()})
+    known.update(prompt_styles)
+    return known
 
 
 def has_prompt_style(checkpoint_dir: Union[str, Path]) -> bool:

@@ -238,11 +238,31 @@ def test_save_and_load_prompt_style(tmp_path):
     save_prompt_style(prompts.ChatML("Be brief."), tmp_path)
     assert load_prompt_style(tmp_path).apply("Hi").startswith("<|im_start|>system\nBe brief.<|im_end|>")
     (tmp_path / "prompt_style.yaml").write_text("class_path: litgpt.prompts.Nope\n")
-    with pytest.raises(ValueError, match="no prompt style"):
+    with pytest.raises(ValueError, match="not a prompt style of litgpt"):
         load_prompt_style(tmp_path)
     (tmp_path / "prompt_style.yaml").write_text("class_path: litgpt.config.Config\n")
-    with pytest.raises(ValueError, match="not a PromptStyle"):
+    with pytest.raises(ValueError, match="not a prompt style of litgpt"):
         load_prompt_style(tmp_path)
+    (tmp_path / "prompt_style.yaml").write_text("class_path: chatml\n")  # a registered name
+    assert type(load_prompt_style(tmp_path)) is prompts.ChatML
+
+
+def test_prompt_style_yaml_never_imports_what_it_names(tmp_path, monkeypatch):
+    """A checkpoint's prompt_style.yaml naming a module of its own: the module is not imported (it would run)."""
+    import sys
+
+    marker = tmp_path / "ran"
+    (tmp_path / "evil_style.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from litgpt.prompts import PromptStyle\n"
+        "class Evil(PromptStyle):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for class_path in ("evil_style.Evil", "os.system", "subprocess.Popen"):
+        (tmp_path / "prompt_style.yaml").write_text(f"class_path: {class_path}\n")
+        with pytest.raises(ValueError, match="never imported"):
+            load_prompt_style(tmp_path)
+    assert not marker.exists() and "evil_style" not in sys.modules
 
 
 def test_from_checkpoint_priority(tmp_path):
