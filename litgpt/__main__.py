@@ -89,7 +89,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     components = {name: _load(target) for name, target in chosen.items()}
     try:
         auto_cli(components, args=argv, as_positional=True, prog="litgpt")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        if str(interrupt):  # training says where its last checkpoint is and how to resume
+            print(interrupt, file=sys.stderr)
         sys.exit(130)
     except _user_errors() as error:
         if os.environ.get("LITGPT_DEBUG"):

@@ -80,8 +80,8 @@ def load_model(
     config = Config.from_checkpoint(checkpoint_dir)
     with torch.device("meta"):
         model = GPT(config)
-    state_dict = torch.load(weights, map_location="cpu", mmap=True, weights_only=True)
-    state_dict = state_dict.get("model", state_dict)
+    state_dict = model_state_dict(read_plain(weights, mmap=True))
+    check_shapes(model, state_dict, weights)
     model.load_state_dict(state_dict, assign=True)
     model.reset_parameters()  # the RoPE cache was built on the meta device
     return model.to(device=device, dtype=precision_dtype(precision, device)).eval()
@@ -129,7 +129,7 @@ def iter_hf_weights(files: List[Path]) -> Iterator[Tuple[str, Any]]:
         if path.suffix == ".safetensors":
             yield from _iter_safetensors(path)
         else:
-            state_dict = _torch_load(path)
+            state_dict = read_plain(path, mmap=True)
             yield from state_dict.items()
             del state_dict
 
@@ -171,7 +171,20 @@ def load_state_dict(path: Union[str, Path]) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist")
-    return _torch_load(path)
+    return read_plain(path, mmap=True)
+
+
+def check_shapes(model: Any, state_dict: Dict[str, Any], path: Union[str, Path]) -> None:
+    """Raise a one-line CheckpointError if a tensor of `state_dict` does not fit the model's (built from the
+    folder's model_config.yaml)."""
+    expected = model.state_dict()
+    for name, tensor in state_dict.items():
+        want = expected.get(name)
+        if want is not None and hasattr(tensor, "shape") and tuple(tensor.shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has shape {tuple(tensor.shape)} but model_config.yaml gives {tuple(want.shape)}; "
+                "the weights and the config come from different models"
+            )
 
 
 def model_state_dict(obj: Any) -> Dict[str, Any]:
@@ -195,19 +208,40 @@ def model_state_dict(obj: Any) -> Dict[str, Any]:
     return state_dict
 
 
-def _torch_load(path: Path) -> Any:
+def read_plain(path: Union[str, Path], allowed: Tuple[Any, ...] = (), mmap: bool = False) -> Any:
+    """A torch file's tensors and plain containers (`weights_only=True`, plus the `allowed` classes and functions).
+
+    Files of checkpoints come from anyone: a file that needs more than that is refused, never unpickled (loading
+    it would run the code it names). Every failure is a one-line `CheckpointError`.
+    """
     import torch
 
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): a copy or save that did not finish; copy or convert it again")
+    import warnings
+
+    safe = getattr(torch.serialization, "safe_globals", None)
     try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except RuntimeError as e:
-        if "mmap" not in str(e):  # files in torch's pre-1.6 format cannot be memory-mapped; anything else is damage
-            raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # e.g. about the pickle protocol of a file we refuse anyway
+            if safe is None:  # torch < 2.5
+                torch.serialization.add_safe_globals(list(allowed))
+                return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+            with safe(list(allowed)):
+                return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} holds more than tensors and plain containers: {str(e).splitlines()[0]}") from None
+        import re
+
+        named = re.findall(r"GLOBAL ([\w.]+)", str(e))
+        reason = f"it names {named[0]}" if named else "Python objects"
+        raise CheckpointError(f"{path} holds more than tensors and plain values ({reason}); refusing to unpickle it, as that could run code") from None
+    except RuntimeError as e:
+        if mmap and "mmap" in str(e):  # files in torch's pre-1.6 format cannot be memory-mapped
+            return read_plain(path, allowed, mmap=False)
+        raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {str(e).splitlines()[0]}") from None
     except (EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {e}") from None
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def save_state_dict_atomic(state_dict: Dict[str, Any], path: Union[str, Path]) -> None:

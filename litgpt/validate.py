@@ -78,12 +78,13 @@ def _check_weights(checkpoint_dir: Path, config, problems: List[str]) -> Dict[st
         return {}
     import torch
 
+    from litgpt.checkpoint import CheckpointError, model_state_dict, read_plain
+
     try:
-        state_dict = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as error:
+        state_dict = model_state_dict(read_plain(path, mmap=True))
+    except CheckpointError as error:
         problems.append(f"lit_model.pth does not load: {error}")
         return {}
-    state_dict = state_dict.get("model", state_dict)
     shapes = {key: tuple(value.shape) for key, value in state_dict.items()}
     if config is None:
         return shapes

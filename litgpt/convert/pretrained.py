@@ -10,6 +10,7 @@ from litgpt.checkpoint import (
     incremental_save,
     load_state_dict,
     model_state_dict,
+    read_plain,
     resolve_checkpoint_dir,
 )
 from litgpt.config import Config, find_entry
@@ -87,7 +88,7 @@ def _load_distributed(folder: Path, scratch_dir: Path) -> Any:
     tmp = scratch_dir / "lit_model.pth.gathered.tmp"
     try:
         dcp_to_torch_save(folder, tmp)
-        return torch.load(tmp, map_location="cpu", weights_only=True)
+        return read_plain(tmp)
     except Exception as e:
         raise CheckpointError(f"{folder} is not a readable distributed checkpoint: {str(e).splitlines()[0]}") from None
     finally:

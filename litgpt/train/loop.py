@@ -21,6 +21,7 @@ import os
 import random
 import shutil
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
 from inspect import signature
@@ -134,6 +135,9 @@ def default_precision() -> str:
     return "32-true"
 
 
+OPTIMIZER_MODULES = ("torch.optim", "bitsandbytes.optim", "torchao.optim")
+
+
 def resolve_optimizer(spec: Union[str, Dict]) -> Tuple[type, Dict[str, Any]]:
     """The optimizer class and its keyword arguments: a name ("AdamW", "torch.optim.SGD") or
     {"class_path": ..., "init_args": {...}}."""
@@ -149,8 +153,12 @@ def resolve_optimizer(spec: Union[str, Dict]) -> Tuple[type, Dict[str, Any]]:
     else:
         raise ValueError(f"--optimizer takes a name or {{class_path, init_args}}, got {spec!r}")
     module_name, _, class_name = class_path.rpartition(".")
+    module_name = module_name or "torch.optim"
+    if not any(module_name == m or module_name.startswith(m + ".") for m in OPTIMIZER_MODULES):
+        # a recipe or a run's hyperparameters.yaml may come from anyone: import only optimizer packages
+        raise ValueError(f"--optimizer {class_path!r}: optimizers are taken from {', '.join(OPTIMIZER_MODULES)} only")
     try:
-        cls = getattr(import_module(module_name or "torch.optim"), class_name, None)
+        cls = getattr(import_module(module_name), class_name, None)
     except ImportError:
         cls = None
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
@@ -163,25 +171,94 @@ def resolve_optimizer(spec: Union[str, Dict]) -> Tuple[type, Dict[str, Any]]:
 
 
 def resolve_resume(resume: ResumeArg, out_dir: Path) -> Optional[Path]:
-    """The checkpoint file to resume from: False → none, True → the latest in out_dir (which must exist),
-    'auto' → the latest if any, a path → that checkpoint folder or file."""
+    """The checkpoint file to resume from: False → none, True → the latest complete one in out_dir (which must
+    exist), 'auto' → the latest complete one if any, a path → that checkpoint folder or file (which must be
+    complete). A damaged step folder is passed over, with one line saying so."""
     if resume is False or resume is None:
         return None
     if resume is True or resume == "auto":
         latest = latest_checkpoint(out_dir)
         if latest is None and resume is True:
-            raise FileNotFoundError(f"--resume true: no step-* checkpoint in {str(out_dir)!r} (--resume auto starts afresh instead)")
+            raise FileNotFoundError(f"--resume true: no complete step-* checkpoint in {str(out_dir)!r} (--resume auto starts afresh instead)")
         return latest
     path = Path(resume)
-    path = path / "lit_model.pth" if path.is_dir() else path
-    if not path.is_file():
+    path = path / "lit_model.pth" if path.is_dir() and not (path / ".metadata").is_file() else path
+    if not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {str(path)!r}")
+    problem = checkpoint_problem(path)
+    if problem:
+        from litgpt.checkpoint import CheckpointError
+
+        raise CheckpointError(f"--resume: {path} {problem}; resume from an earlier step-* folder")
     return path
 
 
 def latest_checkpoint(out_dir: Path) -> Optional[Path]:
+    """The newest step-*/lit_model.pth of out_dir that is complete; damaged newer ones are reported and skipped."""
     candidates = [p for p in Path(out_dir).glob("step-*/lit_model.pth") if p.parent.name[5:].isdigit()]
-    return max(candidates, key=lambda p: int(p.parent.name[5:]), default=None)
+    for path in sorted(candidates, key=lambda p: int(p.parent.name[5:]), reverse=True):
+        problem = checkpoint_problem(path)
+        if not problem:
+            return path
+        print(f"Skipping {path.parent}: its lit_model.pth {problem}")
+    return None
+
+
+def checkpoint_problem(path: Path) -> Optional[str]:
+    """Why a training checkpoint (a torch file, or a distributed checkpoint folder) cannot be resumed, or None.
+
+    Cheap: a torch file is a zip archive whose directory sits at its end, so a truncated file fails to open."""
+    import zipfile
+
+    path = Path(path)
+    if path.is_dir():  # FSDP's sharded checkpoint
+        return None if (path / ".metadata").is_file() else "is a folder without .metadata (an unfinished sharded save)"
+    try:
+        if path.stat().st_size == 0:
+            return "is empty (0 bytes)"
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                return "is not a torch checkpoint archive"
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"is truncated or corrupt ({e})"
+    return None
+
+
+def resume_hint(out_dir: Path) -> str:
+    """Where the last checkpoint of out_dir is and the command that continues from it (for an interrupted run)."""
+    import shlex
+    import sys
+
+    latest = latest_checkpoint(out_dir)
+    if latest is None:
+        return f"No checkpoint was saved in {out_dir} yet (--train.save_interval sets how often); nothing to resume"
+    argv = sys.argv[1:]
+    if Path(sys.argv[0]).name in ("litgpt", "__main__.py") and argv:
+        kept, skip = [], False
+        for arg in argv:
+            if skip or arg.startswith("--resume="):
+                skip = False
+                continue
+            if arg == "--resume":
+                skip = True
+                continue
+            kept.append(arg)
+        command = "litgpt " + shlex.join(kept + ["--resume", "auto"])
+    else:
+        command = "the same call with resume='auto'"
+    return f"The last checkpoint is {latest.parent}; continue with: {command}"
+
+
+def remove_stale(out_dir: Path) -> None:
+    """Delete hidden temporary checkpoint folders that a killed or failed run left in out_dir."""
+    for stale in sorted(Path(out_dir).glob(".*.tmp")) + sorted(Path(out_dir).glob(".*.old")):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+            print(f"Removed {stale}, a partial checkpoint an earlier run left behind")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the last checkpoint is and how to resume."""
 
 
 def make_fabric(devices: int, num_nodes: int, precision: str, loggers: List[Any], block_class: type) -> "Fabric":
@@ -280,9 +357,11 @@ def fit(
         "loss_count": 0,
     }
     strict = all(method.is_saved(name) for name in model.state_dict())
+    if fabric.is_global_zero:
+        remove_stale(out_dir)
     if resume is not None:
         fabric.print(f"Resuming from {resume}")
-        fabric.load(resume, state, strict=strict)
+        fabric.load(resume, state, strict=strict, weights_only=True)
         load_rng_state(resume.parent, fabric.global_rank)
         state["loss_sum"] = state["loss_sum"].to(fabric.device)
         if batches.saved_world_size != fabric.world_size:
@@ -311,71 +390,75 @@ def fit(
     if eval.initial_validation and val_loader is not None and state["step_count"] == 0:
         val_loss = run_validation(eval.max_iters)
 
-    session_steps, session_iters, session_tokens, session_samples = 0, 0, 0, 0
-    clock.start()
-    while state["step_count"] < max_steps:
-        if train.max_time is not None and stop_for_time(fabric, clock.now(), train.max_time):
-            progress.print(f"Stopping: --train.max_time of {train.max_time}s reached")
-            break
-        step_start = clock.now()
-        for micro in range(accum):
-            batch = next(batches)
-            input_ids, targets = split_batch(batch, seq_len)
-            with fabric.no_backward_sync(model, enabled=micro < accum - 1):
-                # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
-                loss = model(input_ids, targets=targets, ignore_index=ignore_index)
-                fabric.backward(loss / accum)
-            state["loss_sum"] += loss.detach()
-            state["loss_count"] += 1
-            state["iter_num"] += 1
-            state["tokens"] += input_ids.numel()
-            session_tokens += input_ids.numel()
-            session_samples += input_ids.size(0)
-        session_iters += accum
-        if train.max_norm is not None:
-            fabric.clip_gradients(model, opt, max_norm=train.max_norm)
-        for group, base in zip(opt.param_groups, base_lrs):
-            group["lr"] = learning_rate(state["iter_num"], base, train.min_lr, warmup, max_iters)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        state["step_count"] += 1
-        session_steps += 1
-        step = state["step_count"]
+    try:
+        session_steps, session_iters, session_tokens, session_samples = 0, 0, 0, 0
+        clock.start()
+        while state["step_count"] < max_steps:
+            if train.max_time is not None and stop_for_time(fabric, clock.now(), train.max_time):
+                progress.print(f"Stopping: --train.max_time of {train.max_time}s reached")
+                break
+            step_start = clock.now()
+            for micro in range(accum):
+                batch = next(batches)
+                input_ids, targets = split_batch(batch, seq_len)
+                with fabric.no_backward_sync(model, enabled=micro < accum - 1):
+                    # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
+                    loss = model(input_ids, targets=targets, ignore_index=ignore_index)
+                    fabric.backward(loss / accum)
+                state["loss_sum"] += loss.detach()
+                state["loss_count"] += 1
+                state["iter_num"] += 1
+                state["tokens"] += input_ids.numel()
+                session_tokens += input_ids.numel()
+                session_samples += input_ids.size(0)
+            session_iters += accum
+            if train.max_norm is not None:
+                fabric.clip_gradients(model, opt, max_norm=train.max_norm)
+            for group, base in zip(opt.param_groups, base_lrs):
+                group["lr"] = learning_rate(state["iter_num"], base, train.min_lr, warmup, max_iters)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            state["step_count"] += 1
+            session_steps += 1
+            step = state["step_count"]
 
-        if step % train.log_interval == 0 or step == max_steps:
-            mean_loss = fabric.all_reduce(state["loss_sum"] / state["loss_count"], reduce_op="mean").item()
-            state["loss_sum"].zero_()
-            state["loss_count"] = 0
-            now = clock.now()
-            throughput.update(now, session_iters, session_samples, session_tokens)
-            metrics = {
-                "loss": mean_loss,
-                "iter": state["iter_num"],
-                "step": step,
-                "epoch": batches.epoch,
-                "iter_time": (now - step_start) / accum,
-                "remaining_time": now / session_steps * (max_steps - step),
-                "tokens": state["tokens"],
-                "total_tokens": state["tokens"] * fabric.world_size,
-                "learning_rate": opt.param_groups[0]["lr"],
-                **throughput.compute(),
-            }
-            fabric.log_dict(metrics, step=step)
-            state["history"].append({k: metrics[k] for k in ("step", "loss", "throughput/tokens_per_sec") if k in metrics})
-            progress.update(step, metrics)
-            progress.print(monitor.log_line(metrics, max_steps, val_loss))
-        else:
-            progress.update(step)
+            if step % train.log_interval == 0 or step == max_steps:
+                mean_loss = fabric.all_reduce(state["loss_sum"] / state["loss_count"], reduce_op="mean").item()
+                state["loss_sum"].zero_()
+                state["loss_count"] = 0
+                now = clock.now()
+                throughput.update(now, session_iters, session_samples, session_tokens)
+                metrics = {
+                    "loss": mean_loss,
+                    "iter": state["iter_num"],
+                    "step": step,
+                    "epoch": batches.epoch,
+                    "iter_time": (now - step_start) / accum,
+                    "remaining_time": now / session_steps * (max_steps - step),
+                    "tokens": state["tokens"],
+                    "total_tokens": state["tokens"] * fabric.world_size,
+                    "learning_rate": opt.param_groups[0]["lr"],
+                    **throughput.compute(),
+                }
+                fabric.log_dict(metrics, step=step)
+                state["history"].append({k: metrics[k] for k in ("step", "loss", "throughput/tokens_per_sec") if k in metrics})
+                progress.update(step, metrics)
+                progress.print(monitor.log_line(metrics, max_steps, val_loss))
+            else:
+                progress.update(step)
 
-        if val_loader is not None and step % eval.interval == 0 and step < max_steps:
-            clock.stop()
-            val_loss = run_validation(eval.max_iters)
-            clock.start()
-        if train.save_interval is not None and step % train.save_interval == 0:
-            clock.stop()
-            save_checkpoint(fabric, state, out_dir / f"step-{step:08d}", files, method)
-            progress.print(f"Saved checkpoint {out_dir / f'step-{step:08d}'}")
-            clock.start()
+            if val_loader is not None and step % eval.interval == 0 and step < max_steps:
+                clock.stop()
+                val_loss = run_validation(eval.max_iters)
+                clock.start()
+            if train.save_interval is not None and step % train.save_interval == 0:
+                clock.stop()
+                save_checkpoint(fabric, state, out_dir / f"step-{step:08d}", files, method)
+                progress.print(f"Saved checkpoint {out_dir / f'step-{step:08d}'}")
+                clock.start()
+    except KeyboardInterrupt:
+        progress.close()
+        raise Interrupted(f"Interrupted at step {state['step_count']}. {resume_hint(out_dir)}") from None
     clock.stop()
     progress.close()
 
@@ -547,10 +630,11 @@ def save_checkpoint(fabric: "Fabric", state: Dict[str, Any], folder: Path, files
     for logger in fabric.loggers:  # the logs up to here must survive a kill, as the checkpoint does
         logger.save()
     tmp = _begin_folder(fabric, folder)
-    fabric.save(tmp / "lit_model.pth", state, filter={"model": lambda name, _: method.is_saved(name)})
-    torch.save(rng_state(), tmp / f"rng-{fabric.global_rank}.pt")
-    if fabric.is_global_zero:
-        files.write(tmp)
+    with _writing(tmp, folder):
+        fabric.save(tmp / "lit_model.pth", state, filter={"model": lambda name, _: method.is_saved(name)})
+        torch.save(rng_state(), tmp / f"rng-{fabric.global_rank}.pt")
+        if fabric.is_global_zero:
+            files.write(tmp)
     _commit_folder(fabric, tmp, folder)
 
 
@@ -561,13 +645,28 @@ def save_final(fabric: "Fabric", model: Any, method: Method, folder: Path, files
     for logger in fabric.loggers:
         logger.save()
     tmp = _begin_folder(fabric, folder)
-    fabric.save(tmp / method.weights_file, {"model": model}, filter={"model": lambda name, _: method.is_saved(name)})
-    method.finish(fabric, model, tmp)
-    if fabric.is_global_zero:
-        files.write(tmp)
-        if history:
-            plot_training(history, tmp / "training.png")
+    with _writing(tmp, folder):
+        fabric.save(tmp / method.weights_file, {"model": model}, filter={"model": lambda name, _: method.is_saved(name)})
+        method.finish(fabric, model, tmp)
+        if fabric.is_global_zero:
+            files.write(tmp)
+            if history:
+                plot_training(history, tmp / "training.png")
     _commit_folder(fabric, tmp, folder)
+
+
+@contextmanager
+def _writing(tmp: Path, folder: Path) -> Iterator[None]:
+    """A write that fails (disk full, quota) removes its temporary folder and says so in one line."""
+    try:
+        yield
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        from litgpt.checkpoint import CheckpointError
+
+        reason = e.strerror or str(e)
+        hint = resume_hint(folder.parent)
+        raise CheckpointError(f"Could not write the checkpoint {folder} ({reason}); free some space. {hint}") from None
 
 
 def _begin_folder(fabric: "Fabric", folder: Path) -> Path:
@@ -582,6 +681,7 @@ def _begin_folder(fabric: "Fabric", folder: Path) -> Path:
 def _commit_folder(fabric: "Fabric", tmp: Path, folder: Path) -> None:
     fabric.barrier()
     if fabric.is_global_zero:
+        _fsync_tree(tmp)  # the files reach the disk before the rename makes the folder count as complete
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -590,33 +690,76 @@ def _commit_folder(fabric: "Fabric", tmp: Path, folder: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.replace(folder)
+        _fsync_dir(folder.parent)
     fabric.barrier()
 
 
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    for path in [*sorted(p for p in root.rglob("*") if p.is_dir()), root]:
+        _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
 def rng_state() -> Dict[str, Any]:
+    """Every random generator's state as tensors and plain numbers, so that it loads without unpickling code."""
     import numpy as np
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def load_rng_state(folder: Path, rank: int) -> None:
-    """Restore this process's random generators from a checkpoint (skipped if it has none for this rank)."""
+    """Restore this process's random generators from a checkpoint (skipped if it has none for this rank).
+
+    The file is read with `weights_only=True`: tensors and plain values only (and, for folders written before
+    the states were stored as tensors, NumPy arrays); anything else is refused, never unpickled."""
     import numpy as np
     import torch
+
+    from litgpt.checkpoint import CheckpointError, read_plain
 
     path = folder / f"rng-{rank}.pt"
     if not path.is_file():
         return
-    state = torch.load(path, weights_only=False)  # our own file: Python and NumPy states are not tensors
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    reconstruct = getattr(getattr(np, "_core", np.core), "multiarray")._reconstruct
+    state = read_plain(path, allowed=(np.ndarray, np.dtype, type(np.dtype(np.uint32)), reconstruct))
+    try:
+        version, internal, gauss = state["python"]
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        internal = internal.tolist() if isinstance(internal, torch.Tensor) else internal
+        keys = keys.numpy() if isinstance(keys, torch.Tensor) else keys
+        random.setstate((version, tuple(int(i) for i in internal), gauss))
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
+        raise CheckpointError(f"{path} does not hold random-generator states ({e}); delete it to resume without them") from None
 
 
 def cpu_threads(fabric: "Fabric", devices: int) -> None:

@@ -144,6 +144,7 @@ def _run(
     """The work of each process."""
     import torch
 
+    from litgpt.checkpoint import check_shapes, model_state_dict, read_plain
     from litgpt.model import GPT
     from litgpt.train import loop
 
@@ -158,8 +159,10 @@ def _run(
     with fabric.init_module(empty_init=False):
         model = GPT(config)
     if initial_checkpoint_dir is not None:
-        state_dict = torch.load(initial_checkpoint_dir / "lit_model.pth", map_location="cpu", mmap=True, weights_only=True)
-        model.load_state_dict(state_dict.get("model", state_dict))
+        weights = initial_checkpoint_dir / "lit_model.pth"
+        state_dict = model_state_dict(read_plain(weights, mmap=True))
+        check_shapes(model, state_dict, weights)
+        model.load_state_dict(state_dict)
     else:
         init_weights(model, seed)
     if train.tie_embeddings:

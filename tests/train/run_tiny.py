@@ -15,6 +15,19 @@ from train_helpers import run_in_process  # noqa: E402
 def main() -> None:
     spec = json.loads(sys.argv[1])
     kill_at = spec.pop("kill_at_step", None)
+    if spec.pop("slow_commit", False):  # hold each checkpoint in its temporary folder a while, for kills inside a save
+        import time
+
+        from litgpt.train import loop
+
+        commit = loop._commit_folder
+
+        def slow_commit(*args):
+            print("saving", flush=True)
+            time.sleep(0.3)
+            return commit(*args)
+
+        loop._commit_folder = slow_commit
     if kill_at is not None:
         from litgpt.train import monitor
 
