@@ -106,6 +106,9 @@ class Config:
                 raise ValueError(f"The config {self.name!r} needs an intermediate_size")
             self.intermediate_size = 4 * self.n_embd
         self.rope_n_elem = int(self.rotary_percentage * self.head_size)
+        self.rope_scaling = rope_scaling_kind(self.rope_adjustments)
+        if self.rope_scaling == "longrope":
+            self._check_longrope()
         if self.sliding_window_size is not None and self.sliding_window_indices is None:
             self.sliding_window_indices = [1] * self.n_layer
         if self.rope_local_base_freq is not None and self.rope_indices is None:
@@ -117,6 +120,17 @@ class Config:
             self.norm_unit_offset = unit_offset
         if self.norm_affine is None:
             self.norm_affine = affine
+
+    def _check_longrope(self) -> None:
+        adj = self.rope_adjustments
+        missing = [key for key in LONGROPE_KEYS if key not in adj]
+        if missing:
+            raise ValueError(f"rope_adjustments for LongRoPE need {', '.join(missing)}")
+        for key in ("short_factor", "long_factor"):
+            if len(adj[key]) != max(self.rope_n_elem // 2, 1):
+                raise ValueError(f"rope_adjustments {key} has {len(adj[key])} entries for {self.rope_n_elem // 2} rotary frequencies")
+        if self.rope_local_base_freq is not None:
+            raise ValueError("LongRoPE together with rope_local_base_freq is not supported")
 
     def _per_layer_flags(self, field_name: str) -> Optional[List[int]]:
         """A 0/1 list with one flag per layer; longer lists are cut to n_layer (a registry entry with fewer layers)."""
@@ -175,6 +189,21 @@ class Config:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
         tmp.replace(path)
+
+
+# rope_adjustments' kinds of RoPE scaling, each recognised by a key only it has (the last needs only `factor`)
+ROPE_SCALING_KEYS = (("longrope", "long_factor"), ("yarn", "beta_fast"), ("llama3", "low_freq_factor"), ("linear", "factor"))
+LONGROPE_KEYS = ("short_factor", "long_factor", "original_max_seq_len", "attention_factor")
+
+
+def rope_scaling_kind(adjustments: Optional[dict]) -> Optional[str]:
+    """Which RoPE scaling `rope_adjustments` describe: longrope, yarn, llama3, linear, or None."""
+    if not adjustments:
+        return None
+    for kind, key in ROPE_SCALING_KEYS:
+        if key in adjustments:
+            return kind
+    raise ValueError(f"rope_adjustments {sorted(adjustments)} name no known RoPE scaling (one of: longrope, yarn, llama3, linear)")
 
 
 def _legacy_norm_flags(name: Any) -> "tuple[bool, bool]":

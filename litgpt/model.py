@@ -60,7 +60,12 @@ class GPT(nn.Module):
         """cos and sin of shape (max_seq_length, rope_n_elem), or (..., 2) with a local-attention cache last."""
         c = self.config
         cos, sin = build_rope_cache(self.max_seq_length, c.rope_n_elem, c.rope_base, c.rope_condense_ratio, c.rope_adjustments, device)
-        if c.rope_local_base_freq is not None:
+        if c.rope_scaling == "longrope":  # the short factors' cache, then the long ones' (see `_longrope`)
+            cos_long, sin_long = build_rope_cache(
+                self.max_seq_length, c.rope_n_elem, c.rope_base, c.rope_condense_ratio, c.rope_adjustments, device, long_factors=True
+            )
+            cos, sin = torch.stack((cos, cos_long), -1), torch.stack((sin, sin_long), -1)
+        elif c.rope_local_base_freq is not None:
             cos_local, sin_local = build_rope_cache(self.max_seq_length, c.rope_n_elem, c.rope_local_base_freq, c.rope_condense_ratio, None, device)
             cos, sin = torch.stack((cos, cos_local), -1), torch.stack((sin, sin_local), -1)
         return cos, sin
@@ -110,6 +115,8 @@ class GPT(nn.Module):
             # T tokens ending at position T - 1 are a prefill from 0: they attend only to each other (causal,
             # flash kernel) while still filling the cache; otherwise they attend over the cache through masks
             masks = None if input_pos_maxp1 == T else self._cache_masks(input_pos, input_pos_maxp1)
+        if self.config.rope_scaling == "longrope":  # by the positions, not input_pos_maxp1 (the engine pads that)
+            cos, sin = self._longrope(cos, sin, T if input_pos is None else input_pos.max() + 1)
 
         x = self.transformer.wte(idx)  # (B, T, n_embd)
         if self.config.scale_embeddings:
@@ -126,6 +133,16 @@ class GPT(nn.Module):
         if lm_head_chunk_size > 0:
             return [self._head(chunk) for chunk in x.split(lm_head_chunk_size, dim=1)]
         return self._head(x)
+
+    def _longrope(self, cos: torch.Tensor, sin: torch.Tensor, seq_len: Union[int, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """LongRoPE's factors for one forward call: the long ones for every position once the call reaches past the
+        original context (its largest position + 1 > original_max_seq_len), else the short ones; as transformers does,
+        so a KV-cached generation that crosses that length keeps the keys it cached with the short factors."""
+        long = seq_len > self.config.rope_adjustments["original_max_seq_len"]
+        if isinstance(long, bool):
+            return cos[..., int(long)], sin[..., int(long)]
+        # a tensor (positions of a decode step): no host sync, so CUDA graphs can replay it
+        return torch.where(long, cos[..., 1], cos[..., 0]), torch.where(long, sin[..., 1], sin[..., 0])
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.lm_head(x)
@@ -419,8 +436,12 @@ def build_rope_cache(
     condense_ratio: int = 1,
     adjustments: Optional[dict] = None,
     device: Optional[torch.device] = None,
+    long_factors: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (seq_len, n_elem) of rotary embeddings, with linear, llama3 or YaRN frequency scaling."""
+    """cos and sin (seq_len, n_elem) of rotary embeddings, with linear, llama3, YaRN or LongRoPE frequency scaling.
+
+    LongRoPE divides each frequency by its own factor, from `short_factor`, or `long_factor` with `long_factors`.
+    """
     exponents = torch.arange(0, n_elem, 2, device=device).float() / n_elem
     theta = 1.0 / base**exponents  # (n_elem / 2,)
     amplitude = 1.0
@@ -445,6 +466,10 @@ def build_rope_cache(
             amplitude = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)
         elif mscale_all or mscale:
             amplitude = yarn_mscale(factor, mscale_all or mscale)
+    elif "long_factor" in adj:
+        factors = torch.tensor(adj["long_factor" if long_factors else "short_factor"], device=device, dtype=torch.float32)
+        theta = theta / factors[: theta.numel()]
+        amplitude = adj["attention_factor"]
     elif "low_freq_factor" in adj:  # llama3: scale low frequencies, keep high ones, blend in between
         factor = adj["factor"]
         ratio = adj["original_max_seq_len"] * theta / (2 * math.pi)

@@ -116,7 +116,24 @@ def _rope_adjustments(scaling: Optional[Dict[str, Any]], hf: Dict[str, Any]) -> 
         if "truncate" in scaling:
             adjustments["truncate"] = scaling["truncate"]
         return adjustments
-    raise CheckpointError(f"RoPE scaling {kind!r} is not supported (supported: linear, llama3, yarn)")
+    if kind == "longrope":
+        return _longrope(scaling, hf, original)
+    raise CheckpointError(f"RoPE scaling {kind!r} is not supported (supported: linear, llama3, yarn, longrope)")
+
+
+def _longrope(scaling: Dict[str, Any], hf: Dict[str, Any], original: int) -> Dict[str, Any]:
+    """LongRoPE (Phi-3, Phi-4-mini): per-frequency factors, and cos/sin scaled by an attention factor that transformers
+    derives from max_position_embeddings / original_max_position_embeddings when config.json does not state it."""
+    if not (scaling.get("short_factor") and scaling.get("long_factor")):
+        raise CheckpointError("rope_scaling of type longrope in config.json: LongRoPE needs short_factor and long_factor")
+    attention_factor = scaling.get("attention_factor")
+    if attention_factor is None:
+        factor = scaling.get("factor") or hf["max_position_embeddings"] / original
+        attention_factor = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(original))
+    return {
+        "short_factor": [float(f) for f in scaling["short_factor"]], "long_factor": [float(f) for f in scaling["long_factor"]],
+        "original_max_seq_len": original, "attention_factor": attention_factor,
+    }
 
 
 def _windows(hf: Dict[str, Any], arch: Architecture, n_layer: int, local_base: Optional[float]) -> Dict[str, Any]:
@@ -164,6 +181,8 @@ def config_to_hf(config: Config, arch: Architecture, base: Optional[Dict[str, An
     for name, keys in arch.keys.items():
         hf[keys.split("|")[0]] = getattr(config, name)
     hf["rope_scaling"] = _rope_scaling(config)
+    if config.rope_scaling == "longrope":  # transformers 4's Phi-3 reads it from the top level
+        hf["original_max_position_embeddings"] = config.rope_adjustments["original_max_seq_len"]
     act_key = arch.act.split("|")[0]
     source_act = hf.get(act_key)
     if ACTIVATIONS.get(arch.act_aliases.get(source_act, source_act)) != _our_activation(config):
@@ -195,6 +214,11 @@ def _rope_scaling(config: Config) -> Optional[Dict[str, Any]]:
         adj = {"factor": config.rope_condense_ratio}
     if not adj:
         return None
+    if "long_factor" in adj:
+        return {
+            "rope_type": "longrope", "short_factor": adj["short_factor"], "long_factor": adj["long_factor"],
+            "original_max_position_embeddings": adj["original_max_seq_len"], "attention_factor": adj["attention_factor"],
+        }
     if "low_freq_factor" in adj:
         return {
             "rope_type": "llama3", "factor": adj["factor"], "low_freq_factor": adj["low_freq_factor"],

@@ -82,6 +82,11 @@ def resolve_config(checkpoint_dir: Path, hf_config: Optional[Dict[str, Any]], mo
             if any(m.split(":")[0] in SHAPE_FIELDS for m in mismatch):
                 _warn(f"the registry entry {config.name!r} does not fit config.json ({mismatch[0]}); using config.json")
                 config = derived
+            elif config.rope_adjustments is None and derived.rope_adjustments is not None:
+                # LitGPT's entries for LongRoPE models (Phi-3.5-mini, Phi-4-mini) leave out the scaling (and with it
+                # the context it reaches)
+                _warn(f"the registry entry {config.name!r} has no RoPE scaling; using config.json's ({derived.rope_scaling})")
+                config = Config(**{**entry, "rope_adjustments": derived.rope_adjustments, "block_size": derived.block_size})
             elif mismatch:
                 _warn(f"the registry entry {config.name!r} differs from config.json ({'; '.join(mismatch)}); using the registry")
     if arch is None:

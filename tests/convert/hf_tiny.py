@@ -19,6 +19,22 @@ FAMILIES: Dict[str, Tuple[str, str, Dict[str, Any], Dict[str, Any]]] = {
     "mixtral": ("MixtralConfig", "MixtralForCausalLM", dict(LLAMA_LIKE, intermediate_size=48, num_local_experts=4, num_experts_per_tok=2), {}),
     "phi-2": ("PhiConfig", "PhiForCausalLM", dict(SMALL, intermediate_size=128, partial_rotary_factor=0.5), {}),
     "phi-3": ("Phi3Config", "Phi3ForCausalLM", dict(LLAMA_LIKE, sliding_window=5, pad_token_id=0, bos_token_id=1, eos_token_id=2), {}),
+    # LongRoPE: factors for head_dim 16 (8 frequencies), and with Phi-4-mini's partial rotary (12 dims, 6 frequencies)
+    "phi-3-longrope": (
+        "Phi3Config", "Phi3ForCausalLM",
+        dict(LLAMA_LIKE, original_max_position_embeddings=16, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+             rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.1, 1.2, 1.5, 2.0, 2.5, 3.0, 3.5],
+                           "long_factor": [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0]}),
+        {},
+    ),
+    "phi-4-mini": (
+        "Phi3Config", "Phi3ForCausalLM",
+        dict(LLAMA_LIKE, original_max_position_embeddings=16, partial_rotary_factor=0.75, tie_word_embeddings=True,
+             pad_token_id=0, bos_token_id=1, eos_token_id=2,
+             rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.2, 1.6, 2.0, 2.4, 3.0],
+                           "long_factor": [1.0, 2.0, 3.0, 5.0, 7.0, 9.0]}),
+        {},
+    ),
     "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(LLAMA_LIKE, num_key_value_heads=1, head_dim=16), {}),
     "gemma-2": (
         "Gemma2Config", "Gemma2ForCausalLM",

@@ -54,7 +54,8 @@ def test_unsupported_architecture(hf_checkpoint):
         ("stablelm", {"qk_layernorm": True}, "qk_layernorm=True is not supported"),
         ("qwen-3-moe", {"norm_topk_prob": False}, "norm_topk_prob=False is not supported"),
         ("falcon-7b", {"alibi": True}, "alibi=True is not supported"),
-        ("llama-2", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "RoPE scaling 'longrope' is not supported"),
+        ("llama-2", {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4}}, "RoPE scaling 'dynamic' is not supported"),
+        ("llama-2", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "LongRoPE needs short_factor and long_factor"),
         ("llama-2", {"hidden_act": "relu"}, "activation 'relu' is not supported"),
     ],
 )
