@@ -4,10 +4,13 @@ Modules are imported only for the subcommand that runs (all of them for `litgpt 
 torch inside their functions, so help answers at once.
 """
 
+import json
 import os
+import re
 import sys
 from importlib import import_module
-from typing import Callable, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 COMMANDS: Dict[str, str] = {
     "convert_to_litgpt": "litgpt.convert.hf_to_lit:convert_to_litgpt",
@@ -59,6 +62,80 @@ def _config_first(argv: List[str]) -> List[str]:
     return [rest[0], *configs, *rest[1:]]
 
 
+def _flag_values(argv: List[str], prefix: str) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """Split `--PREFIX...` flags (with a separate or `=` value) out of argv: ([(flag, value)], the rest)."""
+    found, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        if name == prefix or name.startswith(prefix + "."):
+            if "=" in arg:
+                found.append((name, arg.split("=", 1)[1]))
+            elif i + 1 < len(argv):
+                found.append((name, argv[i + 1]))
+                i += 1
+            else:
+                found.append((name, ""))
+        else:
+            rest.append(arg)
+        i += 1
+    return found, rest
+
+
+def _configured_optimizer(argv: List[str]) -> Any:
+    """The optimizer named by the --config files in argv (the last one wins), or None."""
+    from jsonargparse import get_loader
+
+    spec = None
+    for flag, value in _flag_values(argv, "--config")[0]:
+        if "://" in value:
+            raise ValueError(f"--optimizer.*: name the optimizer too (--optimizer AdamW) when --config is a URL ({value})")
+        try:
+            loaded = get_loader("yaml")(Path(value).read_text(encoding="utf-8"))
+        except OSError:
+            continue  # jsonargparse reports the missing file
+        if isinstance(loaded, dict) and loaded.get("optimizer") is not None:
+            spec = loaded["optimizer"]
+    return spec
+
+
+def _optimizer_flags(argv: List[str]) -> List[str]:
+    """Fold `--optimizer AdamW --optimizer.lr 0.005` and `--optimizer.class_path torch.optim.AdamW
+    --optimizer.init_args.lr 0.005` into the one `--optimizer {class_path, init_args}` value the commands take;
+    what the flags leave out comes from the --config file's optimizer (or AdamW)."""
+    found, rest = _flag_values(argv, "--optimizer")
+    if not any(flag != "--optimizer" for flag, _ in found):
+        return argv  # a plain --optimizer NAME or dict: jsonargparse reads it as it is
+    from jsonargparse import get_loader
+
+    load = get_loader("yaml")
+    given = [flag for flag, _ in found]
+    base = load(found[given.index("--optimizer")][1]) if "--optimizer" in given else None
+    if base is None and "--optimizer.class_path" not in given:
+        base = _configured_optimizer(argv)
+    spec = _as_spec(base if base is not None else "AdamW")
+    for flag, value in found:
+        key = flag[len("--optimizer.") :]
+        if flag == "--optimizer" or not key:
+            continue
+        if key == "class_path":
+            spec["class_path"] = value
+        elif key == "init_args":
+            init_args = load(value)
+            if not isinstance(init_args, dict):
+                raise ValueError(f"--optimizer.init_args takes a mapping such as '{{\"lr\": 0.001}}', got {value!r}")
+            spec["init_args"].update(init_args)
+        else:
+            spec["init_args"][key.removeprefix("init_args.")] = load(value)
+    return [*rest, "--optimizer", json.dumps(spec)]
+
+
+def _as_spec(optimizer: Any) -> Dict[str, Any]:
+    if isinstance(optimizer, dict):
+        return {"class_path": optimizer.get("class_path", "AdamW"), "init_args": dict(optimizer.get("init_args") or {})}
+    return {"class_path": str(optimizer), "init_args": {}}
+
+
 def _load(target: str) -> Callable:
     module, name = target.split(":")
     return getattr(import_module(module), name)
@@ -79,7 +156,10 @@ def _user_errors() -> tuple:
 def main(argv: Optional[List[str]] = None) -> None:
     from jsonargparse import auto_cli, set_parsing_settings
 
-    set_parsing_settings(config_read_mode_urls_enabled=True)  # `--config https://...` as LitGPT allows
+    from litgpt.cli_parser import Parser
+
+    # `--config https://...` as LitGPT allows; help for `--train.*` and data modules' flags from attribute docstrings
+    set_parsing_settings(config_read_mode_urls_enabled=True, docstring_parse_attribute_docstrings=True)
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) > 1 and argv[0] in OPTIONAL_POSITIONAL and not argv[1].startswith("-"):
@@ -88,7 +168,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     chosen = {argv[0]: COMMANDS[argv[0]]} if argv and argv[0] in COMMANDS else COMMANDS
     components = {name: _load(target) for name, target in chosen.items()}
     try:
-        auto_cli(components, args=argv, as_positional=True, prog="litgpt")
+        argv = _optimizer_flags(argv)
+        auto_cli(components, args=argv, as_positional=True, prog="litgpt", parser_class=Parser)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # the reader stopped (`litgpt evaluate list | head`): end quietly, as `ls | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except KeyboardInterrupt as interrupt:
         if str(interrupt):  # training says where its last checkpoint is and how to resume
             print(interrupt, file=sys.stderr)
@@ -99,6 +185,29 @@ def main(argv: Optional[List[str]] = None) -> None:
         command = argv[0] if argv else "litgpt"
         print(f"litgpt {command}: error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Exception as error:
+        unreadable = _unreadable_url(error)
+        if unreadable is None or os.environ.get("LITGPT_DEBUG"):
+            raise
+        print(f"litgpt {argv[0] if argv else 'litgpt'}: error: {unreadable}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _unreadable_url(error: Exception) -> Optional[str]:
+    """One line for a `--config https://...` that could not be fetched (requests' error, raised through
+    jsonargparse), naming the URL and the deepest cause; None for any other error."""
+    requests = sys.modules.get("requests")
+    if requests is None or not isinstance(error, requests.RequestException):
+        return None
+    request = getattr(error, "request", None)
+    url = getattr(request, "url", None) or "the URL"
+    cause: BaseException = error
+    while cause.__cause__ is not None or (cause.args and isinstance(cause.args[0], BaseException)):
+        cause = cause.__cause__ or cause.args[0]
+    text = str(cause)
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    reason = errno.group(1) if errno else text.splitlines()[0] if text else type(cause).__name__
+    return f"--config {url} cannot be read: {reason.strip()} (check the address and the network, or give a local file)"
 
 
 if __name__ == "__main__":

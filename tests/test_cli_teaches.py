@@ -1,0 +1,90 @@
+"""The command line teaches: every flag in every `--help` says what it does, and a mistyped flag gets one line
+that names it and the flag that was probably meant."""
+
+import contextlib
+import io
+import re
+import subprocess
+import sys
+from typing import Dict, List
+
+import pytest
+
+from litgpt.__main__ import COMMANDS, main
+
+_FLAG = re.compile(r"^  (-{1,2}[\w.\-]+)")
+_TYPE_NOTE = re.compile(r"\((?:required, )?type: .*?\)\s*$", re.S)
+
+
+def help_text(*args: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit:
+        main(list(args))
+    assert exit.value.code == 0, args
+    return out.getvalue()
+
+
+def descriptions(text: str) -> Dict[str, str]:
+    """Each flag of an argparse help text with the words that describe it (jsonargparse's type note left out)."""
+    found: Dict[str, List[str]] = {}
+    current = None
+    for line in text.split("\n\n", 1)[-1].splitlines():  # past the usage paragraph, which names flags too
+        match = _FLAG.match(line)
+        if match:  # "  --flag METAVAR  words" or, for a long flag, the words on the next lines
+            current = match.group(1)
+            found[current] = [line.strip().split("  ", 1)[1] if "  " in line.strip() else ""]
+        elif current and line.startswith(" " * 10):
+            found[current].append(line.strip())
+        else:
+            current = None
+    return {flag: _TYPE_NOTE.sub("", " ".join(words)).strip() for flag, words in found.items()}
+
+
+def test_descriptions_parser_sees_a_missing_description():
+    text = "usage: x\n\noptions:\n  --a A    Does a (type: int, default: 1)\n  --b.c C\n                        (type: int, default: 2)\n"
+    assert descriptions(text) == {"--a": "Does a", "--b.c": ""}
+
+
+def _data_modules() -> List[str]:
+    import litgpt.data
+
+    return [name for name in litgpt.data.__all__ if name not in ("DataModule", "SFTData", "SFTDataset", "get_sft_collate_fn")]
+
+
+HELPS = [[name, "--help"] for name in sorted(COMMANDS)]
+HELPS += [["finetune", "--data.help", name] for name in _data_modules()]
+
+
+@pytest.mark.parametrize("args", HELPS, ids=" ".join)
+def test_every_flag_has_a_description(args):
+    flags = descriptions(help_text(*args))
+    assert len(flags) > 1
+    assert [flag for flag, words in flags.items() if not words] == []
+
+
+def litgpt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "litgpt", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--train.max_step", "5"], "unknown flag --train.max_step; did you mean --train.max_steps?"),
+        (["--train.max_st", "5"], "unknown flag --train.max_st; did you mean --train.max_steps?"),  # no abbreviations
+        (["--data", "TextFiles", "--data.train_data_pat", "x"], "unknown flag --data.train_data_pat; did you mean --data.train_data_path?"),
+        (["--data", "TextFile"], "--data: unknown name 'TextFile'; did you mean TextFiles?"),
+        (["--data.json_path", "x"], "--data.json_path needs --data NAME before it, e.g. --data JSON"),
+        (["--train.max_steps", "abc"], "--train.max_steps: expected int or null; got 'abc'"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_a_bad_flag_is_one_line_naming_the_flag_meant(args, line):
+    result = litgpt("pretrain", "pythia-14m", *args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"litgpt pretrain: error: {line} (`litgpt pretrain --help` lists the flags)"]
+
+
+def test_a_misspelt_command_gets_a_suggestion():
+    result = litgpt("finetune_lor", "x")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["litgpt: error: unknown command 'finetune_lor'; did you mean finetune_lora? (`litgpt --help` lists the commands)"]
