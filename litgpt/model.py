@@ -90,6 +90,7 @@ class GPT(nn.Module):
         targets: Optional[torch.Tensor] = None,
         ignore_index: int = -100,
         logits_at: Optional[torch.Tensor] = None,
+        document_ids: Optional[torch.Tensor] = None,
     ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Logits (B, T, padded_vocab_size) for tokens `idx` (B, T), or with `targets` the mean cross-entropy.
 
@@ -101,11 +102,18 @@ class GPT(nn.Module):
                 blocks, without ever holding the full logits (`litgpt.loss`); this is how training calls the model.
             logits_at: one index along T per row, (B,): only those positions' logits, (B, padded_vocab_size) (a
                 prefill needs just each prompt's last one; the full logits of a long prompt can take gigabytes).
+            document_ids: (B, T) which packed sample each token belongs to (training on packed rows, no KV cache):
+                attention stays within a sample and positions restart at each sample's first token.
         """
         B, T = idx.shape
         if T > self.max_seq_length:
             raise ValueError(f"Cannot forward a sequence of {T} tokens: max_seq_length is {self.max_seq_length}")
-        if input_pos is None:
+        if document_ids is not None:
+            if input_pos is not None:
+                raise ValueError("document_ids (packed samples) cannot be combined with input_pos (the KV cache)")
+            positions, masks = document_masks(document_ids, self.config.sliding_window_size)
+            cos, sin = self.cos[positions], self.sin[positions]  # (B, T, n_elem[, 2])
+        elif input_pos is None:
             cos, sin = self.cos[:T].unsqueeze(0), self.sin[:T].unsqueeze(0)  # (1, T, n_elem[, 2])
             masks = None
         else:
@@ -265,6 +273,8 @@ class CausalSelfAttention(nn.Module):
                 if input_pos_maxp1 is not None:
                     k, v = k[:, :, :input_pos_maxp1], v[:, :, :input_pos_maxp1]
                 mask = masks[0] if self.sliding_window is None else masks[1]
+        elif masks is not None:  # packed samples (see document_masks)
+            mask = masks[0] if self.sliding_window is None else masks[1]
         if mask is None and self.sliding_window is not None and T > self.sliding_window:
             pos = torch.arange(T, device=x.device)
             distance = pos.view(-1, 1) - pos
@@ -484,6 +494,21 @@ def build_rope_cache(
     positions = torch.arange(seq_len, device=device).float() / condense_ratio
     angles = torch.outer(positions, theta).repeat(1, 2)[:, :n_elem]  # (seq_len, n_elem)
     return torch.cos(angles) * amplitude, torch.sin(angles) * amplitude
+
+
+def document_masks(document_ids: torch.Tensor, window: Optional[int] = None) -> Tuple[torch.Tensor, Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """For packed rows of samples, (B, T) ids of each token's sample: the positions within each sample (B, T) and
+    the boolean attention masks (B, 1, T, T), causal within a sample (and within the sliding `window`)."""
+    B, T = document_ids.shape
+    idx = torch.arange(T, device=document_ids.device).expand(B, T)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    start_of = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values  # each token's sample start
+    positions = idx - start_of
+    same = document_ids.unsqueeze(-1) == document_ids.unsqueeze(-2)  # (B, T, T)
+    distance = idx.unsqueeze(-1) - idx.unsqueeze(-2)
+    causal = (same & (distance >= 0)).unsqueeze(1)  # (B, 1, T, T)
+    return positions, (causal, None if window is None else causal & (distance < window).unsqueeze(1))
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

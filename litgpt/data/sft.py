@@ -139,6 +139,9 @@ class SFTData(DataModule):
     """The seed of the train/validation split and of the shuffling"""
     num_workers: int = 4
     """Worker processes per data loader"""
+    packing: bool = False
+    """Pack training samples into full rows of --train.max_seq_length tokens; attention and positions stay within
+    each sample (tutorials/packing.md)"""
 
     tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
     batch_size: int = field(default=1, init=False, repr=False)
@@ -157,6 +160,8 @@ class SFTData(DataModule):
             raise ValueError(f"--data.val_split_fraction must be between 0 and 1, got {self.val_split_fraction}")
         if self.num_workers < 0:
             raise ValueError(f"--data.num_workers must be 0 or more, got {self.num_workers}")
+        if self.packing and self.max_seq_length <= 0:
+            raise ValueError("--data.packing true needs --train.max_seq_length: the length of the packed rows")
         self.check_records()
 
     def check_records(self) -> None:
@@ -210,6 +215,17 @@ class SFTData(DataModule):
         )
 
     def train_dataloader(self) -> Any:
+        if self.packing:
+            import torch
+            from torch.utils.data import DataLoader
+
+            from litgpt.data.packing import PackedDataset, get_packed_collate_fn
+
+            return DataLoader(
+                PackedDataset(self.train_dataset, self.max_seq_length, self.ignore_index), batch_size=self.batch_size,
+                shuffle=True, num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed),
+                collate_fn=get_packed_collate_fn(ignore_index=self.ignore_index),
+            )
         return self._loader(self.train_dataset, shuffle=True)
 
     def val_dataloader(self) -> Any:

@@ -397,6 +397,8 @@ def _run(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     longest = _longest_sample(fabric, data)
+    if getattr(data, "packing", False):
+        longest = None  # packed rows fill --train.max_seq_length
     sample = ValidationSample(data, eval.max_new_tokens, eval.evaluate_example) if eval.max_new_tokens and isinstance(data, SFTData) else None
     seq_len = min(x for x in (longest, train.max_seq_length, config.block_size) if x)
     fabric.print(

@@ -65,6 +65,14 @@ class Method:
     def finish(self, fabric: "Fabric", model: Any, folder: Path) -> None:
         """Write anything else `final/` needs (e.g. merged weights); runs on every process."""
 
+    def loss(self, model: Any, batch: Any, seq_len: int, ignore_index: int) -> "torch.Tensor":
+        """The loss of one micro-batch, in training and validation (DPO overrides it): next-token cross-entropy."""
+        return next_token_loss(model, batch, seq_len, ignore_index)
+
+    def metrics(self, fabric: "Fabric") -> Dict[str, float]:
+        """Numbers of the method's own for the log line, over the micro-batches since the last call."""
+        return {}
+
 
 @dataclass
 class FolderFiles:
@@ -379,7 +387,7 @@ def fit(
     val_loss: Optional[float] = None
 
     def run_validation(max_iters: int) -> float:
-        loss = validate(fabric, model, val_loader, max_iters, seq_len, ignore_index)
+        loss = validate(fabric, model, val_loader, max_iters, seq_len, ignore_index, method.loss)
         state["history"].append({"step": state["step_count"], "val_loss": loss})
         fabric.log_dict({"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}, step=state["step_count"])
         progress.print(f"step {state['step_count']}: val loss {loss:.4f}, val ppl {math.exp(min(loss, 50)):.2f}")
@@ -400,10 +408,10 @@ def fit(
             step_start = clock.now()
             for micro in range(accum):
                 batch = next(batches)
-                input_ids, targets = split_batch(batch, seq_len)
+                input_ids, _ = split_batch(batch, seq_len)  # counted below
                 with fabric.no_backward_sync(model, enabled=micro < accum - 1):
                     # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
-                    loss = model(input_ids, targets=targets, ignore_index=ignore_index)
+                    loss = method.loss(model, batch, seq_len, ignore_index)
                     fabric.backward(loss / accum)
                 state["loss_sum"] += loss.detach()
                 state["loss_count"] += 1
@@ -439,6 +447,7 @@ def fit(
                     "total_tokens": state["tokens"] * fabric.world_size,
                     "learning_rate": opt.param_groups[0]["lr"],
                     **throughput.compute(),
+                    **method.metrics(fabric),
                 }
                 fabric.log_dict(metrics, step=step)
                 state["history"].append({k: metrics[k] for k in ("step", "loss", "throughput/tokens_per_sec") if k in metrics})
@@ -547,6 +556,15 @@ def split_batch(batch: Any, seq_len: int) -> Tuple["torch.Tensor", "torch.Tensor
     return batch[:, :seq_len].long(), batch[:, 1 : seq_len + 1].long()
 
 
+def next_token_loss(model: Any, batch: Any, seq_len: int, ignore_index: int) -> "torch.Tensor":
+    """Mean cross-entropy of a batch's next tokens; packed rows (with "document_ids") attend within each sample."""
+    input_ids, targets = split_batch(batch, seq_len)
+    if isinstance(batch, dict) and "document_ids" in batch:
+        document_ids = batch["document_ids"][:, :-1][:, :seq_len]
+        return model(input_ids, targets=targets, ignore_index=ignore_index, document_ids=document_ids)
+    return model(input_ids, targets=targets, ignore_index=ignore_index)
+
+
 def plan_steps(train: TrainArgs, accum: int, world_size: int, seq_len: int, iters_per_epoch: Optional[int]) -> int:
     """The run's optimizer steps: the tightest of --train.max_steps, max_tokens and epochs."""
     limits = []
@@ -579,7 +597,8 @@ def stop_for_time(fabric: "Fabric", elapsed: float, max_time: float) -> bool:
 
 
 def validate(
-    fabric: "Fabric", model: Any, loader: Any, max_iters: int, seq_len: int, ignore_index: int = -100
+    fabric: "Fabric", model: Any, loader: Any, max_iters: int, seq_len: int, ignore_index: int = -100,
+    loss: Optional[Callable] = None,
 ) -> float:
     """Mean loss over the first `max_iters` validation batches, averaged over processes."""
     import torch
@@ -591,8 +610,7 @@ def validate(
         for k, batch in enumerate(loader):
             if k >= max_iters:
                 break
-            input_ids, targets = split_batch(batch, seq_len)
-            total += model(input_ids, targets=targets, ignore_index=ignore_index)
+            total += (loss or next_token_loss)(model, batch, seq_len, ignore_index)
             count += 1
     model.train()
     return fabric.all_reduce(total / max(count, 1), reduce_op="mean").item()
