@@ -20,7 +20,7 @@ from litgpt.config import Config, find_entry
 from litgpt.convert.architectures import ARCHITECTURES, EXPORT_ORDER, Architecture, find_architecture
 from litgpt.convert.hf_config import config_from_hf, config_to_hf, differences, text_part
 
-SHARD_FILES = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?")
+SHARD_FILES = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?(\.tmp)?")  # .tmp: left by a killed run
 TOKEN_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
@@ -132,7 +132,6 @@ def write_safetensors(
 ) -> None:
     """Write the weights under HF names as model.safetensors, or as shards of at most `max_bytes` with an index."""
     import torch
-    from safetensors.torch import save_file
     from tqdm import tqdm
 
     from litgpt.convert.weights import Translator
@@ -156,6 +155,8 @@ def write_safetensors(
     shard_of = {hf_name: i for i, shard in enumerate(shards) for hf_name in shard}
     for stale in output_dir.iterdir():  # shards of an earlier conversion would confuse the index
         if SHARD_FILES.fullmatch(stale.name) and stale.name not in files:
+            if stale.suffix == ".tmp":
+                print(f"Removed {stale}, left by an earlier conversion that did not finish", file=sys.stderr)
             stale.unlink()
 
     pending: List[Dict[str, Any]] = [{} for _ in shards]
@@ -166,14 +167,27 @@ def write_safetensors(
             i = shard_of[hf_name]
             pending[i][hf_name] = _own_storage(tensor)
             if len(pending[i]) == len(shards[i]):
-                tmp = output_dir / (files[i] + ".tmp")
-                save_file(pending[i], str(tmp), metadata={"format": "pt"})
-                os.chmod(tmp, mode)  # safetensors creates its files 0600
-                tmp.replace(output_dir / files[i])
+                _write_shard(pending[i], output_dir / files[i], mode)
                 pending[i] = {}
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(n for _, n in plan)}, "weight_map": {h: files[shard_of[h]] for h, _ in plan}}
         write_json_atomic(index, output_dir / "model.safetensors.index.json")
+
+
+def _write_shard(tensors: Dict[str, Any], path: Path, mode: int) -> None:
+    """safetensors to `path.tmp`, renamed onto `path` once whole; a failed write (a full disk) leaves nothing."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, mode)  # safetensors creates its files 0600
+        tmp.replace(path)
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"Could not write {path}: {str(e).splitlines()[0]} (is the disk full?)") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _new_file_mode() -> int:
