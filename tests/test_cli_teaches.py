@@ -88,3 +88,14 @@ def test_a_misspelt_command_gets_a_suggestion():
     result = litgpt("finetune_lor", "x")
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["litgpt: error: unknown command 'finetune_lor'; did you mean finetune_lora? (`litgpt --help` lists the commands)"]
+
+
+def test_eta_follows_the_recent_rate_not_a_slow_start():
+    from litgpt.train.monitor import Throughput
+
+    throughput = Throughput(world_size=1, flops_per_iter=None, peak=None, window=3)
+    throughput.update(60.0, 1, 1, 10)  # the first step took a minute (compilation)
+    assert throughput.seconds_left(100) is None
+    for i in range(2, 8):  # then one second per micro-batch
+        throughput.update(60.0 + i - 1, i, i, 10 * i)
+    assert throughput.seconds_left(100) == pytest.approx(100.0)

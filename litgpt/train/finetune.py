@@ -318,7 +318,9 @@ def _finetune(
     config = Config.from_checkpoint(checkpoint_dir)
     tokenizer = Tokenizer(checkpoint_dir)
     data = Alpaca() if data is None else data
-    if train.max_seq_length is not None and train.max_seq_length > config.block_size:
+    # a recipe's max_seq_length may exceed a small model's block: rows then follow the longest sample, and a
+    # sample longer than the block is cut to it (as LitGPT does); packed rows fill max_seq_length, so they cannot
+    if train.max_seq_length is not None and train.max_seq_length > config.block_size and getattr(data, "packing", False):
         raise ValueError(f"--train.max_seq_length ({train.max_seq_length}) exceeds the model's block_size ({config.block_size})")
     devices = loop.parse_devices(devices)
     if num_nodes < 1:

@@ -436,13 +436,14 @@ def fit(
                 state["loss_count"] = 0
                 now = clock.now()
                 throughput.update(now, session_iters, session_samples, session_tokens)
+                left = throughput.seconds_left((max_steps - step) * accum)
                 metrics = {
                     "loss": mean_loss,
                     "iter": state["iter_num"],
                     "step": step,
                     "epoch": batches.epoch,
                     "iter_time": (now - step_start) / accum,
-                    "remaining_time": now / session_steps * (max_steps - step),
+                    "remaining_time": now / session_steps * (max_steps - step) if left is None else left,
                     "tokens": state["tokens"],
                     "total_tokens": state["tokens"] * fabric.world_size,
                     "learning_rate": opt.param_groups[0]["lr"],

@@ -84,6 +84,14 @@ class Throughput:
         """Counts are per process and cumulative since this session started."""
         self.records.append((elapsed, iters, samples, tokens))
 
+    def seconds_left(self, iters_left: int) -> Optional[float]:
+        """Time for `iters_left` more micro-batches of each process at the recent window's rate, so a slow start
+        (compilation, warm-up) fades out of the ETA; None until the window holds two reports."""
+        if len(self.records) < 2:
+            return None
+        (t0, i0, *_), (t1, i1, *_) = self.records[0], self.records[-1]
+        return (t1 - t0) / max(i1 - i0, 1) * iters_left
+
     def compute(self) -> Dict[str, float]:
         if len(self.records) < 2:
             return {}

@@ -1,0 +1,32 @@
+"""A LoRA run on a small model: a recipe's max_seq_length above the model's block size is fine (rows follow the
+longest sample), and its step-* folders merge with `litgpt merge_lora` as they are."""
+
+import subprocess
+import sys
+
+import torch
+
+from finetune_helpers import run
+
+
+def test_recipe_length_on_small_model_and_step_folder_merges(tiny_checkpoint, json_data, tmp_path):
+    from litgpt.checkpoint import load_state_dict
+    from litgpt.config import Config
+    from litgpt.finetuned import load_finetuned
+    from litgpt.model import GPT
+
+    out = tmp_path / "out"
+    # 512 as config_hub's phi-2 LoRA recipe, against the tiny model's block_size of 64
+    run("finetune_lora", tiny_checkpoint, json_data, out, train=dict(max_seq_length=512, max_steps=2, save_interval=1))
+    step = out / "step-00000001"
+    tokens = torch.tensor([[1, 5, 9, 30, 7]])
+    with torch.no_grad():
+        expected = load_finetuned(step)(tokens)
+
+    result = subprocess.run([sys.executable, "-m", "litgpt", "merge_lora", str(step)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (step / "lit_model.pth.lora").is_file()
+    model = GPT(Config.from_checkpoint(step))
+    model.load_state_dict(load_state_dict(step / "lit_model.pth"))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(tokens), expected)
