@@ -239,7 +239,8 @@ def read_plain(path: Union[str, Path], allowed: Tuple[Any, ...] = (), mmap: bool
     except RuntimeError as e:
         if mmap and "mmap" in str(e):  # files in torch's pre-1.6 format cannot be memory-mapped
             return read_plain(path, allowed, mmap=False)
-        raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+        reason = str(e).splitlines()[0].split(". ")[0]  # torch's first sentence; the rest is advice of its own
+        raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {reason}; copy or convert it again") from None
     except (EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {e}") from None
 
