@@ -7,6 +7,8 @@ import torch
 
 from train_helpers import CORPUS, logged, run_in_process, run_subprocess, tiny_spec
 
+RANKS = Path(__file__).parent / "run_ranks.py"
+
 
 STEPS = 24
 
@@ -21,7 +23,7 @@ def baseline(tmp_path_factory, text_dir) -> Path:
 
 def test_loss_falls_and_final_folder_generates(baseline):
     from litgpt.checkpoint import load_model
-    from litgpt.generate.core import generate_tokens
+    from litgpt.engine.core import generate_tokens
     from litgpt.tokenizer import Tokenizer
 
     losses = logged(baseline)
@@ -77,21 +79,27 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, text_dir, base
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_two_cpu_processes_match_one(tmp_path, text_dir, baseline):
-    """DDP over gloo, started by Fabric's launcher, trains like one process with the same global batch."""
-    two = tmp_path / "two"
-    spec = tiny_spec(two, text_dir, max_steps=STEPS)
-    spec["setup"]["devices"] = 2
-    run_in_process(spec)
+def test_two_cpu_processes_sync_and_match_one(tmp_path):
+    """DDP over gloo, started by Fabric's launcher: two processes, each reading its own half of every global batch,
+    end with identical weights, and with the weights of one process that reads the whole batch. Without the
+    gradient all-reduce each process would follow its own half of the data."""
+    runs = {}
+    for devices in (1, 2):
+        out = tmp_path / f"devices-{devices}"
+        spec = tiny_spec(out, tmp_path, max_steps=6)
+        spec["setup"]["devices"] = devices
+        run_subprocess(spec, runner=RANKS)
+        runs[devices] = out
 
-    single, ddp = logged(baseline), logged(two)
-    assert sorted(ddp) == sorted(single)
-    assert ddp[1] == pytest.approx(single[1], rel=0.02)  # the same initial weights
-    late_single = sum(single[s] for s in range(STEPS - 4, STEPS + 1)) / 5
-    late_ddp = sum(ddp[s] for s in range(STEPS - 4, STEPS + 1)) / 5
-    assert late_ddp == pytest.approx(late_single, rel=0.1)
-    assert late_ddp < ddp[1] - 1.5
-    assert (two / "final" / "lit_model.pth").is_file()
+    one = torch.load(runs[1] / "final-rank0.pt", weights_only=True)
+    rank0 = torch.load(runs[2] / "final-rank0.pt", weights_only=True)
+    rank1 = torch.load(runs[2] / "final-rank1.pt", weights_only=True)
+    assert one.keys() == rank0.keys() == rank1.keys()
+    for name in one:
+        assert torch.equal(rank0[name], rank1[name]), f"{name} differs between the two processes"
+        torch.testing.assert_close(rank0[name], one[name], rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    assert logged(runs[2]) == pytest.approx(logged(runs[1]), rel=1e-4)
+    assert (runs[2] / "final" / "lit_model.pth").is_file()
 
 
 def test_initial_checkpoint_continues_from_trained_weights(tmp_path, text_dir, baseline):

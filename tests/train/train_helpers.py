@@ -50,10 +50,10 @@ def run_in_process(spec: Dict[str, Any]) -> None:
     )
 
 
-def run_subprocess(spec: Dict[str, Any], check: bool = True) -> subprocess.CompletedProcess:
+def run_subprocess(spec: Dict[str, Any], check: bool = True, runner: Path = RUNNER) -> subprocess.CompletedProcess:
     root = str(Path(litgpt.data.__file__).parents[2])  # the checkout, which may not be installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, str(RUNNER), json.dumps(spec)]
+    command = [sys.executable, str(runner), json.dumps(spec)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
