@@ -452,6 +452,20 @@ def build_rope_cache(
 
     LongRoPE divides each frequency by its own factor, from `short_factor`, or `long_factor` with `long_factors`.
     """
+    theta, amplitude = rope_frequencies(n_elem, base, adjustments, device, long_factors)
+    if n_elem == 1:
+        # HF and LitGPT broadcast a single rotary element to two equal copies, which makes q and k one element wider
+        # than the heads (and than the KV cache). One copy scaled by sqrt(2) adds the same q.k to the scores.
+        amplitude *= math.sqrt(2)
+    positions = torch.arange(seq_len, device=device).float() / condense_ratio
+    angles = torch.outer(positions, theta).repeat(1, 2)[:, :n_elem]  # (seq_len, n_elem)
+    return torch.cos(angles) * amplitude, torch.sin(angles) * amplitude
+
+
+def rope_frequencies(
+    n_elem: int, base: float, adjustments: Optional[dict] = None, device: Optional[torch.device] = None, long_factors: bool = False
+) -> Tuple[torch.Tensor, float]:
+    """The rotary frequencies (n_elem / 2,) after scaling, and the amplitude of cos and sin."""
     exponents = torch.arange(0, n_elem, 2, device=device).float() / n_elem
     theta = 1.0 / base**exponents  # (n_elem / 2,)
     amplitude = 1.0
@@ -487,13 +501,7 @@ def build_rope_cache(
         theta = (1 - smooth) * theta / factor + smooth * theta
     elif "factor" in adj:  # linear position interpolation
         theta = theta / adj["factor"]
-    if n_elem == 1:
-        # HF and LitGPT broadcast a single rotary element to two equal copies, which makes q and k one element wider
-        # than the heads (and than the KV cache). One copy scaled by sqrt(2) adds the same q.k to the scores.
-        amplitude *= math.sqrt(2)
-    positions = torch.arange(seq_len, device=device).float() / condense_ratio
-    angles = torch.outer(positions, theta).repeat(1, 2)[:, :n_elem]  # (seq_len, n_elem)
-    return torch.cos(angles) * amplitude, torch.sin(angles) * amplitude
+    return theta, amplitude
 
 
 def document_masks(document_ids: torch.Tensor, window: Optional[int] = None) -> Tuple[torch.Tensor, Tuple[torch.Tensor, Optional[torch.Tensor]]]:

@@ -4,7 +4,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 from litgpt.checkpoint import (
     TOKENIZER_FILES,
@@ -25,25 +25,44 @@ TOKEN_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
 def convert_from_litgpt(
-    checkpoint_dir: Path, output_dir: Path, *, model_name: Optional[str] = None, max_shard_size: Union[int, str] = "5GB"
+    checkpoint_dir: Path,
+    output_dir: Path,
+    *,
+    model_name: Optional[str] = None,
+    max_shard_size: Union[int, str] = "5GB",
+    format: Literal["hf", "gguf"] = "hf",
+    dtype: Optional[Literal["f16", "bf16", "q8_0"]] = None,
 ) -> None:
     """Convert a LitGPT checkpoint folder to a Hugging Face one that transformers and `lm_eval --model hf` load directly.
 
     Args:
         checkpoint_dir: The LitGPT folder: lit_model.pth, model_config.yaml and the tokenizer files.
         output_dir: Where to write config.json, model.safetensors (sharded, with model.safetensors.index.json, past
-            max_shard_size), generation_config.json and the tokenizer files.
+            max_shard_size), generation_config.json and the tokenizer files. With `--format gguf`: the .gguf file
+            to write, or a folder to hold model-DTYPE.gguf.
         model_name: The registry name whose config to use when the folder has no model_config.yaml.
         max_shard_size: The largest safetensors file to write, as a byte count or with a unit ("5GB", "500MB").
+        format: "hf" (a Hugging Face folder) or "gguf" (one GGUF file for llama.cpp and its kin; Llama, Mistral,
+            Qwen2, Qwen3, Gemma and Phi-3 models).
+        dtype: With `--format gguf`, how the weight matrices are stored: f16 (the default), bf16 or q8_0.
     """
     checkpoint_dir, output_dir = resolve_checkpoint_dir(checkpoint_dir), Path(output_dir)
     if not checkpoint_dir.is_dir():
         raise CheckpointError(f"{str(checkpoint_dir)!r} is not a folder")
+    if format not in ("hf", "gguf"):
+        raise CheckpointError(f"--format {format!r} is not a format we write; choose hf or gguf")
+    if dtype is not None and format != "gguf":
+        raise CheckpointError("--dtype applies to --format gguf only (the Hugging Face export keeps the checkpoint's dtype)")
     max_bytes = parse_size(max_shard_size)
     config = _config(checkpoint_dir, model_name)
     state_dict = lit_state_dict(checkpoint_dir / "lit_model.pth", config)
     source = checkpoint_dir / "config.json"
     arch, hf_config = export_architecture(config, read_json(source) if source.is_file() else None)
+    if format == "gguf":
+        from litgpt.convert.gguf_export import export_gguf
+
+        export_gguf(checkpoint_dir, output_dir, config, state_dict, arch.hf_class, dtype or "f16")
+        return
     import torch
 
     tie = torch.equal(state_dict["transformer.wte.weight"], state_dict["lm_head.weight"])
