@@ -3,6 +3,7 @@ that names it and the flag that was probably meant."""
 
 import contextlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -99,3 +100,33 @@ def test_eta_follows_the_recent_rate_not_a_slow_start():
     for i in range(2, 8):  # then one second per micro-batch
         throughput.update(60.0 + i - 1, i, i, 10 * i)
     assert throughput.seconds_left(100) == pytest.approx(100.0)
+
+
+def test_start_summary_is_short_writes_the_settings_and_the_worker_warning_shows_once(tmp_path):
+    code = f"""
+import os
+from pathlib import Path
+from torch.utils.data import DataLoader
+from litgpt.data import JSON
+from litgpt.train.args import TrainArgs
+from litgpt.train.monitor import announce_start
+
+workers = len(os.sched_getaffinity(0)) + 1
+announce_start("finetune_lora", "tiny (ckpt)", JSON(json_path=Path("data.json"), num_workers=workers), "LoRA", TrainArgs(max_steps=3),
+               {{"class_path": "torch.optim.AdamW", "init_args": {{"lr": 0.002}}}}, Path({str(tmp_path / 'out')!r}),
+               {{"train": {{"max_steps": 3}}}})
+loader = DataLoader(list(range(4)), num_workers=workers)  # torch warns here
+loader.check_worker_number_rationality()  # and again where the workers start
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "litgpt finetune_lora" and len(lines) == 9
+    assert "  data     JSON (data.json)" in lines
+    assert "  steps    max_steps 3; 64 samples per step, micro-batches of 4" in lines
+    assert "  lr       0.002 (AdamW), warmup 100 steps, min_lr 6e-05" in lines
+    assert f"  settings {tmp_path / 'out' / 'hyperparameters.yaml'} (all of them)" in lines
+    assert (tmp_path / "out" / "hyperparameters.yaml").read_text() == "train:\n  max_steps: 3\n"
+    workers = len(os.sched_getaffinity(0)) + 1
+    assert f"           --data.num_workers {workers} is more than the {workers - 1} CPUs here: loading may be slow" in lines
+    assert "This DataLoader will create" not in result.stderr

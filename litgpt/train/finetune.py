@@ -9,7 +9,6 @@ hyperparameters.yaml) that `litgpt generate` and `litgpt chat` read.
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from pprint import pprint
 from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Union
 
 from litgpt.data import DataModule  # no torch inside; imports the data modules so `--data NAME` finds them
@@ -337,7 +336,8 @@ def _finetune(
     if hasattr(method, "base_weights"):
         method.base_weights = base_weights
 
-    pprint(hparams)
+    monitor.announce_start(f"finetune_{method.name}", f"{config.name} ({checkpoint_dir})", data, _describe(method, quantize),
+                           train, optimizer, out_dir, hparams)
     logger = monitor.make_logger(logger_name, out_dir, f"finetune-{config.name}", log, resume_path is not None, train.log_interval)
     if quantize is not None:
         import lightning as L
@@ -352,6 +352,16 @@ def _finetune(
     prompt_style = getattr(data, "prompt_style", None)
     files = loop.FolderFiles(config, checkpoint_dir, hparams, prompt_style=prompt_style)
     fabric.launch(_run, method, config, base_weights, devices, resume_path, data, train, eval, optimizer, out_dir, files, seed, compile)
+
+
+def _describe(method: Any, quantize: Optional[str]) -> str:
+    """The finetuning method in a few words, for the start-up summary."""
+    if method.name == "lora":
+        on = [name for name in ("query", "key", "value", "projection", "mlp", "head") if getattr(method, name)]
+        text = f"LoRA (r {method.r}, alpha {method.alpha:g}, dropout {method.dropout:g}; on {', '.join(on)})"
+    else:
+        text = {"full": "full finetuning (every weight trains)", "adapter": "Adapter", "adapter_v2": "Adapter v2"}.get(method.name, method.name)
+    return f"{text}, base weights quantized {quantize}" if quantize else text
 
 
 def _check_quantize(quantize: str, precision: str, world_size: int) -> None:

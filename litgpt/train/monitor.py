@@ -249,3 +249,48 @@ class Clock:
 
     def now(self) -> float:
         return self.elapsed + (time.perf_counter() - self._start if self._start is not None else 0.0)
+
+
+def announce_start(command: str, model: str, data: Any, method: str, train: Any, optimizer: Any, out_dir: Path,
+                   hparams: Dict[str, Any]) -> None:
+    """Print the few lines a training command shows before it starts; every setting goes to
+    out_dir/hyperparameters.yaml (which `--config` takes to run the same again). Torch's warning about more
+    DataLoader workers than CPUs (a paragraph, from two places in each loader) becomes one line here."""
+    import os
+    import warnings
+    from inspect import signature
+
+    import yaml
+
+    from litgpt.train.loop import resolve_optimizer
+
+    warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = out_dir / "hyperparameters.yaml"
+    settings.write_text(yaml.safe_dump(hparams, sort_keys=False), encoding="utf-8")
+    cls, init_args = resolve_optimizer(optimizer)
+    lr = init_args.get("lr", signature(cls).parameters["lr"].default if "lr" in signature(cls).parameters else None)
+    limits = [f"{name} {getattr(train, name):,}" for name in ("max_steps", "epochs", "max_tokens", "max_time") if getattr(train, name)]
+    rows = [
+        ("model", model),
+        ("data", _data_name(data)),
+        ("method", method),
+        ("steps", f"{' or '.join(limits) or 'until the data ends'}; {train.global_batch_size} samples per step, "
+                  f"micro-batches of {train.micro_batch_size}"),
+        ("lr", f"{lr:g} ({cls.__name__}), warmup {train.lr_warmup_fraction or train.lr_warmup_steps or 0}"
+               f"{'' if train.lr_warmup_fraction else ' steps'}, min_lr {train.min_lr:g}" if lr is not None else cls.__name__),
+        ("out_dir", str(out_dir)),
+        ("settings", f"{settings} (all of them)"),
+    ]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if getattr(data, "num_workers", 0) > (cpus or 1):
+        rows.insert(2, ("", f"--data.num_workers {data.num_workers} is more than the {cpus} CPUs here: loading may be slow"))
+    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":  # launched copies stay quiet
+        print("\n".join([f"litgpt {command}"] + [f"  {name:<9}{value}" for name, value in rows]), flush=True)
+
+
+def _data_name(data: Any) -> str:
+    """A data module's class and, where it reads local files, where from."""
+    where = [str(getattr(data, name)) for name in ("json_path", "train_data_path", "data_path") if getattr(data, name, None)]
+    return f"{type(data).__name__} ({where[0]})" if where else type(data).__name__

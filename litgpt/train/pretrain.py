@@ -117,6 +117,8 @@ def setup(
     monitor.check_logger(logger_name)
     precision = precision or loop.default_precision()
 
+    start = f"continued from {initial_checkpoint_dir}" if initial_checkpoint_dir is not None else "from random weights"
+    monitor.announce_start("pretrain", config.name, data, f"pretraining {start}", train, optimizer, out_dir, hparams)
     logger = monitor.make_logger(logger_name, out_dir, f"pretrain-{config.name}", log, resume_path is not None, train.log_interval)
     fabric = loop.make_fabric(devices, num_nodes, precision, [logger], Block)
     files = loop.FolderFiles(config, tokenizer_dir, hparams)

@@ -9,7 +9,7 @@ import torch
 from finetune_helpers import run
 
 
-def test_recipe_length_on_small_model_and_step_folder_merges(tiny_checkpoint, json_data, tmp_path):
+def test_recipe_length_on_small_model_and_step_folder_merges(tiny_checkpoint, json_data, tmp_path, capsys):
     from litgpt.checkpoint import load_state_dict
     from litgpt.config import Config
     from litgpt.finetuned import load_finetuned
@@ -18,6 +18,9 @@ def test_recipe_length_on_small_model_and_step_folder_merges(tiny_checkpoint, js
     out = tmp_path / "out"
     # 512 as config_hub's phi-2 LoRA recipe, against the tiny model's block_size of 64
     run("finetune_lora", tiny_checkpoint, json_data, out, train=dict(max_seq_length=512, max_steps=2, save_interval=1))
+    printed = capsys.readouterr().out
+    assert f"  settings {out / 'hyperparameters.yaml'} (all of them)" in printed  # a short summary, not every setting
+    assert "'lora_alpha'" not in printed and (out / "hyperparameters.yaml").is_file()
     step = out / "step-00000001"
     tokens = torch.tensor([[1, 5, 9, 30, 7]])
     with torch.no_grad():
