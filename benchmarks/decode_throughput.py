@@ -5,7 +5,7 @@
 Steps: `eager` is the plain step (`decode_step`, a kernel launch per op from Python); `graphs` replays a CUDA
 graph of the same eager step (`GraphedStep()`, what `litgpt generate` uses on a GPU); `compiled` compiles
 the model's blocks with torch.compile, their products and attention through litgpt's Triton kernels
-(`litgpt.generate.decode_kernels`), and then graphs the step, and graphs the prefill too (`GraphedStep(compile=True)`, `litgpt generate --compile`). Each case also checks itself against
+(`litgpt.engine.decode_kernels`), and then graphs the step, and graphs the prefill too (`GraphedStep(compile=True)`, `litgpt generate --compile`). Each case also checks itself against
 `eager`: the greedy tokens must agree, and the logits of the first decode step must match to bf16 tolerance.
 `whole` compiles the whole model instead of one block for all (`GraphedStep(compile=True, regional=False)`).
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import copy_bandwidth_tbs, emit, equal_prefix, table  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
-from litgpt.generate.core import GraphedStep, decode_step, generate_tokens, prefill  # noqa: E402
+from litgpt.engine.core import GraphedStep, decode_step, generate_tokens, prefill  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 
 

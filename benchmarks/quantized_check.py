@@ -3,7 +3,7 @@
     python benchmarks/quantized_check.py                   # Llama-3.2-1B: bf16, bnb.int8, bnb.nf4, bnb.nf4-dq
 
 One random-weight model (the layers' default initialisation, so logits have some spread) is quantized the way
-`LLM.load(..., quantize=...)` and the `--quantize` flags do it (`litgpt.api._quantize_linears`). For each mode:
+`LLM.load(..., quantize=...)` and the `--quantize` flags do it (`litgpt.quantize.quantize_linears`). For each mode:
 the GPU memory its weights take, whether the logits over a 128-token prompt are finite, their cosine similarity
 to the bf16 model's and how often their top-1 agrees, how many of 64 greedy tokens agree with bf16's before the
 first difference, and the eager decoding speed after the first token (`decode_throughput.generation_rates`; the
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import emit, equal_prefix, table  # noqa: E402
 from decode_throughput import generation_rates  # noqa: E402
 
-from litgpt.api import QUANTIZE_MODES, _quantize_linears  # noqa: E402
+from litgpt.quantize import QUANTIZE_MODES, quantize_linears  # noqa: E402
 from litgpt.config import Config  # noqa: E402
-from litgpt.generate.core import decode_step, ensure_kv_cache  # noqa: E402
+from litgpt.engine.core import decode_step, ensure_kv_cache  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main() -> None:
         before = torch.cuda.memory_allocated()
         model = copy.deepcopy(source)
         if mode is not None:
-            model = _quantize_linears(model, mode, torch.bfloat16)
+            model = quantize_linears(model, mode, torch.bfloat16)
         model = model.to("cuda").eval()
         model.reset_parameters()
         weights_gib = (torch.cuda.memory_allocated() - before) / 2**30

@@ -8,7 +8,6 @@
 The commands (`generate`, `chat`, ...) load their model through `LLM.load` too.
 """
 
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union
@@ -16,14 +15,16 @@ from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from litgpt.config import Config, find_entry
-from litgpt.generate.core import DecodeStep, decode_step, ensure_kv_cache, fast_decode_step, generate_batch
+from litgpt.checkpoint import precision_name, resolve_checkpoint_dir
+from litgpt.hub import resolve
+from litgpt.config import Config
+from litgpt.engine.core import DecodeStep, decode_step, ensure_kv_cache, fast_decode_step, generate_batch
 from litgpt.model import GPT
 from litgpt.prompts import ChatTemplate, PromptStyle, save_prompt_style
+from litgpt.quantize import Quantize, check_quantize, quantize_linears
+from litgpt.settings_check import check_generation
 from litgpt.tokenizer import Tokenizer
 
-QUANTIZE_MODES = ("bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8")
-Quantize = Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8"]]
 
 
 class LLM(nn.Module):
@@ -80,7 +81,7 @@ class LLM(nn.Module):
             accelerator, devices, precision, quantize, compile: as in `distribute`, used when `distribute="auto"`.
         """
         if init == "pretrained":
-            checkpoint_dir = _find_or_download(model, access_token)
+            checkpoint_dir = resolve(model, access_token)
             config = Config.from_checkpoint(checkpoint_dir)
         elif init == "random":
             checkpoint_dir = None
@@ -88,7 +89,7 @@ class LLM(nn.Module):
         else:
             raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
         if tokenizer_dir is not None:
-            tokenizer_dir = _existing_dir(tokenizer_dir)
+            tokenizer_dir = resolve_checkpoint_dir(tokenizer_dir)
         elif checkpoint_dir is None:
             raise ValueError("A randomly initialised model needs a tokenizer: pass `tokenizer_dir`")
         tokenizer = Tokenizer(tokenizer_dir or checkpoint_dir)
@@ -146,7 +147,7 @@ class LLM(nn.Module):
             raise ValueError("Quantization and mixed precision cannot be combined; use a '-true' precision")
         dtype = precision_dtype(precision, device)
         if quantize is not None:
-            _check_quantize(quantize, device)
+            check_quantize(quantize, device)
         if self.checkpoint_dir is None:
             with torch.device(device if quantize is None else "cpu"):
                 model = GPT(self.config)
@@ -154,18 +155,18 @@ class LLM(nn.Module):
         elif finetuned_kind(self.checkpoint_dir) is not None:  # LoRA weights not merged yet, Adapter, Adapter v2
             if quantize is not None:
                 raise ValueError("--quantize is not supported for a LoRA or adapter folder yet; merge it into a plain checkpoint first")
-            model = load_finetuned(self.checkpoint_dir, device, precision=_precision_name(dtype))
+            model = load_finetuned(self.checkpoint_dir, device, precision=precision_name(dtype))
         else:
-            model = load_model(self.checkpoint_dir, device="cpu" if quantize else device, precision=_precision_name(dtype))
+            model = load_model(self.checkpoint_dir, device="cpu" if quantize else device, precision=precision_name(dtype))
         if quantize is not None:
-            model = _quantize_linears(model, quantize, dtype).to(device)
+            model = quantize_linears(model, quantize, dtype).to(device)
             model.reset_parameters()
         return model
 
     def _load_sequentially(self, accelerator: str, devices: Any, precision: Optional[str], quantize: Quantize) -> GPT:
         from litgpt.checkpoint import precision_dtype
-        from litgpt.generate.devices import pick_devices
-        from litgpt.generate.sequentially import load_sequentially, place_sequentially
+        from litgpt.engine.devices import pick_devices
+        from litgpt.engine.sequential import load_sequentially, place_sequentially
 
         if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool))):
             raise ValueError(f"generate_strategy='sequential' takes devices as a count or 'auto', got {devices!r}")
@@ -233,6 +234,7 @@ class LLM(nn.Module):
             raise ValueError("stream=True takes a single prompt, not a list")
         if batched and not prompt:
             raise ValueError("The list of prompts is empty")
+        check_generation(temperature, top_k, top_p, max_new_tokens)
         tokens = self._token_stream(list(prompt) if batched else [prompt], max_new_tokens, temperature, top_k, top_p, sys_prompt)
         if stream:
             ids = (step[0] for step in tokens)
@@ -325,32 +327,6 @@ class LLM(nn.Module):
             raise AttributeError("The model is not on a device yet: call `llm.distribute(...)` first")
 
 
-def _existing_dir(path: Union[str, Path]) -> Path:
-    """`path` itself, or checkpoints/`path`, whichever is a folder."""
-    for candidate in (Path(path), Path("checkpoints") / path):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"No folder at {str(path)!r} nor under checkpoints/")
-
-
-def _find_or_download(model: Union[str, Path], access_token: Optional[str]) -> Path:
-    """The local checkpoint folder of `model`, downloading a known model that is not there yet."""
-    for candidate in (Path(model), Path("checkpoints") / model):
-        if candidate.is_dir() and ((candidate / "lit_model.pth").is_file() or (candidate / "model_config.yaml").is_file()):
-            return candidate
-    entry = find_entry(str(model))
-    if entry is None:
-        if Path(model).is_dir():
-            raise FileNotFoundError(f"{str(model)!r} has no lit_model.pth; convert it with `litgpt convert_to_litgpt`")
-        raise ValueError(f"{str(model)!r} is neither a checkpoint folder nor a known model name (`litgpt download list`)")
-    repo_id = f"{entry['hf_config']['org']}/{entry['hf_config']['name']}"
-    from litgpt.hub import download
-
-    print(f"Downloading {repo_id} to checkpoints/{repo_id}", file=sys.stderr)
-    download(repo_id, checkpoint_dir=Path("checkpoints"), access_token=access_token)
-    return Path("checkpoints") / repo_id
-
-
 def _pick_device(accelerator: str, devices: Union[int, str, List[int]]) -> torch.device:
     if accelerator == "auto":
         accelerator = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
@@ -367,50 +343,3 @@ def _pick_device(accelerator: str, devices: Union[int, str, List[int]]) -> torch
     elif devices not in (1, "auto"):
         raise NotImplementedError(f"Generation runs on one device; got devices={devices!r}")
     return torch.device(accelerator, index) if index is not None and accelerator == "cuda" else torch.device(accelerator)
-
-
-def _precision_name(dtype: torch.dtype) -> str:
-    return {torch.bfloat16: "bf16-true", torch.float16: "16-true", torch.float32: "32-true"}[dtype]
-
-
-def _check_quantize(quantize: str, device: torch.device) -> None:
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"Unknown quantize mode {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
-    if device.type != "cuda":
-        raise ValueError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes); this runs on {device.type}")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ValueError(f"--quantize {quantize} needs bitsandbytes: pip install bitsandbytes") from None
-
-
-def _quantize_linears(model: GPT, quantize: str, dtype: torch.dtype) -> GPT:
-    """Replace the blocks' nn.Linear layers by bitsandbytes ones; they quantize when moved to the GPU.
-
-    The embedding and lm_head stay in `dtype`, as quality suffers most there.
-    """
-    import bitsandbytes as bnb
-
-    mode = quantize[len("bnb.") :]
-    for block in model.transformer.h:
-        for parent in list(block.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) is not nn.Linear:
-                    continue
-                has_bias = child.bias is not None
-                if mode == "int8":
-                    layer = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=has_bias, has_fp16_weights=False, threshold=6.0)
-                    layer.weight = bnb.nn.Int8Params(child.weight.data.to(dtype), requires_grad=False, has_fp16_weights=False)
-                else:
-                    quant_type, double_quant = mode.split("-")[0], mode.endswith("-dq")
-                    layer = bnb.nn.Linear4bit(
-                        child.in_features, child.out_features, bias=has_bias, compute_dtype=dtype,
-                        compress_statistics=double_quant, quant_type=quant_type,
-                    )
-                    layer.weight = bnb.nn.Params4bit(
-                        child.weight.data.to(dtype), requires_grad=False, compress_statistics=double_quant, quant_type=quant_type
-                    )
-                if has_bias:
-                    layer.bias = nn.Parameter(child.bias.data.to(dtype), requires_grad=False)
-                setattr(parent, name, layer)
-    return model

@@ -117,7 +117,7 @@ class Conversation:
         system_prompt: the system prompt, if any.
         max_new_tokens: the most tokens per reply.
         sampling: temperature, top_k and top_p.
-        step: the decode step (see `litgpt.generate.core`).
+        step: the decode step (see `litgpt.engine.core`).
     """
 
     def __init__(
@@ -130,7 +130,7 @@ class Conversation:
         sampling: Optional[Dict[str, Any]] = None,
         step: Optional[Callable] = None,
     ) -> None:
-        from litgpt.generate.core import decode_step
+        from litgpt.engine.core import decode_step
 
         self.model, self.tokenizer, self.style = model, tokenizer, style
         self.system_prompt = system_prompt
@@ -147,7 +147,7 @@ class Conversation:
 
         Ctrl-C (KeyboardInterrupt) ends the reply early; what was generated so far stays in the history.
         """
-        from litgpt.generate.core import ensure_kv_cache, generate_tokens
+        from litgpt.engine.core import ensure_kv_cache, generate_tokens
 
         self.messages.append({"role": "user", "content": prompt})
         ids = self._encode_fitting()

@@ -52,6 +52,13 @@ def resolve_checkpoint_dir(checkpoint_dir: Union[str, Path]) -> Path:
     )
 
 
+def precision_name(dtype: "torch.dtype") -> str:
+    """The Lightning precision name of a weights' dtype (the inverse of `precision_dtype`)."""
+    import torch
+
+    return {torch.bfloat16: "bf16-true", torch.float16: "16-true", torch.float32: "32-true"}[dtype]
+
+
 def precision_dtype(precision: Optional[str], device: "torch.device") -> "torch.dtype":
     """The weights' dtype for a Lightning precision name; None picks bf16 on GPUs that have it, else fp32."""
     import torch

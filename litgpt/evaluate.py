@@ -68,14 +68,15 @@ def evaluate(
         raise ValueError(f"limit must be positive, got {limit}")
     task_manager, names = load_tasks(names, include_path)
 
-    from litgpt.api import LLM
+    from litgpt.hub import resolve
 
-    llm = LLM.load(str(checkpoint_dir), distribute=None, access_token=access_token)  # finds or downloads the folder
-    checkpoint_dir = llm.checkpoint_dir
+    checkpoint_dir = resolve(checkpoint_dir, access_token)  # finds or downloads the folder
     out_dir = Path(out_dir) if out_dir is not None else checkpoint_dir / "evaluate"
     save_filepath = Path(save_filepath) if save_filepath is not None else out_dir / "results.json"
     if backend == "litgpt":
-        model = _litgpt_model(llm, batch_size, device, dtype)
+        from litgpt.api import LLM
+
+        model = _litgpt_model(LLM.load(str(checkpoint_dir), distribute=None), batch_size, device, dtype)
     else:
         model = _hf_model(checkpoint_dir, out_dir / "hf", force_conversion, batch_size, device, dtype)
 
@@ -205,8 +206,6 @@ def _split_device(device: Optional[str]) -> Tuple[str, Union[int, List[int]]]:
 def _precision(dtype: Optional[str]) -> Optional[str]:
     if dtype is None or dtype == "auto":
         return None
-    from litgpt.checkpoint import parse_dtype
+    from litgpt.checkpoint import parse_dtype, precision_name
 
-    import torch
-
-    return {torch.bfloat16: "bf16-true", torch.float16: "16-true", torch.float32: "32-true"}[parse_dtype(dtype)]
+    return precision_name(parse_dtype(dtype))

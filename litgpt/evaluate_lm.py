@@ -20,7 +20,7 @@ from lm_eval.models.utils import normalize_gen_kwargs
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from litgpt.api import LLM
-from litgpt.generate.batcher import Batcher, Generation, cut_at_first, stop_at_text
+from litgpt.engine.batcher import Batcher, Generation, cut_at_first, stop_at_text
 
 Scored = Tuple[float, bool]
 TokenRequest = Tuple[Any, List[int], List[int]]  # (request strings or None, context ids, continuation ids)

@@ -132,3 +132,15 @@ def load_finetuned(folder: Path, device: Any = "cpu", precision: Optional[str] =
     model = assemble(config, plain, peft, kind, settings)
     device = torch.device(device)
     return model.to(device=device, dtype=precision_dtype(precision, device)).eval()
+
+
+def merge_into_base(base_path: Path, lora_path: Path, out_path: Path, config: Any, settings: Dict[str, Any], dtype: Any = None) -> None:
+    """Write `out_path`: the plain state dict of the base weights with the LoRA updates of `lora_path` folded in."""
+    from litgpt.checkpoint import load_state_dict, model_state_dict, save_state_dict_atomic
+    from litgpt.lora import lora_filter
+
+    base = model_state_dict(load_state_dict(base_path))
+    lora = {k: v for k, v in model_state_dict(load_state_dict(lora_path)).items() if lora_filter(k)}
+    model = assemble(config, base, lora, "lora", settings)
+    state = {k: v.detach().to("cpu", dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype) for k, v in model.state_dict().items()}
+    save_state_dict_atomic(state, out_path)

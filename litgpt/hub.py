@@ -14,7 +14,7 @@ import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple, Union
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
@@ -66,6 +66,25 @@ def download(
         from litgpt.convert.hf_to_lit import convert_to_litgpt
 
         convert_to_litgpt(local_dir, model_name=model_name, dtype=dtype)
+
+
+def resolve(name_or_path: Union[str, Path], access_token: Optional[str] = None) -> Path:
+    """The local checkpoint folder of a folder path, `checkpoints/ORG/NAME`, or a registry name (model or
+    Hugging Face repo id), downloading a known model to checkpoints/ when it is not there yet."""
+    for candidate in (Path(name_or_path), Path("checkpoints") / name_or_path):
+        if candidate.is_dir() and ((candidate / "lit_model.pth").is_file() or (candidate / "model_config.yaml").is_file()):
+            return candidate
+    from litgpt.config import find_entry
+
+    entry = find_entry(str(name_or_path))
+    if entry is None:
+        if Path(name_or_path).is_dir():
+            raise FileNotFoundError(f"{str(name_or_path)!r} has no lit_model.pth; convert it with `litgpt convert_to_litgpt`")
+        raise ValueError(f"{str(name_or_path)!r} is neither a checkpoint folder nor a known model name (`litgpt download list`)")
+    repo_id = f"{entry['hf_config']['org']}/{entry['hf_config']['name']}"
+    print(f"Downloading {repo_id} to checkpoints/{repo_id}", file=sys.stderr)
+    download(repo_id, checkpoint_dir=Path("checkpoints"), access_token=access_token)
+    return Path("checkpoints") / repo_id
 
 
 def downloadable() -> List[str]:

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from litgpt.finetuned import assemble, base_model_dir, read_hparams
+from litgpt.finetuned import base_model_dir, merge_into_base, read_hparams
 
 def merge_lora(checkpoint_dir: Path, pretrained_checkpoint_dir: Optional[Path] = None, precision: Optional[str] = None) -> None:
     """Merge the LoRA weights of a finetuned folder into its base model's weights, writing `lit_model.pth` there.
@@ -61,15 +61,3 @@ def _folder_names() -> Tuple[str, ...]:
     from litgpt.checkpoint import TOKENIZER_FILES
 
     return TOKENIZER_FILES
-
-
-def merge_into_base(base_path: Path, lora_path: Path, out_path: Path, config: Any, settings: Dict[str, Any], dtype: Any = None) -> None:
-    """Write `out_path`: the plain state dict of the base weights with the LoRA updates of `lora_path` folded in."""
-    from litgpt.checkpoint import load_state_dict, model_state_dict, save_state_dict_atomic
-    from litgpt.lora import lora_filter
-
-    base = model_state_dict(load_state_dict(base_path))
-    lora = {k: v for k, v in model_state_dict(load_state_dict(lora_path)).items() if lora_filter(k)}
-    model = assemble(config, base, lora, "lora", settings)
-    state = {k: v.detach().to("cpu", dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype) for k, v in model.state_dict().items()}
-    save_state_dict_atomic(state, out_path)

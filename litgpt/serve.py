@@ -130,7 +130,7 @@ def serve(
 def _worker(checkpoint_dir: Path, accelerator: str, index: int, max_batch_size: Optional[int], load: dict) -> Any:
     """A model copy on device `index`, its batch rows and served context planned from the memory left."""
     from litgpt.api import LLM
-    from litgpt.generate.core import ensure_kv_cache
+    from litgpt.engine.core import ensure_kv_cache
     from litgpt.serve_api import Worker
 
     llm = LLM.load(str(checkpoint_dir), distribute=None)

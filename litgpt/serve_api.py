@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple, Un
 
 import torch
 
-from litgpt.generate.batcher import BackgroundBatcher, Batcher, Generation, cut_at_first, stop_at_text
+from litgpt.engine.batcher import BackgroundBatcher, Batcher, Generation, cut_at_first, stop_at_text
 from litgpt.prompts import Message, PromptStyle
 from litgpt.tokenizer import IncrementalDecoder, Tokenizer
 

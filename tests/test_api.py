@@ -195,7 +195,7 @@ def test_llm_load_attaches_an_adapter_folder(tiny_checkpoint, tmp_path):
 
 
 def test_sequential_strategy_spreads_the_blocks_and_generates_the_same(llama_dir):
-    from litgpt.generate.core import GraphedStep
+    from litgpt.engine.core import GraphedStep
 
     one = LLM.load(llama_dir, accelerator="cpu", precision="32-true")
     spread = LLM.load(llama_dir, distribute=None)

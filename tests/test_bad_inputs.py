@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from litgpt.generate.sampling import probabilities, sample
+from litgpt.engine.sampling import probabilities, sample
 from litgpt.prompts import ChatTemplate
 
 ROOT = Path(__file__).resolve().parents[1]

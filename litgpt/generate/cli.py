@@ -3,12 +3,12 @@
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Optional
+
+from litgpt.quantize import Quantize
 
 if TYPE_CHECKING:
     from litgpt.api import LLM
-
-Quantize = Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8"]]
 
 
 def generate(
@@ -47,8 +47,9 @@ def generate(
 
     from litgpt.api import LLM
 
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    from litgpt.settings_check import check_generation
+
+    check_generation(temperature, top_k, top_p, max_new_tokens)
     # finetuned folders included; the decode step replays CUDA graphs on a GPU, compiled with --compile
     llm = LLM.load(str(checkpoint_dir), precision=precision, quantize=quantize, compile=compile)
     print_completions(
@@ -77,7 +78,7 @@ def print_completions(
     Decodes with `llm.decode_step`."""
     import torch
 
-    from litgpt.generate.core import ensure_kv_cache, generate_tokens
+    from litgpt.engine.core import ensure_kv_cache, generate_tokens
 
     model, tokenizer = llm.model, llm.tokenizer
     encoded = tokenizer.encode(llm.prompt_style.apply(prompt, sys_prompt=sys_prompt), device=llm.device)

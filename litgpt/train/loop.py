@@ -621,7 +621,7 @@ def generate_sample(fabric: "Fabric", model: Any, prompt: "torch.Tensor", max_ne
     """Greedy new token ids after the 1-D `prompt`, at most `max_new_tokens` and as many as the model's
     max_seq_length leaves room for. Runs on every process (FSDP gathers weights in each forward); the KV
     cache it needs is cleared afterwards and the model is back in train mode."""
-    from litgpt.generate.core import ensure_kv_cache, generate_tokens
+    from litgpt.engine.core import ensure_kv_cache, generate_tokens
 
     inner = getattr(model, "_original_module", model)  # under Fabric's wrapper
     inner = getattr(inner, "_orig_mod", inner)  # under torch.compile

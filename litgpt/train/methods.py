@@ -55,7 +55,7 @@ class LoRA(Method):
         """Merge the saved LoRA weights into the base weights read from disk (not the training copy, which may
         be quantized or sharded) and write them as lit_model.pth."""
         if fabric.is_global_zero and self.base_weights is not None:
-            from litgpt.merge_lora import merge_into_base
+            from litgpt.finetuned import merge_into_base
 
             merge_into_base(self.base_weights, folder / self.weights_file, folder / "lit_model.pth", model_config(model), self.settings())
         fabric.barrier()

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from litgpt.checkpoint import load_model
-from litgpt.generate.batcher import BackgroundBatcher, Batcher, Generation, cut_at_first
-from litgpt.generate.core import ensure_kv_cache, generate_tokens
+from litgpt.engine.batcher import BackgroundBatcher, Batcher, Generation, cut_at_first
+from litgpt.engine.core import ensure_kv_cache, generate_tokens
 
 PROMPTS = [[0, 5, 17, 42, 99, 7], [0, 3], [0, 250, 11, 12, 13, 14, 15, 16, 19, 200, 201], [0, 8, 9], [0, 60, 61, 62, 63]]
 LENGTHS = [9, 14, 5, 11, 7]

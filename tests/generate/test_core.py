@@ -3,7 +3,7 @@ import torch
 from tiny import hf_model
 
 from litgpt.checkpoint import load_model
-from litgpt.generate.core import ensure_kv_cache, generate_batch, generate_tokens
+from litgpt.engine.core import ensure_kv_cache, generate_batch, generate_tokens
 
 PROMPTS = [[0, 5, 17, 42, 99, 7], [0, 3], [0, 250, 11, 12, 13, 14, 15, 16, 19, 200, 201]]
 
@@ -103,7 +103,7 @@ def test_sampling_is_reproducible(llama_dir):
 
 
 def test_graphed_step_off_cuda_is_the_plain_step(family_dir):
-    from litgpt.generate.core import GraphedStep
+    from litgpt.engine.core import GraphedStep
 
     model = load_model(family_dir)
     for prompt in PROMPTS:
@@ -133,7 +133,7 @@ def test_a_prefill_from_position_zero_equals_attending_over_the_masked_cache(win
 
 
 def test_prefill_through_a_compiled_forward_equals_the_plain_one(family_dir):
-    from litgpt.generate.core import compile_blocks, prefill
+    from litgpt.engine.core import compile_blocks, prefill
 
     model = load_model(family_dir)
     compiled = compile_blocks(model, backend="eager", dynamic=True)  # what GraphedStep prefills through on GPUs
@@ -150,8 +150,8 @@ def test_compile_blocks_compiles_one_block_for_all_and_leaves_the_model_alone():
     from torch._dynamo.utils import counters
 
     from litgpt.config import Config
-    from litgpt.generate.core import compile_blocks
-    from litgpt.generate.decode_kernels import DecodeGatedMLP
+    from litgpt.engine.core import compile_blocks
+    from litgpt.engine.decode_kernels import DecodeGatedMLP
     from litgpt.model import GPT
 
     torch.manual_seed(0)
@@ -186,7 +186,7 @@ def test_compiled_decode_step_writes_the_kv_cache_in_place(positions):
     from torch._inductor.utils import run_and_get_code
 
     from litgpt.config import Config
-    from litgpt.generate.core import compile_blocks
+    from litgpt.engine.core import compile_blocks
     from litgpt.model import GPT
 
     torch.manual_seed(0)
@@ -214,7 +214,7 @@ def test_compiled_decode_step_writes_the_kv_cache_in_place(positions):
 def test_decode_inductor_options_are_all_known_to_this_torch():
     import torch._inductor.config
 
-    from litgpt.generate.core import _decode_inductor_options
+    from litgpt.engine.core import _decode_inductor_options
 
     options = _decode_inductor_options()
     assert options["coordinate_descent_tuning"] is True

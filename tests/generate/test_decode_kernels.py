@@ -1,4 +1,4 @@
-"""The decode step's Triton kernels (`litgpt.generate.decode_kernels`): the block view on CPU (where the ops compute
+"""The decode step's Triton kernels (`litgpt.engine.decode_kernels`): the block view on CPU (where the ops compute
 with torch), and the kernels themselves under Triton's interpreter, against torch."""
 
 import importlib.util
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from litgpt.config import Config
-from litgpt.generate.core import compile_blocks, decode_view
-from litgpt.generate.decode_kernels import DecodeGatedMLP, DecodeLinear
+from litgpt.engine.core import compile_blocks, decode_view
+from litgpt.engine.decode_kernels import DecodeGatedMLP, DecodeLinear
 from litgpt.model import GPT, Block, CausalSelfAttention, RMSNorm
 
 ARCHITECTURES = {
@@ -88,7 +88,7 @@ def test_decode_view_leaves_adapter_attention_alone():
 
 KERNEL_CHECK = textwrap.dedent("""
     import itertools, torch
-    from litgpt.generate import decode_kernels as K
+    from litgpt.engine import decode_kernels as K
 
     torch.manual_seed(0)
     # products: uneven shapes (masked tiles) and even ones, each variant, against torch
@@ -130,7 +130,7 @@ def test_compiled_steps_use_the_decode_kernels_for_one_token_only():
     """The kernels serve one row; batched steps compile the blocks as they are, so inductor still fuses their norms."""
     import torch._dynamo
 
-    from litgpt.generate.core import compiled_decode_step
+    from litgpt.engine.core import compiled_decode_step
 
     graphs = []
 

@@ -4,7 +4,7 @@ import torch
 import litgpt.__main__ as cli
 from litgpt.checkpoint import load_model
 from litgpt.generate.cli import generate, generate_full
-from litgpt.generate.core import compiled_decode_step, ensure_kv_cache, generate_tokens
+from litgpt.engine.core import compiled_decode_step, ensure_kv_cache, generate_tokens
 
 COMMANDS = {
     "generate": "litgpt.generate.cli:generate",

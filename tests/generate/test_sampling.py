@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from litgpt.generate.core import StopWatcher
-from litgpt.generate.sampling import probabilities, sample
+from litgpt.engine.core import StopWatcher
+from litgpt.engine.sampling import probabilities, sample
 
 
 def logits_of(*probs: float) -> torch.Tensor:

@@ -14,8 +14,8 @@ import litgpt.__main__ as cli
 from litgpt.checkpoint import load_model
 from litgpt.config import Config
 from litgpt.generate.cli import generate
-from litgpt.generate.core import compiled_decode_step, ensure_kv_cache, generate_tokens
-from litgpt.generate.sequentially import layer_ranges, load_sequentially, place_sequentially
+from litgpt.engine.core import compiled_decode_step, ensure_kv_cache, generate_tokens
+from litgpt.engine.sequential import layer_ranges, load_sequentially, place_sequentially
 from litgpt.model import GPT
 
 PROMPT = torch.tensor([0, 5, 17, 42, 7])

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from litgpt.checkpoint import load_model
-from litgpt.generate.core import ensure_kv_cache, generate_tokens
-from litgpt.generate.speculative import Acceptance, generate_speculatively, speculative_tokens
+from litgpt.engine.core import ensure_kv_cache, generate_tokens
+from litgpt.engine.speculative import Acceptance, speculative_tokens
+from litgpt.generate.speculative import generate_speculatively
 
 PROMPT = [0, 5, 17, 42, 99, 7, 3]
 

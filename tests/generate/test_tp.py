@@ -14,8 +14,9 @@ from tiny import checkpoint
 import litgpt.__main__ as cli
 from litgpt.checkpoint import load_model
 from litgpt.config import Config
-from litgpt.generate.core import compiled_decode_step, ensure_kv_cache, generate_tokens
-from litgpt.generate.tp import check_tp, generate_tp, load_tp, tp_config
+from litgpt.engine.core import compiled_decode_step, ensure_kv_cache, generate_tokens
+from litgpt.engine.tp import check_tp, load_tp, tp_config
+from litgpt.generate.tp import generate_tp
 
 PROMPT = [0, 5, 17, 42, 7]
 LLAMA = Config(name="tiny-llama", n_layer=2, n_embd=32, n_head=4, n_query_groups=2, intermediate_size=64, mlp_class_name="LLaMAMLP")

@@ -23,8 +23,8 @@ from typing import Callable, Deque, Iterator, List, Optional, Sequence
 
 import torch
 
-from litgpt.generate.core import DecodeStep, StopSequences, StopWatcher, ensure_kv_cache, fast_decode_step, kv_cache_shape, prefill
-from litgpt.generate.sampling import check_sampling_args, is_greedy, sample
+from litgpt.engine.core import DecodeStep, StopSequences, StopWatcher, ensure_kv_cache, fast_decode_step, kv_cache_shape, prefill
+from litgpt.engine.sampling import check_sampling_args, is_greedy, sample
 from litgpt.model import GPT, KVCache
 
 

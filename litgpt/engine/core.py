@@ -8,7 +8,6 @@ Prompts of different lengths share one batch without padding tricks: each row is
 causal mask hides and its own next tokens overwrite, so every row decodes exactly as it would alone.
 """
 
-import copy
 import warnings
 import weakref
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -16,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import torch
 from torch import nn
 
-from litgpt.generate.sampling import check_sampling_args, sample
+from litgpt.engine.sampling import check_sampling_args, sample
 from litgpt.model import GPT
 
 StopSequences = Iterable[Union[int, Sequence[int]]]
@@ -35,9 +34,11 @@ def compile_blocks(model: GPT, decode: bool = False, **compile_options: Any) -> 
     The view shares the model's weights, buffers and KV caches, and the model itself stays as it was. Blocks of
     one structure share one compilation (regional compilation), so compiling takes about as long as for one
     block, whatever the depth; the embedding, masks, final norm and head stay eager. With `decode` (a step of one
-    token per row) the blocks run their products and attention through our kernels (`litgpt.generate.decode_kernels`),
+    token per row) the blocks run their products and attention through our kernels (`litgpt.engine.decode_kernels`),
     and the final norm is compiled too.
     """
+    from litgpt.engine.decode_kernels import shallow_copy
+
     view = decode_view(model) if decode else model
     view, transformer = shallow_copy(view), shallow_copy(view.transformer)
     transformer._modules["h"] = nn.ModuleList(torch.compile(block, **compile_options) for block in transformer.h)
@@ -48,21 +49,14 @@ def compile_blocks(model: GPT, decode: bool = False, **compile_options: Any) -> 
 
 
 def decode_view(model: GPT) -> GPT:
-    """A view of `model` whose blocks run their products and attention through `litgpt.generate.decode_kernels`
+    """A view of `model` whose blocks run their products and attention through `litgpt.engine.decode_kernels`
     (see `decode_block`)."""
-    from litgpt.generate.decode_kernels import decode_block
+    from litgpt.engine.decode_kernels import decode_block, shallow_copy
 
     view, transformer = shallow_copy(model), shallow_copy(model.transformer)
     transformer._modules["h"] = nn.ModuleList(decode_block(block) for block in model.transformer.h)
     view._modules["transformer"] = transformer
     return view
-
-
-def shallow_copy(module: nn.Module) -> nn.Module:
-    """A copy of `module` sharing its parameters, buffers and submodules, whose submodules can be swapped."""
-    copied = copy.copy(module)
-    copied._modules = dict(module._modules)
-    return copied
 
 
 def compiled_decode_step(**compile_options: Any) -> DecodeStep:
@@ -98,7 +92,7 @@ class GraphedStep:
     Args:
         compile: compile the model's blocks (`compile_blocks(decode=True)`) with `torch.compile(dynamic=False,
             **compile_options)` before capturing the step. The blocks' matrix-vector products (with their norms and
-            SwiGLU) and their attention over the cache run as our Triton kernels (`litgpt.generate.decode_kernels`,
+            SwiGLU) and their attention over the cache run as our Triton kernels (`litgpt.engine.decode_kernels`,
             fixed configurations: a compiled step decodes at the same speed every time); inductor fuses what lies
             between them, with coordinate-descent tuning and programmatic dependent launch on Hopper and later GPUs
             (each kernel is scheduled while the one before it finishes: a step is ~200 small kernels).
@@ -112,10 +106,10 @@ class GraphedStep:
         self.regional = regional
         self.compile_options = {"dynamic": False, "options": _decode_inductor_options(), **compile_options}
         self._fallback: DecodeStep = compiled_decode_step(**self.compile_options) if compile else decode_step
-        self._graphs: dict = {}
+        self._graphs: "weakref.WeakKeyDictionary[GPT, dict]" = weakref.WeakKeyDictionary()  # model -> {key: graph}
         self._caches: Tuple[int, ...] = ()
         self._pool: Any = None
-        self._capturable: dict = {}  # id(model) -> bool
+        self._capturable: "weakref.WeakKeyDictionary[GPT, bool]" = weakref.WeakKeyDictionary()
         self._views: "weakref.WeakKeyDictionary[GPT, dict]" = weakref.WeakKeyDictionary()  # model -> {kind: view}
 
     def _view(self, model: GPT, kind: str) -> GPT:
@@ -197,11 +191,11 @@ class GraphedStep:
         return forward
 
     def _is_capturable(self, model: GPT) -> bool:
-        if id(model) not in self._capturable:
+        if model not in self._capturable:
             quantized = any(type(m).__module__.startswith("bitsandbytes") for m in model.modules())
             spread = len({p.device for p in model.parameters()}) > 1  # e.g. generate_sequentially's placement
-            self._capturable[id(model)] = not (quantized or spread)
-        return self._capturable[id(model)]
+            self._capturable[model] = not (quantized or spread)
+        return self._capturable[model]
 
     def _entry(self, model: GPT, key: tuple, make: Callable[[], Tuple[Callable, Tuple[torch.Tensor, ...]]]) -> Optional[dict]:
         """The graph for `key`, captured on first use from `make()` = (forward, static inputs); None if it cannot be."""
@@ -211,16 +205,16 @@ class GraphedStep:
         if caches != self._caches:
             self._graphs.clear()
             self._caches = caches
-        key = (id(model), *key)
-        if key not in self._graphs:
+        graphs = self._graphs.setdefault(model, {})
+        if key not in graphs:
             try:
-                self._graphs[key] = self._capture(*make())
+                graphs[key] = self._capture(*make())
             except RuntimeError as error:  # e.g. a layer that syncs with the host cannot be captured
                 warnings.warn(f"Decoding without CUDA graphs: capturing the step failed ({str(error).splitlines()[0]})")
-                self._capturable[id(model)] = False
+                self._capturable[model] = False
                 torch.cuda.synchronize()
                 return None
-        return self._graphs[key]
+        return graphs[key]
 
     def _capture(self, forward: Callable, inputs: Tuple[torch.Tensor, ...]) -> dict:
         side = torch.cuda.Stream()

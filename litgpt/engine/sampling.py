@@ -1,6 +1,5 @@
 """Turning next-token logits into tokens: top-k, then temperature, then top-p (nucleus) sampling."""
 
-import math
 from typing import Optional
 
 import torch
@@ -16,12 +15,9 @@ def is_greedy(temperature: float, top_k: Optional[int]) -> bool:
 
 def check_sampling_args(temperature: float, top_k: Optional[int], top_p: float) -> None:
     """Raise ValueError for settings no sampler accepts."""
-    if not 0.0 <= top_p <= 1.0:
-        raise ValueError(f"top_p must be in [0, 1], got {top_p}")
-    if not (math.isfinite(temperature) and temperature >= 0.0):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    from litgpt.settings_check import check_generation
+
+    check_generation(temperature, top_k, top_p)
 
 
 def probabilities(

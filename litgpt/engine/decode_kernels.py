@@ -22,6 +22,7 @@ one row a product (or another head size than a power of two, for attention) comp
 """
 
 import contextlib
+import copy
 import functools
 import os
 from typing import Any, Optional, Tuple
@@ -29,7 +30,6 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import nn
 
-from litgpt.generate.core import shallow_copy
 from litgpt.model import Block, CausalSelfAttention, LLaMAMLP, RMSNorm, rms_norm
 
 # (BLOCK_N rows, BLOCK_K columns, warps) by (N, K, fc_1/fc_2 pair): the fastest configuration for the shapes of
@@ -398,6 +398,13 @@ def _norm_args(norm: Optional[RMSNorm]) -> dict:
     if norm is None:
         return {}
     return {"norm_weight": norm.weight, "norm_eps": norm.eps, "norm_offset": norm.add_unit_offset}
+
+
+def shallow_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` sharing its parameters, buffers and submodules, whose submodules can be swapped."""
+    copied = copy.copy(module)
+    copied._modules = dict(module._modules)
+    return copied
 
 
 def decode_block(block: nn.Module) -> nn.Module:
