@@ -74,13 +74,6 @@ class GPT(nn.Module):
         """Recompute the RoPE cache (after materialising a model built on the meta device)."""
         self.cos, self.sin = self.rope_cache(self.lm_head.weight.device)
 
-    def _init_weights(self, module: nn.Module) -> None:
-        """Random initialisation for pretraining: `model.apply(model._init_weights)`."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-
     def forward(
         self,
         idx: torch.Tensor,
@@ -171,6 +164,10 @@ class GPT(nn.Module):
         window = self.config.sliding_window_size
         return causal, None if window is None else causal & (q_pos - k_pos < window)
 
+    def rope_cache_length(self) -> int:
+        """The rotated elements of a head (`config.rope_n_elem`), what LitGPT sizes its keys' cache by."""
+        return self.config.rope_n_elem
+
     def set_kv_cache(
         self,
         batch_size: int,
@@ -179,7 +176,15 @@ class GPT(nn.Module):
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
     ) -> None:
-        """Allocate a KV cache for `batch_size` sequences of up to `max_seq_length` (default: the model's) tokens."""
+        """Allocate a KV cache for `batch_size` sequences of up to `max_seq_length` (default: the model's) tokens.
+
+        `rope_cache_length` is LitGPT's: its keys' cache holds `rope_cache_length + head_size - rope_n_elem`
+        elements a head, so `model.rope_cache_length()` (or None) is the one value that fits the heads."""
+        if rope_cache_length is not None and rope_cache_length != self.rope_cache_length():
+            raise ValueError(
+                f"rope_cache_length must be model.rope_cache_length() ({self.rope_cache_length()}) for this model, "
+                f"got {rope_cache_length}: the keys' cache would not fit the heads"
+            )
         max_seq_length = max_seq_length or self.max_seq_length
         if device is None:
             device = self.lm_head.weight.device

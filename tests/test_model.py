@@ -149,3 +149,14 @@ def test_gpt_from_name_applies_overrides():
         model = model_cls.from_name("pythia-14m", n_layer=1)
     assert model.config.n_layer == 1 and len(model.transformer.h) == 1
     assert model.config.n_embd == 128
+
+
+def test_rope_cache_length_as_litgpt():
+    # LitGPT sizes the keys' cache by rope_cache_length; model.rope_cache_length() is the one value that fits
+    config = Config(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32, padded_vocab_size=32, rotary_percentage=0.5)
+    model = GPT(config)
+    assert model.rope_cache_length() == config.rope_n_elem == 4
+    model.set_kv_cache(1, rope_cache_length=model.rope_cache_length())
+    assert model.transformer.h[0].attn.kv_cache.k.shape == (1, 2, 8, 8)
+    with pytest.raises(ValueError, match=r"rope_cache_length must be model.rope_cache_length\(\) \(4\) for this model, got 8"):
+        model.set_kv_cache(1, rope_cache_length=8)
