@@ -130,3 +130,16 @@ loader.check_worker_number_rationality()  # and again where the workers start
     workers = len(os.sched_getaffinity(0)) + 1
     assert f"           --data.num_workers {workers} is more than the {workers - 1} CPUs here: loading may be slow" in lines
     assert "This DataLoader will create" not in result.stderr
+
+
+def test_export_writes_generation_config_when_the_folder_has_none(tiny_checkpoint, tmp_path):
+    from transformers import GenerationConfig
+
+    from litgpt.convert.lit_to_hf import convert_from_litgpt
+    from litgpt.tokenizer import Tokenizer
+
+    assert not (tiny_checkpoint / "generation_config.json").exists()
+    convert_from_litgpt(tiny_checkpoint, tmp_path / "hf")
+    tokenizer = Tokenizer(tiny_checkpoint)
+    generation = GenerationConfig.from_pretrained(tmp_path / "hf")
+    assert (generation.bos_token_id, generation.eos_token_id) == (tokenizer.bos_id, tokenizer.eos_id) != (None, None)

@@ -72,6 +72,8 @@ def convert_from_litgpt(
     output_dir.mkdir(parents=True, exist_ok=True)
     write_safetensors(state_dict, arch, config, output_dir, max_bytes, skip=("lm_head.weight",) if tie else ())
     copy_tokenizer_files(checkpoint_dir, output_dir, tuple(n for n in TOKENIZER_FILES if n != "config.json"))
+    if not (checkpoint_dir / "generation_config.json").is_file():  # e.g. a model pretrained here
+        write_json_atomic(generation_config(hf_config, checkpoint_dir), output_dir / "generation_config.json")
     write_json_atomic(hf_config, output_dir / "config.json")  # last: a folder with config.json is complete
 
 
@@ -120,6 +122,23 @@ def token_ids(hf_config: Dict[str, Any], checkpoint_dir: Path, config: Config) -
     if pad is not None and not (isinstance(pad, int) and 0 <= pad < config.padded_vocab_size):
         ids["pad_token_id"] = None
     return ids
+
+
+def generation_config(hf_config: Dict[str, Any], checkpoint_dir: Path) -> Dict[str, Any]:
+    """generation_config.json for a folder that has none: the token ids config.json states, else the tokenizer's,
+    as transformers derives it from a model's config."""
+    ids = {key: hf_config.get(key) for key in TOKEN_KEYS}
+    if ids["bos_token_id"] is None or ids["eos_token_id"] is None:
+        from litgpt.tokenizer import Tokenizer
+
+        try:
+            tokenizer = Tokenizer(checkpoint_dir)
+        except (OSError, ValueError):
+            tokenizer = None
+        if tokenizer is not None:
+            ids["bos_token_id"] = ids["bos_token_id"] if ids["bos_token_id"] is not None else tokenizer.bos_id
+            ids["eos_token_id"] = ids["eos_token_id"] if ids["eos_token_id"] is not None else tokenizer.eos_id
+    return {"_from_model_config": True, **{k: v for k, v in ids.items() if v is not None}}
 
 
 def lit_state_dict(path: Path, config: Config) -> Dict[str, Any]:
