@@ -32,6 +32,7 @@ COMMANDS: Dict[str, str] = {
     "finetune_full": "litgpt.train.finetune:finetune_full",
     "finetune_adapter": "litgpt.train.finetune:finetune_adapter",
     "finetune_adapter_v2": "litgpt.train.finetune:finetune_adapter_v2",
+    "finetune_dpo": "litgpt.train.dpo:finetune_dpo",
     "merge_lora": "litgpt.merge_lora:merge_lora",
     "evaluate": "litgpt.evaluate:evaluate",
     "serve": "litgpt.serve:serve",

@@ -12,8 +12,9 @@ from litgpt.data.deita import Deita
 from litgpt.data.flan import FLAN
 from litgpt.data.lima import LIMA
 from litgpt.data.longform import LongForm
+from litgpt.data.preference import Preference
 
-__all__ += ["SFTData", "SFTDataset", "get_sft_collate_fn", "JSON", "Alpaca", "Alpaca2k", "AlpacaGPT4", "Dolly", "Deita", "FLAN", "LIMA", "LongForm"]
+__all__ += ["SFTData", "SFTDataset", "get_sft_collate_fn", "JSON", "Alpaca", "Alpaca2k", "AlpacaGPT4", "Dolly", "Deita", "FLAN", "LIMA", "LongForm", "Preference"]
 from litgpt.data.lit_data import LitData
 from litgpt.data.tinystories import TinyStories
 from litgpt.data.openwebtext import OpenWebText

@@ -446,7 +446,8 @@ def _longest_sample(fabric: "Fabric", data: DataModule) -> Optional[int]:
     for name in ("train_dataset", "test_dataset"):
         dataset = getattr(data, name, None)
         if dataset is not None:
-            lengths.extend(len(dataset[i]["input_ids"]) for i in range(len(dataset)))
+            # a preference pair has two rows (chosen, rejected_...): the longer counts
+            lengths.extend(max(len(v) for k, v in dataset[i].items() if k.endswith("input_ids")) for i in range(len(dataset)))
     return max(lengths) if lengths else None
 
 

@@ -1,0 +1,227 @@
+"""`litgpt finetune_dpo`: Direct Preference Optimization as a `Method` of the one training loop.
+
+    batch (2B, T): B chosen rows, B rejected rows          (litgpt/data/preference.py)
+      policy    ─► log p(response | prompt), summed over the response tokens ─┐
+      reference ─► the same, without gradients                                ├─► -logsigmoid(beta · (Δchosen - Δrejected))
+                   (LoRA: the same weights, adapters off; full: a frozen copy)┘    Δ = policy - reference log-prob
+
+The loss and the rewards (beta · Δ) are those of Rafailov et al. (2023) and TRL's `DPOTrainer` (loss_type
+"sigmoid"). Per step the log carries the loss, rewards/margins, rewards/accuracies, rewards/chosen,
+rewards/rejected, logps/chosen and logps/rejected.
+"""
+
+import copy
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
+
+from litgpt.data import DataModule
+from litgpt.train.args import EvalArgs, LogArgs, TrainArgs
+from litgpt.train.finetune import Logger, Quantize, Resume, _hparams, _train_defaults
+from litgpt.train.loop import Method, split_batch
+
+if TYPE_CHECKING:
+    import torch
+    from lightning import Fabric
+
+
+@dataclass
+class DPOArgs:
+    """DPO's settings (`--dpo.*`)."""
+
+    beta: float = 0.1
+    """How far the policy may move from the reference: the scale of the log-probability ratios in the loss"""
+
+
+def sequence_logps(model: Any, input_ids: "torch.Tensor", targets: "torch.Tensor", ignore_index: int = -100) -> "torch.Tensor":
+    """The summed log-probability of each row's targets (those not `ignore_index`): (B,)."""
+    import torch
+
+    logits = model(input_ids).float()  # (B, T, vocab)
+    mask = targets != ignore_index
+    picked = torch.gather(logits.log_softmax(-1), 2, targets.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)
+
+
+def dpo_loss(chosen: "torch.Tensor", rejected: "torch.Tensor", ref_chosen: "torch.Tensor", ref_rejected: "torch.Tensor",
+             beta: float) -> Tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """Per pair: the DPO loss, the chosen reward and the rejected reward (beta · log-ratio to the reference)."""
+    import torch.nn.functional as F
+
+    chosen_rewards, rejected_rewards = beta * (chosen - ref_chosen), beta * (rejected - ref_rejected)
+    return -F.logsigmoid(chosen_rewards - rejected_rewards), chosen_rewards, rejected_rewards
+
+
+@contextmanager
+def adapters_off(model: Any) -> Iterator[None]:
+    """Run the model as its base: every LoRA layer's update scaled by zero (no second copy of the weights)."""
+    from litgpt.lora import LoRALinear
+
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    scalings = [m.scaling for m in layers]
+    for m in layers:
+        m.scaling = 0.0
+    try:
+        yield
+    finally:
+        for m, s in zip(layers, scalings):
+            m.scaling = s
+
+
+class DPO(Method):
+    """DPO over a finetuning method (`base`: LoRA or full), which still decides what trains and what is saved."""
+
+    def __init__(self, base: Method, beta: float = 0.1) -> None:
+        self.base, self.beta = base, beta
+        self.reference: Optional[Any] = None
+        self._sums: List[Any] = []
+
+    name = property(lambda self: f"dpo-{self.base.name}")
+    weights_file = property(lambda self: self.base.weights_file)
+    base_weights = property(lambda self: getattr(self.base, "base_weights", None),
+                            lambda self, path: setattr(self.base, "base_weights", path))
+
+    def transform(self, model: Any) -> Any:
+        model = self.base.transform(model)
+        is_real = next(model.parameters()).device.type != "meta"  # not the meta copies that count parameters
+        if self.base.name == "full" and is_real:
+            self.reference = copy.deepcopy(model).requires_grad_(False).eval()
+        return model
+
+    def is_trainable(self, name: str) -> bool:
+        return self.base.is_trainable(name)
+
+    def is_saved(self, name: str) -> bool:
+        return self.base.is_saved(name)
+
+    def finish(self, fabric: "Fabric", model: Any, folder: Path) -> None:
+        self.base.finish(fabric, model, folder)
+
+    def loss(self, model: Any, batch: Any, seq_len: int, ignore_index: int) -> "torch.Tensor":
+        import torch
+
+        input_ids, targets = split_batch(batch, seq_len)
+        logps = sequence_logps(model, input_ids, targets, ignore_index)
+        with torch.no_grad():
+            ref_logps = self.reference_logps(model, input_ids, targets, ignore_index)
+        chosen, rejected = logps.chunk(2)
+        ref_chosen, ref_rejected = ref_logps.chunk(2)
+        losses, chosen_rewards, rejected_rewards = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta)
+        if torch.is_grad_enabled():  # training, not validation
+            stats = torch.stack([
+                (chosen_rewards - rejected_rewards).mean(), (chosen_rewards > rejected_rewards).float().mean(),
+                chosen_rewards.mean(), rejected_rewards.mean(), chosen.mean(), rejected.mean(),
+            ]).detach()
+            self._sums.append(stats)
+        return losses.mean()
+
+    def reference_logps(self, model: Any, input_ids: "torch.Tensor", targets: "torch.Tensor", ignore_index: int) -> "torch.Tensor":
+        if self.reference is None:  # LoRA and adapters: the same model with its additions off
+            with adapters_off(model):
+                return sequence_logps(model, input_ids, targets, ignore_index)
+        param = next(p for p in model.parameters())
+        self.reference.to(device=param.device, dtype=param.dtype)
+        precision = getattr(getattr(model, "_strategy", None), "precision", None)  # Fabric's autocast, as for the policy
+        with precision.forward_context() if precision is not None else nullcontext():
+            return sequence_logps(self.reference, input_ids, targets, ignore_index)
+
+    def metrics(self, fabric: "Fabric") -> Dict[str, float]:
+        import torch
+
+        if not self._sums:
+            return {}
+        mean = fabric.all_reduce(torch.stack(self._sums).mean(0), reduce_op="mean").tolist()
+        self._sums = []
+        names = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected")
+        return dict(zip(names, mean))
+
+
+def finetune_dpo(
+    checkpoint_dir: Path,
+    out_dir: Path = Path("out/finetune/dpo"),
+    method: Literal["lora", "full"] = "lora",
+    dpo: DPOArgs = DPOArgs(),
+    precision: Optional[str] = None,
+    quantize: Quantize = None,
+    devices: Union[int, str] = 1,
+    num_nodes: int = 1,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.05,
+    lora_query: bool = True,
+    lora_key: bool = False,
+    lora_value: bool = True,
+    lora_projection: bool = False,
+    lora_mlp: bool = False,
+    lora_head: bool = False,
+    data: Optional[DataModule] = None,
+    train: TrainArgs = _train_defaults(),
+    log: LogArgs = LogArgs(),
+    eval: EvalArgs = EvalArgs(interval=100, max_new_tokens=100, max_iters=100),
+    optimizer: Union[str, Dict] = "AdamW",
+    logger_name: Logger = "csv",
+    seed: int = 1337,
+    access_token: Optional[str] = None,
+    resume: Resume = False,
+    compile: bool = False,
+) -> None:
+    """Align a model with preference pairs by DPO: it learns to prefer each chosen answer over the rejected one,
+    relative to the frozen base model (tutorials/dpo.md).
+
+    Args:
+        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
+        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
+        method: What trains: lora (low-rank updates; the reference is the same model with them off) or full (every
+            weight; the reference is a frozen copy, twice the weights in memory).
+        dpo: DPO's settings (`--dpo.beta`).
+        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
+            32-true on CPUs.
+        quantize: Quantize the frozen base weights with bitsandbytes (LoRA only; one CUDA GPU, a "-true" precision).
+        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
+        num_nodes: Machines to train on.
+        lora_r: The LoRA rank.
+        lora_alpha: The LoRA alpha (updates are scaled by alpha / r).
+        lora_dropout: Dropout on the LoRA layers' input.
+        lora_query: Apply LoRA to the attention's query projection.
+        lora_key: Apply LoRA to the attention's key projection.
+        lora_value: Apply LoRA to the attention's value projection.
+        lora_projection: Apply LoRA to the attention's output projection.
+        lora_mlp: Apply LoRA to the MLP's linear layers.
+        lora_head: Apply LoRA to the output head.
+        data: The preference pairs: `--data Preference --data.json_path prefs.json`.
+        train: Training arguments (`--train.*`).
+        log: Experiment-tracker arguments (`--log.*`).
+        eval: Validation arguments (`--eval.*`; the validation loss is the DPO loss).
+        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
+        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
+        seed: The random seed.
+        access_token: A Hugging Face token, to download a gated base model.
+        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
+            any) or the path of a checkpoint.
+        compile: Compile the model with torch.compile.
+    """
+    hparams = _hparams(locals())
+    from litgpt.data.preference import Preference
+    from litgpt.prompts import PromptStyle
+    from litgpt.train import finetune
+    from litgpt.train.methods import LoRA, Full
+
+    if not isinstance(data, Preference):
+        raise ValueError("finetune_dpo trains on preference pairs: pass --data Preference --data.json_path prefs.json")
+    if not dpo.beta > 0:
+        raise ValueError(f"--dpo.beta must be positive, got {dpo.beta}")
+    if method == "full" and quantize is not None:
+        raise ValueError("--quantize applies to --method lora (the frozen base weights); full finetuning trains them")
+    if method == "lora":
+        if lora_r < 1:
+            raise ValueError(f"--lora_r must be at least 1, got {lora_r}")
+        base: Method = LoRA(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, query=lora_query, key=lora_key,
+                            value=lora_value, projection=lora_projection, mlp=lora_mlp, head=lora_head)
+    else:
+        base = Full()
+    checkpoint_dir = finetune._base_folder(Path(checkpoint_dir), access_token)
+    if data.prompt_style is None:
+        data.prompt_style = PromptStyle.from_checkpoint(checkpoint_dir)
+    finetune._finetune(DPO(base, dpo.beta), hparams, checkpoint_dir, out_dir, precision, quantize, devices, num_nodes,
+                       data, train, log, eval, optimizer, logger_name, seed, access_token, resume, compile)
