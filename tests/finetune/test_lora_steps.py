@@ -33,3 +33,27 @@ def test_recipe_length_on_small_model_and_step_folder_merges(tiny_checkpoint, js
     model.load_state_dict(load_state_dict(step / "lit_model.pth"))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(tokens), expected)
+
+
+def test_readme_own_data_recipe_runs_as_written(tiny_checkpoint, tmp_path):
+    """README's finetune row with its "your own data" flags, on the tiny model standing in for microsoft/phi-2
+    (checkpoints/microsoft/phi-2 in the working folder); shortened by --train.max_steps 1 and no loader workers."""
+    import json
+    import re
+    import shutil
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| finetune |"))
+    command = re.search(r"`litgpt (finetune_lora [^`]+)`", row).group(1).split()
+    own_data = re.search(r"`(--data JSON --data\.json_path FILE)`", row).group(1).split()
+    shutil.copytree(tiny_checkpoint, tmp_path / "checkpoints" / command[1])
+    shutil.copytree(Path(__file__).parents[2] / "config_hub", tmp_path / "config_hub")
+    records = [{"instruction": f"Add {i} and {i}.", "input": "", "output": str(2 * i)} for i in range(30)]
+    (tmp_path / "mine.json").write_text(json.dumps(records))
+    args = command + [("mine.json" if a == "FILE" else a) for a in own_data]
+    args += ["--train.max_steps", "1", "--data.num_workers", "0", "--eval.max_iters", "1", "--eval.max_new_tokens", "2"]
+    result = subprocess.run([sys.executable, "-m", "litgpt", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "  data     JSON (mine.json)" in result.stdout
+    assert (tmp_path / "out" / "finetune" / "lora-phi-2" / "final" / "lit_model.pth.lora").is_file()
