@@ -61,7 +61,7 @@ def _explain_value(flag: str, message: str) -> str:
         name = f"{flag}.{not_accepted.group(1)}"
         takers = [c.__name__ for c in _subclasses(class_path.group(1))[1:] if not_accepted.group(1) in _parameters(c)]
         if takers:  # the flags of a class given before the class (`--data.json_path x` without `--data JSON`)
-            return f"{name} needs {flag} NAME before it, e.g. {flag} {takers[0]}"
+            return f"{name} needs {flag} NAME before it, NAME one of {', '.join(sorted(set(takers)))}"
         return f"unknown flag {name}{_suggest(name, [f'{flag}.{p}' for p in _parameters(class_path.group(1))])}"
     nested = re.search(r"Parser key \"([^\"]+)\":\s*\n\s*(.+)", message[message.find("class_path") :]) if class_path else None
     if nested:  # a nested flag with a bad value (`--data.mask_prompt maybe`)

@@ -74,7 +74,7 @@ def litgpt(*args: str) -> subprocess.CompletedProcess:
         (["--train.max_st", "5"], "unknown flag --train.max_st; did you mean --train.max_steps?"),  # no abbreviations
         (["--data", "TextFiles", "--data.train_data_pat", "x"], "unknown flag --data.train_data_pat; did you mean --data.train_data_path?"),
         (["--data", "TextFile"], "--data: unknown name 'TextFile'; did you mean TextFiles?"),
-        (["--data.json_path", "x"], "--data.json_path needs --data NAME before it, e.g. --data JSON"),
+        (["--data.train_data_path", "x"], "--data.train_data_path needs --data NAME before it, NAME one of TextFiles"),
         (["--train.max_steps", "abc"], "--train.max_steps: expected int or null; got 'abc'"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else "",
