@@ -14,7 +14,7 @@ How a guide is run (the same rules the guides' readers can rely on):
   Registry names for `litgpt pretrain` (pythia-14m, tiny-llama-1.1b...) are not mapped: the guides pretrain
   small entries of the registry.
 * Long runs: `SHORT_RUN` is appended to every `litgpt pretrain|finetune*` command (the last value of a flag wins).
-* Servers: port 8000 in a guide becomes a free port on 127.0.0.1.
+* Servers: ports 8000 and 8001 in a guide become free ports on 127.0.0.1.
 * Input: `litgpt chat` reads `CHAT_INPUT` from stdin.
 """
 
@@ -40,9 +40,9 @@ COMMON_SIZES = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, n
                     max_position_embeddings=256, bos_token_id=0, eos_token_id=1)
 
 SHORT_RUN = ["--train.max_steps", "2", "--train.global_batch_size", "2", "--train.micro_batch_size", "1",
-             "--train.max_seq_length", "256", "--eval.max_iters", "1", "--devices", "1"]
+             "--train.max_seq_length", "256", "--eval.max_iters", "1", "--train.save_interval", "1", "--devices", "1"]
 CHAT_INPUT = "What do llamas eat?\n\n"
-GUIDE_PORT = 8000
+GUIDE_PORTS = (8000, 8001)
 
 MARKER = re.compile(r"<!--\s*guide-test:\s*(skip|background)\b[^>]*-->")
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```\s*$", re.S | re.M)
@@ -93,3 +93,38 @@ def make_tiny_repo(folder: Path, name: str, tokenizer_json: Path) -> Path:
     (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}))
     (folder / "generation_config.json").write_text(json.dumps({"bos_token_id": 0, "eos_token_id": 1}))
     return folder
+
+
+def _message_text(node) -> Optional[str]:
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "…" for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return (_message_text(node.left) or "…") + (_message_text(node.right) or "…")
+    return None
+
+
+def error_messages() -> Dict[str, List[str]]:
+    """Every error message the package raises with literal text, {module: [message, ...]}; `…` marks a value."""
+    import ast
+
+    found: Dict[str, List[str]] = {}
+    for path in sorted((REPO_ROOT / "litgpt").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
+                text = _message_text(node.exc.args[0])
+                if text and len(text) >= 12:
+                    module = str(path.relative_to(REPO_ROOT))
+                    message = " ".join(text.split())
+                    if message not in found.setdefault(module, []):
+                        found[module].append(message)
+    return found
+
+
+if __name__ == "__main__":  # `python tests/guides.py`: the list at the end of tutorials/troubleshooting.md
+    for module, messages in error_messages().items():
+        print(f"\n### `{module}`\n")
+        print("\n".join(f"- {message}" for message in messages))
