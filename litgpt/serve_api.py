@@ -481,7 +481,9 @@ def build_app(served: Served) -> Any:
     async def models(request: Any) -> Any:
         return JSONResponse({"object": "list", "data": [{"id": served.model_name, "object": "model", "created": 0, "owned_by": "litgpt"}]})
 
-    routes = [Route("/health", health), Route("/info", _guarded(served, info, openai=False))]
+    from litgpt.chat_page import route as chat_page_route
+
+    routes = [Route("/health", health), Route("/info", _guarded(served, info, openai=False)), chat_page_route()]
     if served.openai_spec:
         routes += [Route("/v1/models", _guarded(served, models, openai=True)),
                    Route("/v1/chat/completions", _guarded(served, lambda r: _chat(served, r), openai=True), methods=["POST"])]
