@@ -24,67 +24,120 @@ class Config:
     """Hyperparameters of a GPT model. Field names and meanings follow LitGPT's `model_config.yaml`."""
 
     name: str = ""
+    """The model's name (a registry name such as pythia-14m, or your own)"""
     hf_config: dict = field(default_factory=dict)
+    """The Hugging Face repository it comes from, {org, name}"""
     # sizes
     block_size: int = 4096
+    """The longest sequence the model attends over (its context length)"""
     n_layer: int = 16
+    """Transformer blocks"""
     n_embd: int = 4096
+    """Width of the residual stream (the embedding size)"""
     vocab_size: int = 50254
+    """Tokens of the tokenizer"""
     padding_multiple: int = 512
+    """padded_vocab_size is vocab_size rounded up to a multiple of this"""
     padded_vocab_size: Optional[int] = None
+    """Rows of the embedding and the output head (default: vocab_size rounded up to padding_multiple)"""
     # block structure and normalisation
     norm_class_name: Literal["LayerNorm", "RMSNorm"] = "LayerNorm"
+    """The normalisation layer"""
     norm_eps: float = 1e-5
+    """Epsilon of the normalisation layers"""
     norm_qk: bool = False
+    """Normalise queries and keys before attention"""
     norm_qk_type: Literal["default", "olmo2"] = "default"
+    """How queries and keys are normalised: per head (default) or over the whole projection (olmo2)"""
     post_attention_norm: bool = False
+    """A normalisation after attention, before the residual sum (Gemma 2)"""
     post_mlp_norm: bool = False
+    """A normalisation after the MLP, before the residual sum (Gemma 2)"""
     parallel_residual: bool = True
+    """Attention and MLP read the same input and are added together (GPT-NeoX), instead of one after the other"""
     shared_attention_norm: bool = False
+    """With parallel_residual, the MLP reads norm_1's output instead of its own norm_2"""
     # attention: n_query_groups == n_head is MHA, 1 is MQA, in between is GQA
     n_head: int = 32
+    """Attention (query) heads"""
     head_size: Optional[int] = None
+    """Width of each head (default: n_embd / n_head)"""
     n_query_groups: Optional[int] = None
+    """Key/value heads: n_head is multi-head, 1 multi-query, in between grouped-query attention (default: n_head)"""
     attn_bias: bool = False
+    """Bias in the query/key/value projection"""
     attention_scores_scalar: Optional[int] = None
+    """Scores are divided by the square root of this instead of head_size"""
     sliding_window_size: Optional[int] = None
+    """Tokens each position attends back over in sliding-window layers (unset: all of them)"""
     sliding_window_indices: Optional[List] = None
+    """Per layer, 1 where the sliding window applies (default: every layer)"""
     attention_logit_softcapping: Optional[float] = None
+    """Attention scores are squashed by tanh to this bound (Gemma 2)"""
     # rotary position embedding
     rope_base: int = 10000
+    """Base of the rotary position embedding's frequencies"""
     rotary_percentage: float = 0.25
+    """Fraction of each head's width that gets rotary position embedding"""
     rope_condense_ratio: int = 1
+    """Positions are divided by this before the rotary embedding (linear RoPE scaling)"""
     rope_adjustments: Optional[dict] = None
+    """RoPE scaling for long contexts (Llama 3 factors, YaRN, LongRoPE), as in LitGPT's files"""
     rope_interleave: bool = False
+    """Rotate interleaved pairs of a head's channels instead of its two halves"""
     # MLP
     intermediate_size: Optional[int] = None
+    """Width of the MLP's hidden layer"""
     moe_intermediate_size: Optional[int] = None
+    """Width of each expert's hidden layer in mixture-of-experts layers"""
     bias: bool = True
+    """Bias in the linear layers (except the query/key/value projection: attn_bias)"""
     mlp_class_name: Literal["GptNeoxMLP", "LLaMAMLP", "GemmaMLP", "LLaMAMoE"] = "GptNeoxMLP"
+    """The MLP: GptNeoxMLP (GELU), LLaMAMLP (SwiGLU), GemmaMLP (GeGLU) or LLaMAMoE (mixture of experts)"""
     gelu_approximate: str = "none"
+    """GELU's approximation: none or tanh"""
     n_expert: int = 0
+    """Experts of each mixture-of-experts layer (0: a dense MLP)"""
     n_shared_expert: Optional[int] = None
+    """Experts every token goes through besides the routed ones"""
     n_expert_groups: Optional[int] = None
+    """Groups the experts are routed in (group-limited routing)"""
     n_topk_groups: Optional[int] = None
+    """Groups each token may be routed to"""
     n_topk_scores_per_group: Optional[int] = None
+    """Top expert scores summed to rank a group"""
     n_expert_per_token: int = 0
+    """Experts each token is routed to"""
     first_k_dense_replace: Optional[int] = None
+    """The first this many layers keep a dense MLP instead of experts"""
     routed_scaling_factor: float = 1.0
+    """Scale of the routed experts' output"""
     norm_topk_prob: bool = False
+    """Renormalise the chosen experts' weights to sum to one"""
     # before and after the blocks
     scale_embeddings: bool = False
+    """Multiply token embeddings by sqrt(n_embd) (Gemma)"""
     lm_head_bias: bool = False
+    """Bias in the output head"""
     final_logit_softcapping: Optional[float] = None
+    """Output logits are squashed by tanh to this bound (Gemma 2)"""
     norm_1: bool = True
+    """A normalisation before attention (false: none)"""
     norm_2: bool = True
+    """A normalisation before the MLP (false: none)"""
     latent_attention: Optional[dict] = None
+    """Multi-head latent attention's ranks and head sizes (DeepSeek), as in LitGPT's files"""
     # local-attention layers may use another RoPE base (Gemma 3); rope_indices picks the cache per layer
     rope_local_base_freq: Optional[float] = None
+    """RoPE base of the sliding-window layers, where it differs from rope_base (Gemma 3)"""
     rope_indices: Optional[List] = None
+    """Per layer, which RoPE cache it uses: 0 global (rope_base), 1 local (rope_local_base_freq)"""
     # Fields of our own, absent from LitGPT's files. None means: derive from the name as LitGPT does,
     # so that its model_config.yaml files load unchanged (see `_legacy_norm_flags`).
     norm_unit_offset: Optional[bool] = None  # RMSNorm scales by (1 + weight), as Gemma does
+    """RMSNorm scales by (1 + weight), as Gemma does (unset: derived from the name as LitGPT does)"""
     norm_affine: Optional[bool] = None  # LayerNorm has weight and bias (OLMo 1 has neither)
+    """LayerNorm has a weight and a bias (OLMo 1 has neither; unset: derived from the name)"""
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -53,7 +53,7 @@ def _data_modules() -> List[str]:
 
 
 HELPS = [[name, "--help"] for name in sorted(COMMANDS)]
-HELPS += [["finetune", "--data.help", name] for name in _data_modules()]
+HELPS += [["finetune", "--data.help", name] for name in _data_modules()] + [["pretrain", "--model_config.help"]]
 
 
 @pytest.mark.parametrize("args", HELPS, ids=" ".join)
