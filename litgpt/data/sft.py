@@ -142,6 +142,9 @@ class SFTData(DataModule):
     packing: bool = False
     """Pack training samples into full rows of --train.max_seq_length tokens; attention and positions stay within
     each sample (tutorials/packing.md)"""
+    inspect: int = 0
+    """Print this many prepared training samples (trained tokens marked) and a summary of the set, then stop
+    without training (tutorials/inspect-data.md)"""
 
     tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
     batch_size: int = field(default=1, init=False, repr=False)
@@ -160,6 +163,8 @@ class SFTData(DataModule):
             raise ValueError(f"--data.val_split_fraction must be between 0 and 1, got {self.val_split_fraction}")
         if self.num_workers < 0:
             raise ValueError(f"--data.num_workers must be 0 or more, got {self.num_workers}")
+        if self.inspect < 0:
+            raise ValueError(f"--data.inspect takes a number of samples to show (0 or more), got {self.inspect}")
         if self.packing and self.max_seq_length <= 0:
             raise ValueError("--data.packing true needs --train.max_seq_length: the length of the packed rows")
         self.check_records()

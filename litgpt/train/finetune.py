@@ -332,6 +332,10 @@ def _finetune(
     resume_path = loop.resolve_resume(resume, out_dir)
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=train.max_seq_length)
     data.check()
+    if getattr(data, "inspect", 0):
+        from litgpt.data.inspect import inspect_data
+
+        return inspect_data(data, data.inspect, train.max_seq_length or config.block_size)
     monitor.check_logger(logger_name)
     if hasattr(method, "base_weights"):
         method.base_weights = base_weights
