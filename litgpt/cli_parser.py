@@ -48,6 +48,12 @@ def explain(parser: ArgumentParser, message: str) -> str:
         name = given.group(1) if given else "?"
         commands = next((a.choices for a in parser._actions if getattr(a, "choices", None) and a.dest == "subcommand"), {})
         return f"unknown command {name!r}{_suggest(name, commands)}"
+    config_key = re.match(r"Subcommand '(\w+)' does not accept option '([\w.]+)'", message)
+    if config_key:  # a key of a --config file
+        name, key_name = config_key.groups()
+        commands = next((a.choices for a in parser._actions if isinstance(getattr(a, "choices", None), dict)), {})
+        keys = [f[2:] for f in _flags(commands.get(name, parser))]
+        return f"unknown key {key_name!r} in the --config file{_suggest(key_name, keys)}"
     key = _KEY.match(message)
     if key is None:
         return " ".join(line.strip() for line in message.splitlines() if line.strip())

@@ -143,3 +143,13 @@ def test_export_writes_generation_config_when_the_folder_has_none(tiny_checkpoin
     tokenizer = Tokenizer(tiny_checkpoint)
     generation = GenerationConfig.from_pretrained(tmp_path / "hf")
     assert (generation.bos_token_id, generation.eos_token_id) == (tokenizer.bos_id, tokenizer.eos_id) != (None, None)
+
+
+def test_a_misspelt_key_of_a_config_file_is_one_line(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("train:\n  max_step: 3\n")
+    result = litgpt("pretrain", "pythia-14m", "--config", str(tmp_path / "recipe.yaml"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "litgpt pretrain: error: unknown key 'train.max_step' in the --config file; did you mean train.max_steps? "
+        "(`litgpt pretrain --help` lists the flags)"
+    ]
