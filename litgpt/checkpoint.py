@@ -238,11 +238,7 @@ def read_plain(path: Union[str, Path], allowed: Tuple[Any, ...] = (), mmap: bool
             with safe(list(allowed)):
                 return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
     except pickle.UnpicklingError as e:
-        import re
-
-        named = re.findall(r"GLOBAL ([\w.]+)", str(e))
-        reason = f"it names {named[0]}" if named else "Python objects"
-        raise CheckpointError(f"{path} holds more than tensors and plain values ({reason}); refusing to unpickle it, as that could run code") from None
+        raise unpickling_refused(path, e) from None
     except RuntimeError as e:
         if mmap and "mmap" in str(e):  # files in torch's pre-1.6 format cannot be memory-mapped
             return read_plain(path, allowed, mmap=False)
@@ -250,6 +246,15 @@ def read_plain(path: Union[str, Path], allowed: Tuple[Any, ...] = (), mmap: bool
         raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {reason}; copy or convert it again") from None
     except (EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {e}") from None
+
+
+def unpickling_refused(path: Union[str, Path], error: Exception) -> CheckpointError:
+    """The one-line error for a torch file that `weights_only=True` refused, naming what its pickle imports."""
+    import re
+
+    named = re.findall(r"GLOBAL ([\w.]+)", str(error))
+    reason = f"it names {named[0]}" if named else "Python objects"
+    return CheckpointError(f"{path} holds more than tensors and plain values ({reason}); refusing to unpickle it, as that could run code")
 
 
 def save_state_dict_atomic(state_dict: Dict[str, Any], path: Union[str, Path]) -> None:

@@ -18,6 +18,7 @@ latest one was taken.
 
 import math
 import os
+import pickle
 import random
 import shutil
 import warnings
@@ -265,6 +266,38 @@ def remove_stale(out_dir: Path) -> None:
             print(f"Removed {stale}, a partial checkpoint an earlier run left behind")
 
 
+def load_training_state(fabric: "Fabric", resume: Path, state: Dict[str, Any], strict: bool) -> None:
+    """fabric.load with `weights_only=True`; a refused pickle or weights of another model are one line."""
+    try:
+        fabric.load(resume, state, strict=strict, weights_only=True)
+    except pickle.UnpicklingError as e:  # refused, not run: a checkpoint from anyone must not execute code
+        from litgpt.checkpoint import unpickling_refused
+
+        raise unpickling_refused(resume, e) from None
+    except RuntimeError as e:
+        if "Error(s) in loading state_dict" not in str(e):
+            raise
+        raise does_not_fit(resume, e) from None
+
+
+def does_not_fit(resume: Path, error: Exception) -> Exception:
+    """One line for a training checkpoint whose weights are not this run's model: the first tensor that differs."""
+    import re
+
+    from litgpt.checkpoint import CheckpointError
+
+    message = str(error)
+    sizes = re.findall(r"size mismatch for ([\w.]+): copying a param with shape torch.Size\((\[[\d, ]*\])\) from "
+                       r"checkpoint, the shape in current model is torch.Size\((\[[\d, ]*\])\)", message)
+    if sizes:
+        name, theirs, ours = sizes[0]
+        more = f" (and {len(sizes) - 1} more)" if len(sizes) > 1 else ""
+        what = f"{name} is {theirs} there but {ours} in this run's model{more}"
+    else:
+        what = next((line.strip() for line in message.splitlines()[1:] if line.strip()), message.splitlines()[0])
+    return CheckpointError(f"--resume: {resume} does not fit this run's model ({what}); resume with the model config it was trained with")
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says where the last checkpoint is and how to resume."""
 
@@ -369,7 +402,7 @@ def fit(
         remove_stale(out_dir)
     if resume is not None:
         fabric.print(f"Resuming from {resume}")
-        fabric.load(resume, state, strict=strict, weights_only=True)
+        load_training_state(fabric, resume, state, strict)
         load_rng_state(resume.parent, fabric.global_rank)
         state["loss_sum"] = state["loss_sum"].to(fabric.device)
         if batches.saved_world_size != fabric.world_size:
