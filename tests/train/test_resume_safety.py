@@ -206,21 +206,23 @@ def test_sigkill_from_a_parent_at_random_moments_then_resume_is_bit_exact(tmp_pa
 
     for seed, moment in [(0, "random"), (1, "inside a save")]:
         out = tmp_path / f"killed-{seed}"
-        child = run_child({**spec(out), "slow_commit": moment == "inside a save"})
-        for line in child.stdout:  # training has started once a step is logged
-            if line.startswith("step ") or line == "saving\n":
+        # saves are held 0.3 s in their temporary folder, so that a run lasts long enough to be hit anywhere
+        child = run_child({**spec(out), "slow_commit": True})
+        saves = 0
+        for line in child.stdout:  # the kill comes after the first checkpoint is complete, so resuming has work
+            saves += line == "saving\n"
+            if saves == 2:
                 break
         if moment == "inside a save":
-            while "saving" not in child.stdout.readline():
-                pass
             time.sleep(0.1)
             assert list(out.glob(".step-*.tmp")), "the kill should land inside a save"
         else:
-            time.sleep(random.Random(seed).uniform(0.0, 0.3))
+            time.sleep(random.Random(seed).uniform(0.0, 0.6))
         child.kill()
         child.communicate(timeout=60)
         assert child.returncode == -signal.SIGKILL
         assert not (out / "final").exists(), "the kill came after the run had finished"
+        assert (out / "step-00000003").is_dir()
         child = run_child(spec(out))
         child.communicate(timeout=300)
         assert child.returncode == 0
