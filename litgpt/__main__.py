@@ -83,14 +83,17 @@ def _flag_values(argv: List[str], prefix: str) -> Tuple[List[Tuple[str, str]], L
     return found, rest
 
 
-def _configured_optimizer(argv: List[str]) -> Any:
-    """The optimizer named by the --config files in argv (the last one wins), or None."""
+def _configured_optimizer(argv: List[str], needed: bool) -> Any:
+    """The optimizer named by the --config files in argv (the last one wins), or None. A URL is not read here
+    (jsonargparse reads it); when the flags do not name the optimizer, that is an error."""
     from jsonargparse import get_loader
 
     spec = None
-    for flag, value in _flag_values(argv, "--config")[0]:
+    for _, value in _flag_values(argv, "--config")[0]:
         if "://" in value:
-            raise ValueError(f"--optimizer.*: name the optimizer too (--optimizer AdamW) when --config is a URL ({value})")
+            if needed:
+                raise ValueError(f"--optimizer.*: name the optimizer too (--optimizer AdamW) when --config is a URL ({value})")
+            continue
         try:
             loaded = get_loader("yaml")(Path(value).read_text(encoding="utf-8"))
         except OSError:
@@ -105,30 +108,38 @@ def _optimizer_flags(argv: List[str]) -> List[str]:
     --optimizer.init_args.lr 0.005` into the one `--optimizer {class_path, init_args}` value the commands take;
     what the flags leave out comes from the --config file's optimizer (or AdamW)."""
     found, rest = _flag_values(argv, "--optimizer")
-    if not any(flag != "--optimizer" for flag, _ in found):
-        return argv  # a plain --optimizer NAME or dict: jsonargparse reads it as it is
+    given = [flag for flag, _ in found]
+    if all(flag == "--optimizer" for flag in given) and not any(value.lstrip().startswith("{") for _, value in found):
+        return argv  # none, or a plain --optimizer NAME: jsonargparse reads it as it is
     from jsonargparse import get_loader
 
     load = get_loader("yaml")
-    given = [flag for flag, _ in found]
-    base = load(found[given.index("--optimizer")][1]) if "--optimizer" in given else None
-    if base is None and "--optimizer.class_path" not in given:
-        base = _configured_optimizer(argv)
-    spec = _as_spec(base if base is not None else "AdamW")
+    names = [load(value) for flag, value in found if flag == "--optimizer"]
+    class_paths = [value for flag, value in found if flag == "--optimizer.class_path"]
+    configured = _as_spec(_configured_optimizer(argv, needed=not (names or class_paths)) or "AdamW")
+    spec = _as_spec(names[-1] if names else configured)
+    if class_paths:
+        spec["class_path"] = class_paths[-1]
+    if _short(spec["class_path"]) == _short(configured["class_path"]):  # the same class: keep the recipe's arguments
+        spec["init_args"] = {**configured["init_args"], **spec["init_args"]}
     for flag, value in found:
         key = flag[len("--optimizer.") :]
-        if flag == "--optimizer" or not key:
+        if flag in ("--optimizer", "--optimizer.class_path"):
             continue
-        if key == "class_path":
-            spec["class_path"] = value
-        elif key == "init_args":
+        if key == "init_args":
             init_args = load(value)
             if not isinstance(init_args, dict):
                 raise ValueError(f"--optimizer.init_args takes a mapping such as '{{\"lr\": 0.001}}', got {value!r}")
             spec["init_args"].update(init_args)
         else:
             spec["init_args"][key.removeprefix("init_args.")] = load(value)
-    return [*rest, "--optimizer", json.dumps(spec)]
+    # the name first: jsonargparse fails on a {class_path} value that follows one from a --config file
+    return [*rest, "--optimizer", spec["class_path"], "--optimizer", json.dumps(spec)]
+
+
+def _short(class_path: str) -> str:
+    """`torch.optim.AdamW` and `AdamW` name the same class."""
+    return class_path[len("torch.optim.") :] if class_path.startswith("torch.optim.") else class_path
 
 
 def _as_spec(optimizer: Any) -> Dict[str, Any]:

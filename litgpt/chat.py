@@ -51,8 +51,9 @@ def chat(
     import torch
 
     from litgpt.api import LLM
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    from litgpt.settings_check import check_generation
+
+    check_generation(temperature, top_k, top_p, max_new_tokens)
     llm = LLM.load(str(checkpoint_dir), access_token=access_token, precision=precision, quantize=quantize, compile=compile)
     conversation = Conversation(
         llm.model,

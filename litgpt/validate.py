@@ -1,29 +1,44 @@
 """`litgpt validate`: a preflight check of a checkpoint folder and an estimate of the memory it needs."""
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
+
+from litgpt.train.args import EvalArgs, TrainArgs
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 BYTES = {"bf16-true": 2, "16-true": 2, "32-true": 4, "bf16-mixed": 4, "16-mixed": 4}
 
 
-def validate(checkpoint_dir: Path, *, training: bool = False, precision: str = "bf16-true", lora_r: int = 8) -> None:
+def validate(
+    checkpoint_dir: Path,
+    *,
+    training: bool = False,
+    precision: str = "bf16-true",
+    lora_r: int = 8,
+    train: Optional[TrainArgs] = None,
+    eval: Optional[EvalArgs] = None,
+    optimizer: Optional[Union[str, Dict]] = None,
+) -> None:
     """Check that a checkpoint folder is complete and consistent, and estimate the memory it needs.
 
-    Every problem found is listed (not only the first); the command fails if there is any.
+    Every problem found is listed (not only the first), the training settings' numbers included when given
+    (`litgpt validate DIR --train.max_norm -1 --optimizer.lr 0.01`); the command fails if there is any.
 
     Args:
         checkpoint_dir: The checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files).
         training: Also estimate the memory of full finetuning and of LoRA finetuning with AdamW.
         precision: The precision to estimate for: bf16-true, 16-true, 32-true, bf16-mixed or 16-mixed.
-        lora_r: The LoRA rank for the LoRA estimate (all linear layers adapted).
+        lora_r: The LoRA rank for the LoRA estimate (the layers finetune_lora adapts by default: query and value).
+        train: Training settings to check (`--train.*`), as the training commands take them.
+        eval: Validation settings to check (`--eval.*`).
+        optimizer: The optimizer to check (`--optimizer AdamW --optimizer.lr 0.01`, or {class_path, init_args}).
     """
     if precision not in BYTES:
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(BYTES)}")
     from litgpt.checkpoint import resolve_checkpoint_dir
 
     checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
-    problems: List[str] = []
+    problems: List[str] = _settings_problems(train, eval, optimizer)
     config = _check_config(checkpoint_dir, problems)
     tokenizer_vocab = _check_tokenizer(checkpoint_dir, problems)
     if config is not None and tokenizer_vocab is not None and tokenizer_vocab > config.padded_vocab_size:
@@ -42,6 +57,16 @@ def validate(checkpoint_dir: Path, *, training: bool = False, precision: str = "
             print(f"  problem: {problem}")
         raise ValueError(f"{len(problems)} problem(s) found in {checkpoint_dir}")
     print("No problems found.")
+
+
+def _settings_problems(train: Optional[TrainArgs], eval: Optional[EvalArgs], optimizer: Optional[Union[str, Dict]]) -> List[str]:
+    from litgpt.settings_check import training_problems, warn_train
+
+    if train is None and eval is None and optimizer is None:
+        return []
+    train, eval = train or TrainArgs(), eval or EvalArgs()
+    warn_train(train)
+    return training_problems(train, eval, optimizer)
 
 
 def _check_config(checkpoint_dir: Path, problems: List[str]):
@@ -121,14 +146,17 @@ def _count_params(config) -> int:
 
 
 def _lora_params(config, r: int) -> int:
-    """Parameters of rank-r adapters on every linear layer of the model."""
+    """The parameters `finetune_lora --lora_r r` trains (its default layers), counted as training counts them:
+    the same LoRA method applied to the model built on the meta device."""
     import torch
 
     from litgpt.model import GPT
+    from litgpt.train.methods import LoRA
 
+    method = LoRA(r=r)
     with torch.device("meta"):
-        model = GPT(config)
-    return sum(r * (m.in_features + m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear))
+        model = method.transform(GPT(config))
+    return sum(p.numel() for name, p in model.named_parameters() if method.is_trainable(name))
 
 
 def memory_estimate(config, n_params: int, precision: str, training: bool, lora_r: int) -> List[str]:

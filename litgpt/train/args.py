@@ -1,7 +1,6 @@
 """Argument groups shared by every training command (`--train.*`, `--eval.*`, `--log.*`), with LitGPT's names."""
 
 import math
-import warnings
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import PurePath
 from typing import Any, Dict, Optional, Union
@@ -41,21 +40,10 @@ class TrainArgs:
     """The learning rate at the end of the cosine decay"""
 
     def __post_init__(self) -> None:
+        # the numbers are checked by litgpt.settings_check when a command starts (so `litgpt validate` can list
+        # every problem at once); two flags that exclude each other are refused here
         if self.lr_warmup_fraction and self.lr_warmup_steps:
             raise ValueError("Give either --train.lr_warmup_fraction or --train.lr_warmup_steps, not both")
-        if self.lr_warmup_fraction is not None and not 0 <= self.lr_warmup_fraction <= 1:
-            raise ValueError(f"--train.lr_warmup_fraction must be between 0 and 1, got {self.lr_warmup_fraction}")
-        for name in ("log_interval", "global_batch_size", "micro_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--train.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("save_interval", "epochs", "max_tokens", "max_steps", "max_seq_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--train.{name} must be at least 1 (or unset), got {value}")
-        if self.lr_warmup_steps and self.max_steps and self.lr_warmup_steps >= self.max_steps:
-            warnings.warn(
-                f"--train.lr_warmup_steps ({self.lr_warmup_steps}) should be less than --train.max_steps ({self.max_steps})"
-            )
 
     def batch_size(self, world_size: int) -> int:
         """Samples per optimizer step on each data-parallel rank."""
@@ -100,8 +88,6 @@ class EvalArgs:
     """Which validation instruction to generate from at each validation: "first", "random" or an index (finetuning)"""
 
     def __post_init__(self) -> None:
-        if self.interval < 1 or self.max_iters < 1:
-            raise ValueError(f"--eval.interval and --eval.max_iters must be at least 1, got {self.interval} and {self.max_iters}")
         if isinstance(self.evaluate_example, str) and self.evaluate_example not in ("first", "random"):
             raise ValueError(f"--eval.evaluate_example must be 'first', 'random' or an index, got {self.evaluate_example!r}")
 

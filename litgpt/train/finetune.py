@@ -307,9 +307,11 @@ def _finetune(
     from litgpt.data import Alpaca
     from litgpt.model import Block
     from litgpt.tokenizer import Tokenizer
+    from litgpt.settings_check import check_training
     from litgpt.train import loop, monitor
 
     # every check before any work
+    check_training(train, eval, optimizer, data)
     checkpoint_dir = _base_folder(Path(checkpoint_dir), access_token)
     base_weights = checkpoint_dir / "lit_model.pth"
     if not base_weights.is_file():

@@ -370,6 +370,7 @@ def fit(
         init_args.setdefault("fused", True)
     opt = cls([p for p in model.parameters() if p.requires_grad], **init_args)
     base_lrs = [group["lr"] for group in opt.param_groups]
+    fabric.print(f"Optimizer: {cls.__name__}, lr {base_lrs[0]:g} (warmup, then cosine decay to min_lr {train.min_lr:g})")
     opt = fabric.setup_optimizers(opt)
 
     with fabric.rank_zero_first():

@@ -80,10 +80,12 @@ def setup(
 
     from litgpt.checkpoint import resolve_checkpoint_dir
     from litgpt.model import Block
+    from litgpt.settings_check import check_training
     from litgpt.tokenizer import Tokenizer
     from litgpt.train import loop, monitor
 
     # every check before any work
+    check_training(train, eval, optimizer, data)
     config = model_config if model_config is not None else _config_for(model_name)
     if tokenizer_dir is not None:
         tokenizer_dir = resolve_checkpoint_dir(tokenizer_dir)
