@@ -20,7 +20,7 @@ def run(command: str, checkpoint_dir: Path, data_dir: Path, out_dir: Path, **kwa
         out_dir=out_dir,
         precision="32-true",
         devices=kwargs.pop("devices", 1),
-        data=JSON(json_path=data_dir, num_workers=0, prompt_style="alpaca", mask_prompt=kwargs.pop("mask_prompt", False),
+        data=JSON(json_path=data_dir, num_workers=0, prompt_style=kwargs.pop("prompt_style", "alpaca"), mask_prompt=kwargs.pop("mask_prompt", False),
                   ignore_index=kwargs.pop("ignore_index", -100)),
         train=TrainArgs(**train),
         eval=EvalArgs(**evaluation),

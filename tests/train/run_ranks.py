@@ -1,4 +1,5 @@
-"""Runs a tiny pretraining on fixed token blocks (see `spec` below) and has every process write the weights it
+"""Runs a tiny pretraining on fixed token blocks (or, given "command", a finetuning through
+tests/finetune/finetune_helpers.run) and has every process write the weights it
 ends with to out_dir/final-rank<N>.pt, so that a test can compare the processes of a distributed run.
 
 Fabric starts the processes of a CPU run by spawning, and a spawned process runs this file's top level again
@@ -65,5 +66,13 @@ def run(spec: dict) -> None:
     )
 
 
+def finetune(spec: dict) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "finetune"))
+    from finetune_helpers import run as run_finetune
+
+    run_finetune(spec["command"], Path(spec["checkpoint_dir"]), Path(spec["data_dir"]), Path(spec["out_dir"]), **spec["kwargs"])
+
+
 if __name__ == "__main__":
-    run(json.loads(sys.argv[1]))
+    spec = json.loads(sys.argv[1])
+    finetune(spec) if "command" in spec else run(spec)
