@@ -187,10 +187,8 @@ def test_mixtral_tinyllama_olmo():
 
 
 def _gpt():
-    try:
-        from litgpt.model import GPT
-    except Exception as e:  # model.py is still being written
-        pytest.skip(f"litgpt.model does not import yet: {e!r}")
+    from litgpt.model import GPT  # a model that does not import fails these tests, never skips them
+
     return GPT
 
 

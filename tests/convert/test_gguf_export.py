@@ -15,7 +15,7 @@ from litgpt.convert.hf_to_lit import convert_to_litgpt
 from litgpt.convert.lit_to_hf import convert_from_litgpt
 from hf_tiny import FAMILIES as HF_FAMILIES, randomize
 
-gguf = pytest.importorskip("gguf", reason="the gguf package is not installed (pip install gguf)")
+import gguf  # noqa: E402  a dependency of the package (--format gguf): a missing one fails here, never skips
 
 # family -> llama.cpp architecture; the tokenizer: SentencePiece for Gemma, byte-level BPE for the others
 FAMILIES = {"llama-3": "llama", "mistral": "llama", "qwen-2": "qwen2", "qwen-3": "qwen3", "gemma": "gemma",

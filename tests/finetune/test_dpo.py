@@ -41,7 +41,6 @@ def perturbed_copy(checkpoint: Path, target: Path) -> Path:
 
 
 def test_dpo_loss_equals_trl_dpo_trainer(tiny_checkpoint, tmp_path):
-    pytest.importorskip("trl")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from trl import DPOConfig, DPOTrainer
