@@ -186,12 +186,12 @@ class GPT(nn.Module):
                 f"got {rope_cache_length}: the keys' cache would not fit the heads"
             )
         max_seq_length = max_seq_length or self.max_seq_length
-        if device is None:
-            device = self.lm_head.weight.device
         if dtype is None:
             dtype = self.lm_head.weight.dtype
         for block in self.transformer.h:
-            block.attn.kv_cache = KVCache(batch_size, self.config.n_query_groups, max_seq_length, self.config.head_size, device, dtype)
+            # by default each cache beside its block (the blocks of a model spread over devices differ)
+            at = device or next(block.parameters(), self.lm_head.weight).device
+            block.attn.kv_cache = KVCache(batch_size, self.config.n_query_groups, max_seq_length, self.config.head_size, at, dtype)
 
     def clear_kv_cache(self) -> None:
         for block in self.transformer.h:

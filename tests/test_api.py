@@ -200,7 +200,8 @@ def test_sequential_strategy_spreads_the_blocks_and_generates_the_same(llama_dir
     one = LLM.load(llama_dir, accelerator="cpu", precision="32-true")
     spread = LLM.load(llama_dir, distribute=None)
     spread.distribute(accelerator="cpu", devices=2, precision="32-true", generate_strategy="sequential", fixed_kv_cache_size=64)
-    assert "set_kv_cache" in vars(spread.model)  # placed: each block's cache beside it
+    assert spread.model.transformer.wte._forward_pre_hooks  # placed: each block moves its inputs to its device
+    assert "set_kv_cache" not in vars(spread.model)  # GPT.set_kv_cache puts each cache beside its block, no patch
     assert isinstance(spread.decode_step, GraphedStep)
     kwargs = dict(max_new_tokens=8, temperature=0.0)
     assert spread.generate("What do llamas eat?", **kwargs) == one.generate("What do llamas eat?", **kwargs)

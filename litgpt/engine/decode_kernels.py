@@ -428,8 +428,6 @@ def decode_block(block: nn.Module) -> nn.Module:
         attn.__dict__.pop("kv_cache", None)
         attn.__dict__["_original"] = block.attn  # not a submodule: the view's parameters are the block's
         view._modules["attn"] = attn
-        if attn.config.attention_logit_softcapping is None:
-            attn.attend = functools.partial(_attend, attn.attend, attn.scale)
         if _plain(attn.qkv):
             attn._modules["qkv"] = DecodeLinear(attn.qkv, block.norm_1 if fold else None)
             if fold:
@@ -443,12 +441,16 @@ def decode_block(block: nn.Module) -> nn.Module:
             view._modules["norm_2"] = nn.Identity()
     identity = all(isinstance(view._modules[name], nn.Identity) for name in ("norm_1", "norm_2", "post_attention_norm", "post_mlp_norm"))
     if identity and isinstance(view.attn.proj, DecodeLinear) and isinstance(view.mlp, DecodeGatedMLP):
-        view.__class__ = _ResidualBlock
+        return ResidualBlock(view.attn, view.mlp)
     return view
 
 
-class _ResidualBlock(Block):
+class ResidualBlock(nn.Module):
     """A decode view of a LLaMA-style block whose norms moved into its products: the projections add the residual."""
+
+    def __init__(self, attn: nn.Module, mlp: "DecodeGatedMLP") -> None:
+        super().__init__()
+        self.attn, self.mlp = attn, mlp
 
     def forward(self, x, cos, sin, input_pos=None, input_pos_maxp1=None, masks=None) -> torch.Tensor:
         x = self.attn.proj(self.attn.heads(x, cos, sin, input_pos, input_pos_maxp1, masks), residual=x)
@@ -463,12 +465,12 @@ class _SharedCacheAttention(CausalSelfAttention):
     def kv_cache(self) -> Optional[nn.Module]:
         return self.__dict__["_original"].kv_cache
 
-
-def _attend(attend: Any, scale: float, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """`CausalSelfAttention.attend` with `decode_attention` for one query a row over the cache (masks given)."""
-    if q.size(2) == 1 and mask is not None:
-        return decode_attention(q, k, v, mask, scale)
-    return attend(q, k, v, mask)
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """`CausalSelfAttention.attend` with `decode_attention` for one query a row over the cache (masks given),
+        unless the scores are soft-capped."""
+        if q.size(2) == 1 and mask is not None and self.config.attention_logit_softcapping is None:
+            return decode_attention(q, k, v, mask, self.scale)
+        return super().attend(q, k, v, mask)
 
 
 def _hooked(module: nn.Module) -> bool:

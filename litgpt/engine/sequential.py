@@ -34,7 +34,7 @@ def place_sequentially(model: "GPT", devices: Sequence[Union[str, "torch.device"
 
     Embeddings go to the first device; ln_f, lm_head and the RoPE cache to the last, where the tokens given to
     the model and its logits live too (`model.lm_head.weight.device`). `model.set_kv_cache` then puts each
-    block's cache on that block's device. The weights may be memory-mapped CPU tensors: each piece is copied
+    block's cache on that block's device (its default). The weights may be memory-mapped CPU tensors: each piece is copied
     to its device (and cast to `dtype`, when given) on its own.
     """
     import torch
@@ -44,7 +44,7 @@ def place_sequentially(model: "GPT", devices: Sequence[Union[str, "torch.device"
     devices = [torch.device(d) for d in devices]
     if not devices:
         raise ValueError("place_sequentially needs at least one device")
-    if "set_kv_cache" in vars(model):
+    if any(getattr(hook, "func", None) is _move_inputs for hook in model.transformer.wte._forward_pre_hooks.values()):
         raise ValueError("The model is placed already; place a freshly loaded model")
     if model.cos.is_meta:
         if model.lm_head.weight.is_meta:
@@ -56,17 +56,13 @@ def place_sequentially(model: "GPT", devices: Sequence[Union[str, "torch.device"
     first, last = devices[0], devices[-1]
     wte = model.transformer.wte.to(device=first, dtype=dtype)
     wte.register_forward_pre_hook(partial(_move_inputs, first), with_kwargs=True)
-    block_devices = []
     for device, layers in zip(devices, layer_ranges(model.config.n_layer, len(devices))):
         for i in layers:
             block = model.transformer.h[i].to(device=device, dtype=dtype)
             block.register_forward_pre_hook(partial(_move_inputs, device), with_kwargs=True)
-            block_devices.append(device)
     model.transformer.ln_f.to(device=last, dtype=dtype)
     model.lm_head.to(device=last, dtype=dtype)
     model.cos, model.sin = model.cos.to(last, rope_dtype), model.sin.to(last, rope_dtype)
-    # GPT.set_kv_cache puts every cache on one device; an instance attribute takes its place for this model
-    model.set_kv_cache = partial(_set_kv_cache_per_block, model, block_devices)
     if any(block.attn.kv_cache is not None for block in model.transformer.h):
         model.clear_kv_cache()  # a cache made before placement sits on the wrong devices
     return model
@@ -87,28 +83,6 @@ def _to(value: Any, device: "torch.device") -> Any:
     if isinstance(value, dict):
         return {k: _to(v, device) for k, v in value.items()}
     return value
-
-
-def _set_kv_cache_per_block(
-    model: "GPT",
-    block_devices: List["torch.device"],
-    batch_size: int,
-    max_seq_length: Optional[int] = None,
-    rope_cache_length: Optional[int] = None,
-    device: Optional["torch.device"] = None,
-    dtype: Optional["torch.dtype"] = None,
-) -> None:
-    """`GPT.set_kv_cache` with each block's cache on that block's device (`device` is ignored)."""
-    import torch
-
-    from litgpt.model import GPT
-
-    # the shapes come from GPT.set_kv_cache itself, allocated nowhere (meta), then made on each block's device
-    GPT.set_kv_cache(model, batch_size, max_seq_length, rope_cache_length, device=torch.device("meta"), dtype=dtype)
-    for block, block_device in zip(model.transformer.h, block_devices):
-        cache = block.attn.kv_cache.to_empty(device=block_device)
-        cache.k.zero_()
-        cache.v.zero_()
 
 
 def load_sequentially(

@@ -13,7 +13,7 @@ position, so rejected drafts need no rollback: later tokens overwrite their slot
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 if TYPE_CHECKING:
     import torch
@@ -106,21 +106,7 @@ def speculative_tokens(
                         logits = forward(draft, drafts[-1:], n + i)[-1]
                 draft_valid = n + k - 1
             target_probs = dist(forward(target, tokens[target_valid:] + drafts, target_valid)[-(k + 1) :])  # (k+1, V)
-            accepted = 0
-            for i, token in enumerate(drafts):
-                p, q = target_probs[i, token], draft_probs[i][token]
-                if greedy:
-                    keep = int(target_probs[i].argmax()) == token
-                else:
-                    keep = float(torch.rand((), generator=generator, device=p.device)) < min(1.0, float(p / q))
-                if not keep:
-                    break
-                accepted += 1
-            if accepted < k:  # draw the replacement from what the target wants beyond the draft
-                residual = (target_probs[accepted] - draft_probs[accepted]).clamp(min=0)
-                extra = draw(target_probs[accepted] if greedy or residual.sum() <= 0 else residual / residual.sum())
-            else:
-                extra = draw(target_probs[k])
+            accepted, extra = _verify(drafts, draft_probs, target_probs, greedy, draw, generator)
             acceptance.proposed += k
             acceptance.accepted += accepted
             new = drafts[:accepted] + [extra]
@@ -134,3 +120,25 @@ def speculative_tokens(
                 if watcher.stopped:
                     return
         yield from watcher.flush()
+
+
+def _verify(drafts: List[int], draft_probs: list, target_probs: "torch.Tensor", greedy: bool, draw: Any, generator: Any) -> Tuple[int, int]:
+    """(how many drafts the target accepts, the token that follows them): each draft kept with probability
+    min(1, p/q), the first rejected one replaced by a draw from max(0, p - q); all kept: one more from p."""
+    import torch
+
+    accepted, k = 0, len(drafts)
+    for i, token in enumerate(drafts):
+        p, q = target_probs[i, token], draft_probs[i][token]
+        if greedy:
+            keep = int(target_probs[i].argmax()) == token
+        else:
+            keep = float(torch.rand((), generator=generator, device=p.device)) < min(1.0, float(p / q))
+        if not keep:
+            break
+        accepted += 1
+    if accepted == k:
+        return accepted, draw(target_probs[k])
+    # draw the replacement from what the target wants beyond the draft
+    residual = (target_probs[accepted] - draft_probs[accepted]).clamp(min=0)
+    return accepted, draw(target_probs[accepted] if greedy or residual.sum() <= 0 else residual / residual.sum())

@@ -47,6 +47,17 @@ def test_loaded_in_pieces_decodes_like_one_device(family_dir):
     assert greedy(model, step=compiled_decode_step(backend="eager")) == expected
 
 
+def test_each_kv_cache_beside_its_block_without_patching_the_model():
+    # two kinds of device on a CPU machine: the meta device stands in for a second GPU
+    config = Config(name="tiny", block_size=16, n_layer=2, n_embd=16, n_head=2, vocab_size=32, padding_multiple=32)
+    model = place_sequentially(GPT(config), ["cpu", "meta"])
+    assert "set_kv_cache" not in vars(model)  # GPT.set_kv_cache itself, no method patched onto the instance
+    model.set_kv_cache(batch_size=1)
+    assert [block.attn.kv_cache.k.device.type for block in model.transformer.h] == ["cpu", "meta"]
+    with pytest.raises(ValueError, match="placed already"):
+        place_sequentially(model, ["cpu"])
+
+
 def test_three_pieces_of_a_four_layer_model_decode_like_one():
     config = Config(
         name="tiny", block_size=64, n_layer=4, n_embd=32, n_head=4, n_query_groups=2, vocab_size=64, padding_multiple=64,
