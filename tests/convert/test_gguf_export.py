@@ -179,8 +179,8 @@ def test_llama_cpp_greedy_tokens_equal_ours(lit_checkpoint, tmp_path):
     try:
         import llama_cpp
     except ImportError:
-        pytest.skip("llama-cpp-python is not installed: PyPI has no wheel of it for this platform, only a source build "
-                    "of llama.cpp that takes many minutes")
+        pytest.skip("llama-cpp-python is not installed: pip finds no wheel of it here, and its source build compiles "
+                    "llama.cpp (many minutes)")
     from litgpt.checkpoint import load_model
 
     hf_dir, _ = lit_checkpoint("llama-3")
