@@ -1,9 +1,11 @@
 """Argument groups shared by every training command (`--train.*`, `--eval.*`, `--log.*`), with LitGPT's names."""
 
 import math
+from importlib import import_module
+from inspect import signature
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import PurePath
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 
 @dataclass
@@ -137,3 +139,38 @@ def to_yaml_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_yaml_value(v) for v in value]
     return value
+
+
+OPTIMIZER_MODULES = ("torch.optim", "bitsandbytes.optim", "torchao.optim")
+
+
+def resolve_optimizer(spec: Union[str, Dict]) -> Tuple[type, Dict[str, Any]]:
+    """The optimizer class and its keyword arguments: a name ("AdamW", "torch.optim.SGD") or
+    {"class_path": ..., "init_args": {...}}."""
+    import torch
+
+    if isinstance(spec, str):
+        class_path, init_args = spec, {}
+    elif isinstance(spec, dict):
+        unknown = set(spec) - {"class_path", "init_args"}
+        if "class_path" not in spec or unknown:
+            raise ValueError(f"--optimizer takes a name or {{class_path, init_args}}, got keys {sorted(spec)}")
+        class_path, init_args = spec["class_path"], dict(spec.get("init_args") or {})
+    else:
+        raise ValueError(f"--optimizer takes a name or {{class_path, init_args}}, got {spec!r}")
+    module_name, _, class_name = class_path.rpartition(".")
+    module_name = module_name or "torch.optim"
+    if not any(module_name == m or module_name.startswith(m + ".") for m in OPTIMIZER_MODULES):
+        # a recipe or a run's hyperparameters.yaml may come from anyone: import only optimizer packages
+        raise ValueError(f"--optimizer {class_path!r}: optimizers are taken from {', '.join(OPTIMIZER_MODULES)} only")
+    try:
+        cls = getattr(import_module(module_name), class_name, None)
+    except ImportError:
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f"--optimizer {class_path!r} is not an optimizer class (try AdamW or torch.optim.SGD)")
+    accepted = set(signature(cls).parameters)
+    unknown = set(init_args) - accepted
+    if unknown:
+        raise ValueError(f"{cls.__name__} takes no argument(s) {', '.join(sorted(unknown))}")
+    return cls, init_args

@@ -262,7 +262,7 @@ def announce_start(command: str, model: str, data: Any, method: str, train: Any,
 
     import yaml
 
-    from litgpt.train.loop import resolve_optimizer
+    from litgpt.train.args import resolve_optimizer
 
     warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes")
     out_dir = Path(out_dir)

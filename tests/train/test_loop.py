@@ -68,7 +68,11 @@ def test_resolve_optimizer_accepts_names_and_class_paths():
     cls, args = resolve_optimizer({"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1, "momentum": 0.9}})
     assert cls is torch.optim.SGD and args == {"lr": 0.1, "momentum": 0.9}
     with pytest.raises(ValueError, match="is not an optimizer class"):
-        resolve_optimizer("torch.nn.Linear")
+        resolve_optimizer("torch.optim.lr_scheduler.StepLR")
+    # a recipe or hyperparameters.yaml from anyone: no module outside the optimizer packages is imported
+    for path in ("torch.nn.Linear", "os.system", "torch.optimx.Evil", "subprocess.Popen"):
+        with pytest.raises(ValueError, match="optimizers are taken from torch.optim"):
+            resolve_optimizer({"class_path": path})
     with pytest.raises(ValueError, match="takes a name or"):
         resolve_optimizer({"init_args": {}})
 
