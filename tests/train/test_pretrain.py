@@ -182,7 +182,7 @@ def test_tokenizer_dir_without_tokenizer_fails_before_work(tmp_path, text_dir, n
 @pytest.mark.parametrize(
     "overrides, error, match",
     [
-        ({"resume": True}, FileNotFoundError, "no step-\\* checkpoint"),
+        ({"resume": True}, FileNotFoundError, "no complete step-\\* checkpoint"),
         ({"resume": Path("nowhere")}, FileNotFoundError, "no checkpoint at"),
         ({"model_config": None}, ValueError, "Give a model"),
         ({"data": None}, ValueError, "Give the training data"),
