@@ -24,7 +24,7 @@ from typing import Callable, Deque, Iterator, List, Optional, Sequence
 import torch
 
 from litgpt.engine.core import DecodeStep, StopSequences, StopWatcher, ensure_kv_cache, fast_decode_step, kv_cache_shape, prefill
-from litgpt.engine.sampling import check_sampling_args, is_greedy, sample
+from litgpt.engine.sampling import check_sampling_args, is_greedy, sample_rows
 from litgpt.model import GPT, KVCache
 
 
@@ -280,12 +280,18 @@ def _drain(inbox: "queue.SimpleQueue[Optional[Generation]]", block: bool) -> Ite
 
 
 def _sample_rows(logits: torch.Tensor, rows: List[Generation]) -> List[int]:
-    """Each row's next token from logits (B, V) under its own sampling settings."""
-    tokens = logits.argmax(dim=-1).tolist()  # greedy rows, all at once
+    """Each row's next token from logits (B, V) under its own settings: one batched draw, one transfer to the host.
+
+    A row with its own generator (a request with a seed) draws its uniform number from it, as `sample` does for
+    `litgpt generate` with that seed; the other rows share one draw from torch's global generator."""
+    if all(is_greedy(gen.temperature, gen.top_k) for gen in rows):
+        return logits.argmax(dim=-1).tolist()
+    uniform = torch.rand(len(rows), device=logits.device)
     for i, gen in enumerate(rows):
-        if not is_greedy(gen.temperature, gen.top_k):
-            tokens[i] = int(sample(logits[i : i + 1], gen.temperature, gen.top_k, gen.top_p, gen.generator)[0])
-    return tokens
+        if gen.generator is not None and not is_greedy(gen.temperature, gen.top_k):
+            uniform[i : i + 1] = torch.rand(1, generator=gen.generator, device=logits.device)
+    tokens = sample_rows(logits, [g.temperature for g in rows], [g.top_k for g in rows], [g.top_p for g in rows], uniform)
+    return tokens.tolist()
 
 
 def _notify(gen: Generation, released: List[int]) -> None:

@@ -1,6 +1,6 @@
 """Turning next-token logits into tokens: top-k, then temperature, then top-p (nucleus) sampling."""
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -51,9 +51,51 @@ def sample(
     top_p: float = 1.0,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """Next tokens (B,) from logits (B, V); temperature 0 (or top_k 1) is greedy."""
+    """Next tokens (B,) from logits (B, V); temperature 0 (or top_k 1) is greedy.
+
+    One uniform number per row from `generator` (torch's global one if None) picks the token (`sample_rows`), the
+    same draw the server makes for a request with a seed: both give the same tokens for the same seed."""
+    check_sampling_args(temperature, top_k, top_p)
     if is_greedy(temperature, top_k):
-        check_sampling_args(temperature, top_k, top_p)
         return logits.argmax(dim=-1)
-    probs = probabilities(logits, temperature, top_k, top_p)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+    B = logits.size(0)
+    uniform = torch.rand(B, generator=generator, device=logits.device)
+    return sample_rows(logits, [temperature] * B, [top_k] * B, [top_p] * B, uniform)
+
+
+def sample_rows(
+    logits: torch.Tensor,
+    temperature: Sequence[float],
+    top_k: Sequence[Optional[int]],
+    top_p: Sequence[float],
+    uniform: torch.Tensor,
+) -> torch.Tensor:
+    """Next tokens (B,) of a batch whose rows each have their own settings, in one go on the logits' device.
+
+    Row i keeps its top_k[i] most likely tokens (None: all), scales by temperature[i] (below `GREEDY_BELOW`:
+    greedy), keeps the nucleus of top_p[i], and picks the token where uniform[i] (in [0, 1)) falls in the
+    cumulative distribution. No host synchronisation: a server reads all rows' tokens with one transfer.
+    """
+    B, V = logits.shape
+    device = logits.device
+    ks = [V if k is None else min(int(k), V) for k in top_k]
+    greedy = [is_greedy(t, k) for t, k in zip(temperature, top_k)]
+    width = max(1 if g else k for g, k in zip(greedy, ks))
+    if width < V:
+        values, indices = logits.float().topk(width, dim=-1)  # (B, K), most likely first
+    else:
+        values, indices = logits.float().sort(dim=-1, descending=True)
+    K = values.size(-1)
+    settings = torch.tensor([[float(k), max(t, GREEDY_BELOW), p, float(g)] for k, t, p, g in zip(ks, temperature, top_p, greedy)],
+                            device=device)  # one small copy to the device
+    k, temp, p, is_g = settings.unbind(-1)
+    position = torch.arange(K, device=device)
+    values = values.masked_fill(position >= k[:, None], float("-inf"))
+    probs = ((values - values[:, :1]) / temp[:, None]).softmax(dim=-1)  # shifted: no overflow at tiny temperatures
+    # the nucleus: drop a token once the more likely ones reach top_p; the most likely always stays
+    probs = probs.masked_fill(((probs.cumsum(dim=-1) - probs) >= p[:, None]) & (p[:, None] < 1.0), 0.0)
+    cdf = probs.cumsum(dim=-1)
+    target = uniform.to(device=device, dtype=cdf.dtype)[:, None] * cdf[:, -1:]
+    choice = torch.searchsorted(cdf, target, right=True).clamp_(max=K - 1)  # (B, 1)
+    choice = choice.masked_fill(is_g[:, None].bool(), 0)
+    return indices.gather(-1, choice).squeeze(-1)

@@ -99,3 +99,32 @@ def test_background_batcher_serves_threads(model):
 def test_cut_at_first():
     assert cut_at_first("abc. def? g", [".", "?"]) == "abc"
     assert cut_at_first("abc", ["x", ""]) == "abc"
+
+
+def test_sampled_rows_in_one_batch_equal_each_request_alone_with_its_seed(model):
+    """Rows with different sampling settings and seeds, batched together (one draw for the whole batch), give
+    each the tokens that `generate_tokens` gives that request alone after `torch.manual_seed(seed)`, as
+    `litgpt generate --seed` does. Greedy rows sit beside them."""
+    settings = [dict(temperature=0.9, top_k=None, top_p=1.0), dict(temperature=1.3, top_k=20, top_p=0.9),
+                dict(temperature=0.0, top_k=None, top_p=1.0), dict(temperature=0.7, top_k=5, top_p=1.0),
+                dict(temperature=2.0, top_k=None, top_p=0.5)]
+    seeds = [11, 22, 33, 44, 55]
+
+    def seeded_alone(prompt, n, seed, **kwargs):
+        torch.manual_seed(seed)
+        return alone(model, prompt, n, **kwargs)
+
+    expected = [seeded_alone(p, n, seed, **s) for p, n, seed, s in zip(PROMPTS, LENGTHS, seeds, settings)]
+    assert len({tuple(e) for e in expected}) == len(expected)
+    gens = [Generation(torch.tensor(p), n, generator=torch.Generator().manual_seed(seed), **s)
+            for p, n, seed, s in zip(PROMPTS, LENGTHS, seeds, settings)]
+    batcher = Batcher(model, max_batch_size=5)
+    for gen in gens:
+        batcher.add(gen)
+    batcher.run()
+    assert [g.tokens for g in gens] == expected
+    unseeded = [Generation(torch.tensor(p), n, **s) for p, n, s in zip(PROMPTS, LENGTHS, settings)]
+    for gen in unseeded:
+        batcher.add(gen)
+    batcher.run()
+    assert unseeded[2].tokens == expected[2]  # the greedy row does not depend on any draw

@@ -79,3 +79,31 @@ def test_stop_watcher_holds_back_partial_stop_sequences():
     assert watcher.push(3) == [] and watcher.stopped
     watcher = StopWatcher([(4, 5)])
     assert watcher.push(4) == [] and watcher.flush() == [4]
+
+
+def test_sample_rows_gives_each_row_its_own_settings_in_one_call():
+    from litgpt.engine.sampling import probabilities, sample_rows
+
+    torch.manual_seed(0)
+    B, V, draws = 4, 50, 4000
+    logits = torch.randn(B, V) * 2
+    temperature, top_k, top_p = [0.0, 1.0, 0.8, 1.5], [None, 5, None, None], [1.0, 1.0, 0.6, 1.0]
+    uniform = torch.rand(draws, B)
+    tokens = torch.stack([sample_rows(logits, temperature, top_k, top_p, u) for u in uniform])  # (draws, B)
+    assert (tokens[:, 0] == logits[0].argmax()).all()  # temperature 0: greedy
+    assert set(tokens[:, 1].tolist()) <= set(logits[1].topk(5).indices.tolist())  # top-k
+    for row in (1, 2, 3):  # the frequencies follow the row's own distribution
+        expected = probabilities(logits[row : row + 1], temperature[row], top_k[row], top_p[row])[0]
+        counts = torch.bincount(tokens[:, row], minlength=V).float() / draws
+        assert (counts - expected).abs().max() < 0.03, row
+        assert (counts[expected == 0] == 0).all()  # nothing outside the nucleus / top-k
+
+
+def test_sample_equals_sample_rows_with_the_generators_draw():
+    from litgpt.engine.sampling import sample, sample_rows
+
+    logits = torch.randn(1, 30)
+    for seed in range(20):
+        got = sample(logits, 0.8, 10, 0.9, generator=torch.Generator().manual_seed(seed))
+        u = torch.rand(1, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(got, sample_rows(logits, [0.8], [10], [0.9], u))
