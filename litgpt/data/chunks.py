@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Union
 
@@ -70,7 +71,7 @@ def optimize_tokens(
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     optimize(
-        fn=fn,
+        fn=partial(_one_thread, fn=fn),
         inputs=inputs,
         output_dir=str(tmp),
         num_workers=max(1, min(len(inputs), (os.cpu_count() or 2) - 1)),
@@ -83,6 +84,15 @@ def optimize_tokens(
     (tmp / SOURCE_FILE).write_text(json.dumps(source), encoding="utf-8")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.replace(out_dir)
+
+
+def _one_thread(item: Any, fn: Callable[[Any], Iterator[Any]]) -> Iterator[Any]:
+    """`fn(item)` in a forked worker with one torch thread: the parent's OpenMP threads do not survive the fork,
+    and a parallel region in the child (e.g. converting a long token tensor) would wait for them forever."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield from fn(item)
 
 
 def token_dataset(input_dir: str, block_size: int, shuffle: bool, seed: int) -> Any:

@@ -93,3 +93,32 @@ def test_too_little_text_for_one_batch(tmp_path):
     data.prepare_data()
     with pytest.raises(ValueError, match="fewer than 2 samples of 17 tokens"):
         data.train_dataloader()
+
+
+def test_tokenizing_in_forked_workers_after_the_parent_used_openmp(tmp_path, bpe_tokenizer_json):
+    """The workers are forked: a parent that has run a parallel torch op must not leave them waiting forever on
+    OpenMP threads that the fork did not copy (seen with a small vocabulary: long token tensors)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    texts, tokenizer = tmp_path / "texts", tmp_path / "tokenizer"
+    texts.mkdir()
+    tokenizer.mkdir()
+    for name in ("corpus_00.txt", "corpus_01.txt", "corpus_02.txt"):
+        shutil.copy2(CORPUS / name, texts / name)
+    shutil.copy2(bpe_tokenizer_json, tokenizer / "tokenizer.json")
+    (tokenizer / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}))
+    script = f"""
+import torch
+torch.ones(512, 512) @ torch.ones(512, 512)  # the parent's OpenMP threads start
+from litgpt.data import TextFiles
+from litgpt.tokenizer import Tokenizer
+data = TextFiles({str(texts)!r}, num_workers=0)
+data.connect(Tokenizer({str(tokenizer)!r}), batch_size=2, max_seq_length=64)
+data.prepare_data()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (texts / "train").is_dir() and (texts / "val").is_dir()
