@@ -326,6 +326,8 @@ def fit(
     fabric.print(f"Parameters: {n_total:,} ({n_trainable:,} trainable)")
     flops = monitor.measure_flops(lambda: method.transform(type(model)(model.config)), train.micro_batch_size, seq_len)
 
+    # names from the plain module: FSDP's state_dict() before the first forward initialises its inner units as roots
+    strict = all(method.is_saved(name) for name in model.state_dict())
     if compile:
         model = torch.compile(model)
     model = fabric.setup(model)
@@ -362,7 +364,6 @@ def fit(
         "loss_sum": torch.zeros((), device=fabric.device),
         "loss_count": 0,
     }
-    strict = all(method.is_saved(name) for name in model.state_dict())
     if fabric.is_global_zero:
         remove_stale(out_dir)
     if resume is not None:
