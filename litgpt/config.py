@@ -240,7 +240,12 @@ class Config:
         """Write `model_config.yaml` (or any path) atomically."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        values = self.to_dict()
+        # config.json gives e.g. rope_theta as 10000.0: written as the int the field is, so that the file also
+        # passes as `--model_config FILE`, whose parser checks the types
+        ints = {f.name for f in fields(self) if f.type is int}
+        values = {k: int(v) if k in ints and isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
+        tmp.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
         tmp.replace(path)
 
 

@@ -6,7 +6,7 @@ Bottom layer: imports nothing of the package, so every caller (training, generat
 """
 
 import math
-import warnings
+import sys
 from typing import Any, Dict, List, Optional, Union
 
 
@@ -97,7 +97,7 @@ def warn_train(train: Any) -> None:
     warning rather than an error: the learning rate then never reaches its peak."""
     warmup, max_steps = _field(train, "lr_warmup_steps"), _field(train, "max_steps")
     if warmup and max_steps and warmup > max_steps:
-        warnings.warn(f"--train.lr_warmup_steps ({warmup}) exceeds --train.max_steps ({max_steps}): the learning rate never reaches its peak")
+        print(f"Warning: --train.lr_warmup_steps ({warmup}) exceeds --train.max_steps ({max_steps}): the learning rate never reaches its peak", file=sys.stderr)
 
 
 def eval_problems(eval: Any) -> List[str]:

@@ -5,14 +5,7 @@ from pathlib import Path
 
 import pytest
 
-RECORDS = [
-    {"instruction": "Say hello.", "input": "", "output": "Hello world!"},
-    {"instruction": "Name a fast animal.", "input": "", "output": "The quick brown fox."},
-    {"instruction": "Repeat the text.", "input": "one by one", "output": "one by one"},
-    {"instruction": "Count to five.", "input": "", "output": "Numbers 12345"},
-    {"instruction": "Say hello.", "input": "politely", "output": "Hello tokenizer!"},
-    {"instruction": "Describe the dog.", "input": "", "output": "The lazy dog."},
-]
+from finetune_helpers import RECORDS  # noqa: E402
 
 
 @pytest.fixture

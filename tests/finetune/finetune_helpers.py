@@ -4,6 +4,17 @@ import csv
 from pathlib import Path
 from typing import Any, Dict, List
 
+# a tiny instruction data set in the JSON format (the fixtures write it; tests import it from here, as a module
+# named conftest is another folder's when the whole suite runs)
+RECORDS = [
+    {"instruction": "Say hello.", "input": "", "output": "Hello world!"},
+    {"instruction": "Name a fast animal.", "input": "", "output": "The quick brown fox."},
+    {"instruction": "Repeat the text.", "input": "one by one", "output": "one by one"},
+    {"instruction": "Count to five.", "input": "", "output": "Numbers 12345"},
+    {"instruction": "Say hello.", "input": "politely", "output": "Hello tokenizer!"},
+    {"instruction": "Describe the dog.", "input": "", "output": "The lazy dog."},
+]
+
 
 def run(command: str, checkpoint_dir: Path, data_dir: Path, out_dir: Path, **kwargs: Any) -> None:
     """Finetune `checkpoint_dir` on the JSON folder `data_dir` for a few steps on the CPU."""

@@ -28,7 +28,7 @@ def finetune_in_subprocess(out_dir: Path, checkpoint_dir: Path, data_dir: Path, 
 
 
 def test_lora_on_two_cpu_processes_syncs_and_matches_one(tiny_checkpoint, tmp_path):
-    from conftest import RECORDS
+    from finetune_helpers import RECORDS
 
     data = tmp_path / "sft"
     data.mkdir()

@@ -110,7 +110,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     [
         ("no_weights", r"No lit_model.pth in '.*empty'"),
         ("micro_batch", r"--train.global_batch_size \(4\) .* less than --train.micro_batch_size \(8\)"),
-        ("unknown_key", r"does not accept option 'train.max_seq_len'"),
+        ("unknown_key", r"unknown key 'train.max_seq_len' in the --config file; did you mean train.max_seq_length"),
         ("bad_json", r"bad\.json is not valid JSON: line 2, column 22"),
     ],
 )
