@@ -2,33 +2,12 @@
 never code run from the file."""
 
 import pickle
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
 
-
-def litgpt(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "litgpt", *args], capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
-
-
-def one_line_error(result: subprocess.CompletedProcess, match: str) -> str:
-    assert result.returncode != 0, result.stdout[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and match in errors[0], result.stderr[-2000:]
-    return errors[0]
-
-
-class WritesMarker:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
+from cli_checks import WritesMarker, litgpt, one_line_error
 
 
 @pytest.mark.parametrize("command", ["generate", "convert_from_litgpt"])

@@ -764,7 +764,7 @@ def load_rng_state(folder: Path, rank: int) -> None:
     path = folder / f"rng-{rank}.pt"
     if not path.is_file():
         return
-    reconstruct = getattr(getattr(np, "_core", np.core), "multiarray")._reconstruct
+    reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct  # np.core only on NumPy 1 (deprecated on 2)
     state = read_plain(path, allowed=(np.ndarray, np.dtype, type(np.dtype(np.uint32)), reconstruct))
     try:
         version, internal, gauss = state["python"]

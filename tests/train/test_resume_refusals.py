@@ -2,15 +2,8 @@
 
 import torch
 import yaml
-from test_resume_safety import cli_config, copy_run, litgpt, one_line_error, trained  # noqa: F401 (a fixture)
-
-
-class WritesMarker:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
+from cli_checks import WritesMarker, litgpt, one_line_error
+from test_resume_safety import cli_config, copy_run, trained  # noqa: F401 (a fixture)
 
 
 def test_a_pickle_in_the_training_state_is_refused_not_run(tmp_path, text_dir, trained):  # noqa: F811

@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from cli_checks import WritesMarker, litgpt, one_line_error
 from train_helpers import CORPUS, RUNNER, TINY_MODEL, tiny_spec
 
 
@@ -33,18 +34,6 @@ def cli_config(tmp_path: Path, text_dir: Path, out: Path, **train) -> Path:
     return path
 
 
-def litgpt(*args: str, preexec_fn=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "litgpt", *args], capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
-
-
-def one_line_error(result: subprocess.CompletedProcess, match: str) -> str:
-    assert result.returncode != 0, result.stdout[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and match in errors[0], result.stderr[-2000:]
-    return errors[0]
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, text_dir) -> Path:
     """A 4-step run with checkpoints at steps 2 and 4 (copied by each test before it damages anything)."""
@@ -58,14 +47,6 @@ def copy_run(trained: Path, tmp_path: Path) -> Path:
     out = tmp_path / "out"
     shutil.copytree(trained, out)
     return out
-
-
-class WritesMarker:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
