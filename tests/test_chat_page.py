@@ -32,6 +32,34 @@ def browser_or_skip():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+# Wraps window.fetch: the chat completion's stream reaches the page one server-sent event per 100 ms, and a stop
+# (the request's AbortSignal) ends it with the AbortError a real aborted fetch gives.
+SLOW_LINK = """
+window.fastFetch = window.fetch;
+window.fetch = async (url, options) => {
+  const response = await window.fastFetch(url, options);
+  if (!String(url).includes("/chat/completions") || !response.ok) return response;
+  const reader = response.body.getReader(), decoder = new TextDecoder(), encoder = new TextEncoder();
+  const pending = [];
+  let buffer = "", finished = false;
+  const slow = new ReadableStream({ async pull(controller) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    if (options.signal.aborted) { reader.cancel(); controller.error(new DOMException("stopped", "AbortError")); return; }
+    while (!pending.length && !finished) {
+      const { value, done } = await reader.read();
+      if (done) { finished = true; if (buffer) pending.push(buffer); continue; }
+      buffer += decoder.decode(value, { stream: true });
+      const events = buffer.split("\\n\\n");
+      buffer = events.pop();
+      pending.push(...events.map((event) => event + "\\n\\n"));
+    }
+    if (pending.length) controller.enqueue(encoder.encode(pending.shift())); else controller.close();
+  } });
+  return new Response(slow, { status: response.status, headers: response.headers });
+};
+"""
+
+
 def test_page_has_no_outside_assets():
     html = PAGE.read_text(encoding="utf-8")
     assert "http://" not in html and "https://" not in html and "src=" not in html and "<link" not in html
@@ -83,12 +111,16 @@ def test_chat_page_in_a_browser(page_server, tmp_path):
         assert first and browser.execute_script("return window.updates") > 3, "the reply did not stream"
         assert not el("error").is_displayed()
 
-        # turn 2: a long reply, stopped once it is under way; it stays as far as it got and grows no more
+        # turn 2: a long reply, stopped once it is under way; it stays as far as it got and grows no more.
+        # The tiny model can finish 1500 tokens before a click lands, so the page reads this reply as a slow link
+        # would deliver it: one server event per 100 ms (the page's own fetch and abort are untouched).
+        browser.execute_script(SLOW_LINK)
         set_field("max-tokens", 1500)
         say("Tell me more")
         wait.until(lambda _: len(replies()) == 2 and len(replies()[1].text) > 5)
         el("stop").click()
         wait.until(idle)
+        browser.execute_script("window.fetch = window.fastFetch")
         stopped = replies()[1]
         assert "stopped" in stopped.get_attribute("class")
         length = len(stopped.text)
