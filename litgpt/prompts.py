@@ -150,43 +150,6 @@ class Default(PromptStyle):
     """The prompt as it is."""
 
 
-class Alpaca(PromptStyle):
-    def apply(self, prompt, *, sys_prompt=None, **kwargs):
-        if isinstance(prompt, list):
-            return self.render(prompt, sys_prompt=sys_prompt)
-        if kwargs.get("input"):
-            sys_prompt = sys_prompt or (
-                "Below is an instruction that describes a task, paired with an input that provides further context. "
-                "Write a response that appropriately completes the request.\n\n"
-            )
-            return f"{sys_prompt}### Instruction:\n{prompt}\n\n### Input:\n{kwargs['input']}\n\n### Response:\n"
-        sys_prompt = sys_prompt or (
-            "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-        )
-        return f"{sys_prompt}### Instruction:\n{prompt}\n\n### Response:\n"
-
-
-class FLAN(PromptStyle):
-    def apply(self, prompt, *, sys_prompt=None, **kwargs):
-        if isinstance(prompt, list):
-            return self.render(prompt, sys_prompt=sys_prompt)
-        sys_prompt = sys_prompt or (
-            "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-        )
-        return f"{sys_prompt}### Instruction:\n{prompt}\n\n### Response:\n"
-
-
-class Longform(PromptStyle):
-    def apply(self, prompt, *, sys_prompt=None, **kwargs):
-        if isinstance(prompt, list):
-            return self.render(prompt, sys_prompt=sys_prompt)
-        sys_prompt = sys_prompt or (
-            "Below is an instruction that describes a task, paired with an input that provides further context. "
-            "Write a response that appropriately completes the request.\n\n"
-        )
-        return f"{sys_prompt}### Instruction:\n{prompt}\n\n### Response:\n"
-
-
 class _Template(PromptStyle):
     """A style given by one template per line: '{prompt}' (and '{sys_prompt}') fill in."""
 
@@ -197,6 +160,38 @@ class _Template(PromptStyle):
         if isinstance(prompt, list):
             return self.render(prompt, sys_prompt=sys_prompt)
         return self.template.format(prompt=prompt, sys_prompt=sys_prompt or self.default_system)
+
+
+TASK = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+TASK_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+)
+
+
+class _Instruction(_Template):
+    """The instruction layout of the Alpaca-style data sets."""
+
+    template = "{sys_prompt}### Instruction:\n{prompt}\n\n### Response:\n"
+    default_system = TASK
+
+
+class FLAN(_Instruction):
+    """Instruction and response; an input, if given, is left out."""
+
+
+class Longform(_Instruction):
+    default_system = TASK_WITH_INPUT
+
+
+class Alpaca(_Instruction):
+    """With an '### Input:' section (and its own system text) when the record has an input."""
+
+    def apply(self, prompt, *, sys_prompt=None, **kwargs):
+        if kwargs.get("input") and not isinstance(prompt, list):
+            system = sys_prompt or TASK_WITH_INPUT
+            return f"{system}### Instruction:\n{prompt}\n\n### Input:\n{kwargs['input']}\n\n### Response:\n"
+        return super().apply(prompt, sys_prompt=sys_prompt)
 
 
 class Falcon(_Template):
@@ -250,16 +245,19 @@ class Turns(PromptStyle):
 
         prefix + system + (user + assistant)* + user + generation
 
-    `system` is None for formats without a system turn: then `merge_system` folds the system prompt into the
-    first user message. Each template has one '{content}' field.
+    Most formats wrap every role alike: `turn` is that template, with a '{role}' field that `role_names` fill in.
+    A role whose turn looks different has its own template (`system`, `user`, `assistant`). Without a system
+    template, `merge_system` folds the system prompt into the first user message. Every template has one
+    '{content}' field; `generation`, what opens the model's reply, is the assistant template up to it.
     """
 
     prefix = ""
+    turn: Optional[str] = None
+    role_names: Tuple[Optional[str], str, str] = ROLES  # None: the format has no system turn
     system: Optional[str] = None
+    user: Optional[str] = None
+    assistant: Optional[str] = None
     merge_system = "{system}\n\n{content}"
-    user = "{content}"
-    assistant = "{content}"
-    generation = ""
     default_system: Optional[str] = None
     strip = False  # strip message contents in conversations (Llama 3 does)
     stops: Tuple[str, ...] = ()
@@ -276,25 +274,38 @@ class Turns(PromptStyle):
         system, turns = split_system(messages, sys_prompt)
         pair_turns(turns)  # checks that user and assistant alternate
         system = system or self.default_system
+        system_turn = self.template("system")
         text = self.prefix
-        if system and self.system is not None:
-            text += self.system.format(content=system.strip() if strip else system)
+        if system and system_turn is not None:
+            text += system_turn.format(content=system.strip() if strip else system)
         for i, message in enumerate(turns):
             content = message["content"].strip() if strip else message["content"]
-            if i == 0 and system and self.system is None:
+            if i == 0 and system and system_turn is None:
                 content = self.merge_system.format(system=system, content=content)
-            text += (self.user if message["role"] == "user" else self.assistant).format(content=content)
+            text += self.template(message["role"]).format(content=content)
         return text + self.generation
+
+    def template(self, role: str) -> Optional[str]:
+        """The template of `role`'s turns: its own, else `turn` named for it, else (none for system) the bare content."""
+        own = getattr(self, role)
+        if own is not None:
+            return own
+        name = self.role_names[ROLES.index(role)]
+        if self.turn is not None and name is not None:
+            return self.turn.replace("{role}", name)
+        return None if role == "system" else "{content}"
+
+    @property
+    def generation(self) -> str:
+        return self.template("assistant").split("{content}")[0]
 
     def extra_stops(self, tokenizer):
         return [[token] for token in self.stops]
 
 
 class StableLMAlpha(Turns):
-    system = "<|SYSTEM|>{content}"
-    user = "<|USER|>{content}"
-    assistant = "<|ASSISTANT|>{content}"
-    generation = "<|ASSISTANT|>"
+    turn = "<|{role}|>{content}"
+    role_names = ("SYSTEM", "USER", "ASSISTANT")
     default_system = (
         "# StableLM Tuned (Alpha version)\n- StableLM is a helpful and harmless open-source AI language model developed"
         " by StabilityAI.\n- StableLM is excited to be able to help the user, but will refuse to do anything that could"
@@ -306,10 +317,7 @@ class StableLMAlpha(Turns):
 
 
 class StableLMZephyr(Turns):
-    system = "<|system|>\n{content}<|endoftext|>\n"
-    user = "<|user|>\n{content}<|endoftext|>\n"
-    assistant = "<|assistant|>\n{content}<|endoftext|>\n"
-    generation = "<|assistant|>\n"
+    turn = "<|{role}|>\n{content}<|endoftext|>\n"
     stops = ("<|endoftext|>",)
 
 
@@ -336,50 +344,39 @@ class CodeLlama(Turns):
     merge_system = "<<SYS>>\n{system}\n<</SYS>>\n\n{content}"
     user = "[INST] {content} [/INST]"
     assistant = " {content}</s>"
+    generation = ""  # the model writes the leading space of its reply itself
 
 
 class Llama3(Turns):
     prefix = "<|begin_of_text|>"
-    system = "<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>"
-    user = "<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
-    assistant = "<|start_header_id|>assistant<|end_header_id|>\n\n{content}<|eot_id|>"
-    generation = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    turn = "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>"
     default_system = "You are a helpful assistant."
     strip = True
     stops = ("<|eot_id|>",)
 
 
 class R1Base(Turns):
+    turn = "<｜{role}｜>{content}"
+    role_names = ("System", "User", "Assistant")
     system = "{content}"
-    user = "<｜User｜>{content}"
-    assistant = "<｜Assistant｜>{content}"
-    generation = "<｜Assistant｜>"
     strip = True
     stops = ("<｜end▁of▁sentence｜>",)
 
 
 class FreeWilly2(Turns):
-    system = "### System:\n{content}\n\n"
-    user = "### User:\n{content}\n\n"
-    assistant = "### Assistant:\n{content}\n\n"
-    generation = "### Assistant:\n"
+    turn = "### {role}:\n{content}\n\n"
+    role_names = ("System", "User", "Assistant")
     default_system = "This is a system prompt, please behave and help the user."
 
 
 class Phi3(Turns):
-    system = "<|system|>\n{content}<|end|>\n"
-    user = "<|user|>\n{content}<|end|>\n"
-    assistant = "<|assistant|>\n{content}<|end|>\n"
-    generation = "<|assistant|>\n"
+    turn = "<|{role}|>\n{content}<|end|>\n"
     default_system = "You are a helpful assistant."
     stops = ("<|end|>",)
 
 
 class Phi4(Turns):
-    system = "<|im_start|>system<|im_sep|>{content}<|im_end|>"
-    user = "<|im_start|>user<|im_sep|>{content}<|im_end|>"
-    assistant = "<|im_start|>assistant<|im_sep|>{content}<|im_end|>"
-    generation = "<|im_start|>assistant<|im_sep|>"
+    turn = "<|im_start|>{role}<|im_sep|>{content}<|im_end|>"
     stops = ("<|im_end|>",)
 
 
@@ -401,10 +398,7 @@ class Phi4Reasoning(Phi4):
 
 
 class Phi4Mini(Turns):
-    system = "<|system|>{content}<|end|>"
-    user = "<|user|>{content}<|end|>"
-    assistant = "<|assistant|>{content}<|end|>"
-    generation = "<|assistant|>"
+    turn = "<|{role}|>{content}<|end|>"
     stops = ("<|end|>",)
 
 
@@ -413,33 +407,24 @@ class Phi4MiniReasoning(Phi4Mini):
 
 
 class TinyLlama(Turns):
-    system = "<|system|>\n{content}</s>\n"
-    user = "<|user|>\n{content}</s>\n"
-    assistant = "<|assistant|>\n{content}</s>\n"
-    generation = "<|assistant|>\n"
+    turn = "<|{role}|>\n{content}</s>\n"
     default_system = "You are a friendly chatbot who always gives helpful, detailed, and polite answers."
 
 
 class Gemma(Turns):
-    user = "<start_of_turn>user\n{content}<end_of_turn>\n"
-    assistant = "<start_of_turn>model\n{content}<end_of_turn>\n"
-    generation = "<start_of_turn>model\n"
+    turn = "<start_of_turn>{role}\n{content}<end_of_turn>\n"
+    role_names = (None, "user", "model")
     stops = ("<end_of_turn>",)
 
 
 class OLMo(Turns):
     prefix = "<|endoftext|>"
-    system = "<|system|>\n{content}\n"
-    user = "<|user|>\n{content}\n"
+    turn = "<|{role}|>\n{content}\n"
     assistant = "<|assistant|>\n{content}<|endoftext|>\n"
-    generation = "<|assistant|>\n"
 
 
 class ChatML(Turns):
-    system = "<|im_start|>system\n{content}<|im_end|>\n"
-    user = "<|im_start|>user\n{content}<|im_end|>\n"
-    assistant = "<|im_start|>assistant\n{content}<|im_end|>\n"
-    generation = "<|im_start|>assistant\n"
+    turn = "<|im_start|>{role}\n{content}<|im_end|>\n"
     stops = ("<|im_end|>",)
 
     def __init__(self, system_message: Optional[str] = None) -> None:
