@@ -176,14 +176,6 @@ class _Instruction(_Template):
     default_system = TASK
 
 
-class FLAN(_Instruction):
-    """Instruction and response; an input, if given, is left out."""
-
-
-class Longform(_Instruction):
-    default_system = TASK_WITH_INPUT
-
-
 class Alpaca(_Instruction):
     """With an '### Input:' section (and its own system text) when the record has an input."""
 
@@ -192,6 +184,14 @@ class Alpaca(_Instruction):
             system = sys_prompt or TASK_WITH_INPUT
             return f"{system}### Instruction:\n{prompt}\n\n### Input:\n{kwargs['input']}\n\n### Response:\n"
         return super().apply(prompt, sys_prompt=sys_prompt)
+
+
+class FLAN(_Instruction):
+    """Instruction and response; an input, if given, is left out."""
+
+
+class Longform(_Instruction):
+    default_system = TASK_WITH_INPUT
 
 
 class Falcon(_Template):
