@@ -6,8 +6,10 @@ after the part already in the KV cache, and drops the oldest exchanges when the 
 
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Optional
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
+
+from litgpt.generate.flags import command
 
 if TYPE_CHECKING:
     import torch
@@ -19,57 +21,45 @@ if TYPE_CHECKING:
 EXIT_WORDS = ("!quit", "!exit")
 
 
-def chat(
-    checkpoint_dir: Path,
-    *,
-    max_new_tokens: int = 50,
-    top_k: Optional[int] = 50,
-    top_p: float = 1.0,
-    temperature: float = 0.8,
-    quantize: Optional[Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8"]] = None,
-    precision: Optional[str] = None,
-    compile: bool = False,
-    multiline: bool = False,
-    access_token: Optional[str] = None,
-    system_prompt: Optional[str] = None,
-) -> None:
-    """Chat with a model: type a prompt, read the streamed reply; an empty prompt exits, Ctrl-C stops a reply.
-
-    Args:
-        checkpoint_dir: A checkpoint folder, ORG/NAME under checkpoints/, or a model name to download.
-        max_new_tokens: The most tokens per reply.
-        top_k: Sample only among the k most likely tokens (1 is greedy).
-        top_p: Sample only among the most likely tokens whose probabilities add up to top_p.
-        temperature: Scales the logits: 0 is greedy, higher is more random.
-        quantize: bitsandbytes quantization of the weights (CUDA only): bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq, bnb.int8.
-        precision: bf16-true, 16-true or 32-true; default bf16 on a GPU that has it, else 32-true.
-        compile: Compile the decoding step with torch.compile (slower start, faster replies).
-        multiline: Read prompts of several lines, each ended by an empty line.
-        access_token: Hugging Face token, to download a gated model.
-        system_prompt: The system prompt, for prompt styles and chat templates that have one.
-    """
+@command(
+    (
+        "checkpoint_dir", "*", "max_new_tokens", "top_k", "top_p", "temperature", "quantize", "precision", "compile",
+        "multiline", "access_token", "system_prompt",
+    ),
+    checkpoint_dir="A checkpoint folder, ORG/NAME under checkpoints/, or a model name to download.",
+    max_new_tokens="The most tokens per reply.",
+    compile="Compile the decoding step with torch.compile (slower start, faster replies).",
+    multiline=(bool, False, "Read prompts of several lines, each ended by an empty line."),
+    access_token=(Optional[str], None, "Hugging Face token, to download a gated model."),
+    system_prompt=(Optional[str], None, "The system prompt, for prompt styles and chat templates that have one."),
+)
+def chat(args: SimpleNamespace) -> None:
+    """Chat with a model: type a prompt, read the streamed reply; an empty prompt exits, Ctrl-C stops a reply."""
     import torch
 
     from litgpt.api import LLM
-    from litgpt.settings_check import check_generation
+    from litgpt.generate.cli import check_flags, print_memory
 
-    check_generation(temperature, top_k, top_p, max_new_tokens)
-    llm = LLM.load(str(checkpoint_dir), access_token=access_token, precision=precision, quantize=quantize, compile=compile)
+    check_flags(args)
+    llm = LLM.load(
+        str(args.checkpoint_dir), access_token=args.access_token, precision=args.precision, quantize=args.quantize,
+        compile=args.compile,
+    )
     conversation = Conversation(
         llm.model,
         llm.tokenizer,
         llm.prompt_style,
-        system_prompt=system_prompt,
-        max_new_tokens=max_new_tokens,
-        sampling=dict(temperature=temperature, top_k=top_k, top_p=top_p),
+        system_prompt=args.system_prompt,
+        max_new_tokens=args.max_new_tokens,
+        sampling=dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p),
         step=llm.decode_step,
     )
     instructions = "To exit, press 'Enter' on an empty prompt."
-    if multiline:
+    if args.multiline:
         instructions += "\nA prompt may span several lines; an empty line ends it."
     print(f"Now chatting with {llm.config.name}.\n{instructions}\n")
     torch.manual_seed(1234)
-    while (prompt := read_prompt(multiline)) is not None:
+    while (prompt := read_prompt(args.multiline)) is not None:
         print(">> Reply: ", end="", flush=True)
         start = time.perf_counter()
         try:
@@ -83,8 +73,7 @@ def chat(
             file=sys.stderr,
         )
         print()
-    if llm.device.type == "cuda":
-        print(f"\nMemory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB", file=sys.stderr)
+    print_memory([llm.device], start="\n")
 
 
 def read_prompt(multiline: bool = False) -> Optional[str]:
@@ -148,7 +137,8 @@ class Conversation:
 
         Ctrl-C (KeyboardInterrupt) ends the reply early; what was generated so far stays in the history.
         """
-        from litgpt.engine.core import ensure_kv_cache, generate_tokens
+        from litgpt.engine.core import ensure_kv_cache
+        from litgpt.engine.batcher import generate_tokens
 
         self.messages.append({"role": "user", "content": prompt})
         ids = self._encode_fitting()

@@ -1,107 +1,110 @@
-"""`litgpt generate` (and `generate_full`): complete a prompt with a checkpoint, print the text, then a stats line."""
+"""`litgpt generate` (and `generate_full`, `generate_adapter`, `generate_adapter_v2`): complete a prompt with a
+checkpoint, print the text, then a stats line.
+
+Also what every generation command does alike: check the flags, encode the prompt, time and print the samples,
+print the peak GPU memory.
+"""
 
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, List, Optional, Tuple
 
-from litgpt.quantize import Quantize
+from litgpt.generate.flags import GENERATE, command
 
 if TYPE_CHECKING:
-    from litgpt.api import LLM
-
-
-def generate(
-    checkpoint_dir: Path,
-    prompt: str = "What food do llamas eat?",
-    *,
-    sys_prompt: Optional[str] = None,
-    num_samples: int = 1,
-    max_new_tokens: int = 50,
-    top_k: Optional[int] = 50,
-    top_p: float = 1.0,
-    temperature: float = 0.8,
-    quantize: Quantize = None,
-    precision: Optional[str] = None,
-    compile: bool = False,
-    seed: int = 1234,
-) -> None:
-    """Complete a prompt, wrapped in the model's prompt style, with the model in a checkpoint folder.
-
-    Args:
-        checkpoint_dir: A checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files), or ORG/NAME
-            under checkpoints/.
-        prompt: The text to complete.
-        sys_prompt: The system prompt, for prompt styles that have one.
-        num_samples: How many completions to draw.
-        max_new_tokens: The most tokens to generate per completion.
-        top_k: Sample only among the k most likely tokens (1 is greedy).
-        top_p: Sample only among the most likely tokens whose probabilities add up to top_p.
-        temperature: Scales the logits: 0 is greedy, higher is more random.
-        quantize: bitsandbytes quantization of the weights (CUDA only): bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq, bnb.int8.
-        precision: bf16-true, 16-true or 32-true; default bf16 on a GPU that has it, else 32-true.
-        compile: Compile the decoding step with torch.compile (slower start, faster decoding).
-        seed: The random seed.
-    """
     import torch
 
     from litgpt.api import LLM
 
-    from litgpt.settings_check import check_generation
 
-    check_generation(temperature, top_k, top_p, max_new_tokens)
+@command(GENERATE)
+def generate(args: SimpleNamespace) -> None:
+    """Complete a prompt, wrapped in the model's prompt style, with the model in a checkpoint folder."""
+    from litgpt.api import LLM
+
+    check_flags(args)
     # finetuned folders included; the decode step replays CUDA graphs on a GPU, compiled with --compile
-    llm = LLM.load(str(checkpoint_dir), precision=precision, quantize=quantize, compile=compile)
-    print_completions(
-        llm, prompt, sys_prompt=sys_prompt, num_samples=num_samples, max_new_tokens=max_new_tokens, top_k=top_k,
-        top_p=top_p, temperature=temperature, seed=seed,
-    )
-    if llm.device.type == "cuda":
-        print(f"Memory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB", file=sys.stderr)
-
-
-def print_completions(
-    llm: "LLM",
-    prompt: str,
-    *,
-    sys_prompt: Optional[str] = None,
-    num_samples: int = 1,
-    max_new_tokens: int = 50,
-    top_k: Optional[int] = 50,
-    top_p: float = 1.0,
-    temperature: float = 0.8,
-    seed: int = 1234,
-    show: bool = True,
-) -> None:
-    """Print `num_samples` completions of `prompt` by `llm`'s model (on one device or spread over several), each
-    followed by a stats line on stderr; with `show=False`, generate the same without printing (other ranks).
-    Decodes with `llm.decode_step`."""
-    import torch
-
-    from litgpt.engine.core import ensure_kv_cache, generate_tokens
-
-    model, tokenizer = llm.model, llm.tokenizer
-    encoded = tokenizer.encode(llm.prompt_style.apply(prompt, sys_prompt=sys_prompt), device=llm.device)
-    ensure_kv_cache(model, 1, encoded.numel() + max_new_tokens - 1)
-    stop = llm.prompt_style.stop_tokens(tokenizer)
-    torch.manual_seed(seed)
-    for i in range(num_samples):
-        start = time.perf_counter()
-        tokens = list(generate_tokens(
-            model, encoded, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            stop_tokens=stop, step=llm.decode_step,
-        ))
-        seconds = time.perf_counter() - start
-        if not show:
-            continue
-        print(tokenizer.decode(encoded.tolist() + tokens), flush=True)
-        print(
-            f"Time for inference {i + 1}: {seconds:.02f} sec total, {len(tokens) / seconds:.02f} tokens/sec, "
-            f"{len(tokens)} tokens",
-            file=sys.stderr,
-        )
+    llm = LLM.load(str(args.checkpoint_dir), precision=args.precision, quantize=args.quantize, compile=args.compile)
+    print_completions(llm, args)
+    print_memory([llm.device])
 
 
 generate_full = generate
 generate_adapter = generate
 generate_adapter_v2 = generate
+
+
+def check_flags(args: SimpleNamespace) -> None:
+    """Raise (one line) on sampling flags or a max_new_tokens that no generation accepts."""
+    from litgpt.settings_check import check_generation
+
+    check_generation(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
+
+
+def encode_prompt(llm: "LLM", args: SimpleNamespace, device: Optional["torch.device"] = None) -> "torch.Tensor":
+    """`args.prompt` in the model's prompt style, as token ids; ValueError when it and max_new_tokens do not fit
+    the model's context."""
+    encoded = llm.tokenizer.encode(llm.prompt_style.apply(args.prompt, sys_prompt=args.sys_prompt), device=device)
+    if encoded.numel() + args.max_new_tokens - 1 > llm.config.block_size:
+        raise ValueError(
+            f"The prompt ({encoded.numel()} tokens) plus max_new_tokens ({args.max_new_tokens}) do not fit the model's "
+            f"context of {llm.config.block_size} tokens"
+        )
+    return encoded
+
+
+def print_completions(llm: "LLM", args: SimpleNamespace, show: bool = True) -> None:
+    """Print `args.num_samples` completions of `args.prompt` by `llm`'s model (on one device or spread over
+    several), each followed by a stats line on stderr; with `show=False`, generate the same without printing
+    (other ranks). Decodes with `llm.decode_step`."""
+    from litgpt.engine.core import ensure_kv_cache
+    from litgpt.engine.batcher import generate_tokens
+
+    model, tokenizer = llm.model, llm.tokenizer
+    encoded = encode_prompt(llm, args, llm.device)
+    ensure_kv_cache(model, 1, encoded.numel() + args.max_new_tokens - 1)
+    stop = llm.prompt_style.stop_tokens(tokenizer)
+
+    def draw() -> Iterator[int]:
+        return generate_tokens(
+            model, encoded, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            stop_tokens=stop, step=llm.decode_step,
+        )
+
+    for i, (tokens, seconds) in enumerate(timed_samples(args, draw)):
+        if show:
+            print_sample(tokenizer.decode(encoded.tolist() + tokens), i, len(tokens), seconds)
+
+
+def timed_samples(args: SimpleNamespace, draw: Callable[[], Iterable[int]]) -> Iterator[Tuple[List[int], float]]:
+    """Seed with `args.seed`, then `args.num_samples` times: the tokens `draw()` yields and the seconds they took."""
+    import torch
+
+    torch.manual_seed(args.seed)
+    for _ in range(args.num_samples):
+        start = time.perf_counter()
+        tokens = list(draw())
+        yield tokens, time.perf_counter() - start
+
+
+def print_sample(text: str, i: int, n_tokens: int, seconds: float, note: str = "") -> None:
+    """The text on stdout; the time and speed of sample `i` (from 0) on stderr."""
+    print(text, flush=True)
+    print(
+        f"Time for inference {i + 1}: {seconds:.02f} sec total, {n_tokens / seconds:.02f} tokens/sec, "
+        f"{n_tokens} tokens{note}",
+        file=sys.stderr,
+    )
+
+
+def print_memory(devices: List["torch.device"], note: str = "", start: str = "") -> None:
+    """The peak memory allocated on each CUDA device of `devices`, on stderr; nothing without a GPU."""
+    import torch
+
+    used = [d for d in dict.fromkeys(devices) if d.type == "cuda"]
+    if not used:
+        return
+    where = (lambda d: f" on {d}") if len(used) > 1 else (lambda d: "")
+    memory = ", ".join(f"{torch.cuda.max_memory_allocated(d) / 1e9:.02f} GB{where(d)}" for d in used)
+    print(f"{start}Memory used: {memory}{note}", file=sys.stderr)

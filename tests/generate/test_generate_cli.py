@@ -4,7 +4,8 @@ import torch
 import litgpt.__main__ as cli
 from litgpt.checkpoint import load_model
 from litgpt.generate.cli import generate, generate_full
-from litgpt.engine.core import compiled_decode_step, ensure_kv_cache, generate_tokens
+from litgpt.engine.core import compiled_decode_step, ensure_kv_cache
+from litgpt.engine.batcher import generate_tokens
 
 COMMANDS = {
     "generate": "litgpt.generate.cli:generate",
@@ -54,3 +55,29 @@ def test_compiled_step_decodes_the_same(llama_dir):
     # the eager backend checks the wiring without a C++ compiler run (inductor takes a minute on a CPU)
     step = compiled_decode_step(backend="eager")
     assert list(generate_tokens(model, prompt, 12, temperature=0.0, step=step)) == expected
+
+
+def test_every_generation_command_takes_its_flags_from_one_table(llama_dir, capsys):
+    # jsonargparse reads the signature and docstring that `command` builds from FLAGS: names, types, defaults, help
+    import inspect
+
+    from litgpt.chat import chat
+    from litgpt.generate.flags import FLAGS, command
+    from litgpt.generate.sequentially import generate_sequentially
+    from litgpt.generate.speculative import generate_speculatively
+    from litgpt.generate.tp import generate_tp
+
+    top_k_help = f"{FLAGS['top_k'][2]} (type: Optional[int], default: 50)"
+    for name in ("generate", "generate_sequentially", "generate_tp", "generate_speculatively", "chat"):
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        assert top_k_help in " ".join(capsys.readouterr().out.split()), name
+    for fn in (generate, generate_sequentially, generate_tp, generate_speculatively, chat):
+        assert inspect.signature(fn).parameters["top_k"].default == 50
+        assert inspect.signature(fn).parameters["temperature"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert list(inspect.signature(generate_tp).parameters)[-2:] == ["accelerator", "devices"]
+    assert "seed: The random seed (the same on every rank" in generate_tp.__doc__
+    with pytest.raises(TypeError, match="max_new_token"):
+        generate(llama_dir, "Hello", max_new_token=3)  # a misspelt flag, as a Python call
+    with pytest.raises(TypeError, match="not named"):
+        command(("prompt",), seed="help for a flag the command does not take")
