@@ -14,7 +14,14 @@ from typing import Any, Optional
 
 
 class DataModule:
-    """Base class of the data sets; a plain class (not a dataclass) so that `--data` takes any subclass."""
+    """Base class of the data sets; a plain class (not a dataclass) so that `--data` takes any subclass.
+
+    What `connect` sets has class-level defaults here, so that subclasses need not declare it as fields.
+    """
+
+    tokenizer: Optional[Any] = None
+    batch_size: int = 1
+    max_seq_length: int = -1
 
     def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
         """Tell the data set the tokenizer, the micro-batch size and the longest sample the model takes."""

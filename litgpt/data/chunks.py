@@ -1,5 +1,6 @@
 """Token chunks on disk: made once with `litdata.optimize` (through a temporary folder, fingerprinted by what
-they were made from), then streamed in blocks. Every pretraining data module reads and writes them through here."""
+they were made from), then streamed in blocks. Every pretraining data module reads and writes them through here,
+and `TokenStream` streams them for each."""
 
 import hashlib
 import json
@@ -9,9 +10,40 @@ import sys
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 SOURCE_FILE = "source.json"
+
+
+class TokenStream:
+    """What the pretraining data modules share (a mixin before `DataModule`, so that `--data`'s help keeps
+    listing the data modules in the order they are defined): chunks streamed in samples of max_seq_length + 1
+    tokens.
+
+    A subclass is a dataclass with `seed` and `num_workers` fields that names its chunk folders in `chunk_dirs`.
+    """
+
+    seed: int
+    num_workers: int
+
+    def chunk_dirs(self) -> Tuple[str, str]:
+        """The folders (or cloud URIs) of the training chunks and of the validation chunks."""
+        raise NotImplementedError
+
+    def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
+        super().connect(tokenizer, batch_size, max_seq_length)  # DataModule.connect, the next class in the MRO
+        self.max_seq_length = self.max_seq_length + 1  # each sample also holds the next token of its last position
+
+    def train_dataloader(self) -> Any:
+        return self._loader(self.chunk_dirs()[0], shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        # unshuffled, so that every validation sees the same samples (and a resumed run the same ones too)
+        return self._loader(self.chunk_dirs()[1], shuffle=False)
+
+    def _loader(self, input_dir: str, shuffle: bool) -> Any:
+        dataset = token_dataset(input_dir, self.max_seq_length, shuffle=shuffle, seed=self.seed)
+        return token_loader(dataset, self.batch_size, self.num_workers, input_dir, block_size=self.max_seq_length)
 
 
 def source_of(files: List[Path], tokenizer: Any) -> Dict[str, Any]:

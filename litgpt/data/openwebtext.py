@@ -5,15 +5,14 @@ Downloaded with `datasets`, split into training and validation documents, tokeni
 already holds both folders (made here or elsewhere, locally or at a cloud URI) is used as it is.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Tuple, Union
 
 from litgpt.data.base import DataModule
 from litgpt.data.chunks import (
-    check_num_workers, fetching, is_remote, join, optimize_tokens, prepared, require_chunks, source_of, token_dataset,
-    token_loader,
+    TokenStream, check_num_workers, fetching, is_remote, join, optimize_tokens, prepared, require_chunks, source_of,
 )
 
 REPO_ID = "Skylion007/openwebtext"
@@ -21,7 +20,7 @@ DOCS_PER_INPUT = 1000  # documents per unit of work of litdata's workers
 
 
 @dataclass
-class OpenWebText(DataModule):
+class OpenWebText(TokenStream, DataModule):
     """OpenWebText's 8 million web documents, downloaded and tokenized once into `data_path`, then streamed."""
 
     data_path: Union[str, Path] = Path("data/openwebtext")
@@ -33,17 +32,12 @@ class OpenWebText(DataModule):
     num_workers: int = 8
     """Worker processes per data loader (0 loads in the training process)"""
 
-    tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
-    batch_size: int = field(default=1, init=False, repr=False)
-    max_seq_length: int = field(default=-1, init=False, repr=False)
-
     def __post_init__(self) -> None:
         self.data_path_train = join(self.data_path, "train")
         self.data_path_val = join(self.data_path, "val")
 
-    def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
-        super().connect(tokenizer, batch_size, max_seq_length)
-        self.max_seq_length = self.max_seq_length + 1  # each sample also holds the next token of its last position
+    def chunk_dirs(self) -> Tuple[str, str]:
+        return self.data_path_train, self.data_path_val
 
     def check(self) -> None:
         check_num_workers(self.num_workers)
@@ -73,14 +67,6 @@ class OpenWebText(DataModule):
         for part, out_dir in ((split["train"], out_dirs[0]), (split["test"], out_dirs[1])):
             spans = [(start, min(start + DOCS_PER_INPUT, len(part))) for start in range(0, len(part), DOCS_PER_INPUT)]
             optimize_tokens(partial(_tokenize_span, documents=part, tokenizer=self.tokenizer), spans, out_dir, source)
-
-    def train_dataloader(self) -> Any:
-        dataset = token_dataset(self.data_path_train, self.max_seq_length, shuffle=True, seed=self.seed)
-        return token_loader(dataset, self.batch_size, self.num_workers, self.data_path_train)
-
-    def val_dataloader(self) -> Any:
-        dataset = token_dataset(self.data_path_val, self.max_seq_length, shuffle=False, seed=self.seed)
-        return token_loader(dataset, self.batch_size, self.num_workers, self.data_path_val)
 
 
 def load_openwebtext() -> Any:

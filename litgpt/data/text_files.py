@@ -5,17 +5,17 @@ streamed in blocks of `max_seq_length + 1` tokens. A later run reuses those chun
 and the tokenizer are unchanged (their sizes, times and tokenizer hash are kept in `source.json`).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from litgpt.data.base import DataModule
-from litgpt.data.chunks import optimize_tokens, prepared, source_of, token_dataset, token_loader
+from litgpt.data.chunks import TokenStream, check_num_workers, optimize_tokens, prepared, source_of
 
 
 @dataclass
-class TextFiles(DataModule):
+class TextFiles(TokenStream, DataModule):
     """A folder of .txt files for pretraining; without `val_data_path`, the first file (sorted) is the validation set."""
 
     train_data_path: Path
@@ -27,26 +27,20 @@ class TextFiles(DataModule):
     num_workers: int = 4
     """Worker processes per data loader (0 loads in the training process)"""
 
-    tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
-    batch_size: int = field(default=1, init=False, repr=False)
-    max_seq_length: int = field(default=-1, init=False, repr=False)
-
     def __post_init__(self) -> None:
         self.train_data_path = Path(self.train_data_path)
         self.val_data_path = None if self.val_data_path is None else Path(self.val_data_path)
         self.out_path_train = self.train_data_path / "train"
         self.out_path_val = (self.train_data_path if self.val_data_path is None else self.val_data_path) / "val"
 
-    def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
-        super().connect(tokenizer, batch_size, max_seq_length)
-        self.max_seq_length = self.max_seq_length + 1  # each sample also holds the next token of its last position
+    def chunk_dirs(self) -> Tuple[str, str]:
+        return str(self.out_path_train), str(self.out_path_val)
 
     def check(self) -> None:
         self._files()
         if self.tokenizer is None:
             raise ValueError("TextFiles needs a tokenizer: pass --tokenizer_dir")
-        if self.num_workers < 0:
-            raise ValueError(f"--data.num_workers must be 0 or more, got {self.num_workers}")
+        check_num_workers(self.num_workers)
 
     def _files(self) -> "tuple[List[Path], List[Path]]":
         train_files = _text_files(self.train_data_path, "--data.train_data_path")
@@ -66,17 +60,6 @@ class TextFiles(DataModule):
             if not prepared(out_dir, source, foreign_ok=False):
                 tokenize = partial(_tokenize_file, tokenizer=self.tokenizer)
                 optimize_tokens(tokenize, [str(path) for path in files], out_dir, source, chunk_bytes="50MB")
-
-    def train_dataloader(self) -> Any:
-        return self._loader(self.out_path_train, shuffle=True)
-
-    def val_dataloader(self) -> Any:
-        # unshuffled, so that every validation sees the same samples (and a resumed run the same ones too)
-        return self._loader(self.out_path_val, shuffle=False)
-
-    def _loader(self, path: Path, shuffle: bool) -> Any:
-        dataset = token_dataset(str(path), self.max_seq_length, shuffle=shuffle, seed=self.seed)
-        return token_loader(dataset, self.batch_size, self.num_workers, str(path), block_size=self.max_seq_length)
 
 
 def _text_files(folder: Path, flag: str) -> List[Path]:

@@ -8,19 +8,19 @@ The corpora are hundreds of gigabytes, so they are prepared in advance (a local 
 such as s3://...), not downloaded by the training run.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Tuple, Union
 
 from litgpt.data.base import DataModule
-from litgpt.data.chunks import check_num_workers, join, require_chunks, token_dataset, token_loader
+from litgpt.data.chunks import TokenStream, check_num_workers, join, require_chunks, token_dataset, token_loader
 
 # the share of each corpus in a training batch, as TinyLlama was trained: SlimPajama, Starcoder
 WEIGHTS = (0.693584, 0.306416)
 
 
 @dataclass
-class TinyLlama(DataModule):
+class TinyLlama(TokenStream, DataModule):
     """SlimPajama and Starcoder chunks mixed in TinyLlama's proportions; validation on SlimPajama's."""
 
     data_path: Union[str, Path] = Path("data/")
@@ -32,18 +32,13 @@ class TinyLlama(DataModule):
     use_starcoder: bool = True
     """Mix in the Starcoder data (False: SlimPajama only)"""
 
-    tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
-    batch_size: int = field(default=1, init=False, repr=False)
-    max_seq_length: int = field(default=-1, init=False, repr=False)
-
     def __post_init__(self) -> None:
         self.slimpajama_train = join(self.data_path, "slimpajama", "train")
         self.slimpajama_val = join(self.data_path, "slimpajama", "val")
         self.starcoder_train = join(self.data_path, "starcoder")
 
-    def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
-        super().connect(tokenizer, batch_size, max_seq_length)
-        self.max_seq_length = self.max_seq_length + 1  # each sample also holds the next token of its last position
+    def chunk_dirs(self) -> Tuple[str, str]:
+        return self.slimpajama_train, self.slimpajama_val
 
     def _required(self) -> List[str]:
         return [self.slimpajama_train, self.slimpajama_val] + ([self.starcoder_train] if self.use_starcoder else [])
@@ -57,16 +52,12 @@ class TinyLlama(DataModule):
             )
 
     def train_dataloader(self) -> Any:
+        if not self.use_starcoder:
+            return super().train_dataloader()
         from litdata.streaming import CombinedStreamingDataset
 
         slimpajama = token_dataset(self.slimpajama_train, self.max_seq_length, shuffle=True, seed=self.seed)
-        if not self.use_starcoder:
-            return token_loader(slimpajama, self.batch_size, self.num_workers, self.slimpajama_train)
         starcoder = token_dataset(self.starcoder_train, self.max_seq_length, shuffle=True, seed=self.seed)
         # iterate_over_all=False: sample by the weights until either corpus runs out, not until both do
         mix = CombinedStreamingDataset([slimpajama, starcoder], seed=self.seed, weights=WEIGHTS, iterate_over_all=False)
         return token_loader(mix, self.batch_size, self.num_workers, str(self.data_path))
-
-    def val_dataloader(self) -> Any:
-        dataset = token_dataset(self.slimpajama_val, self.max_seq_length, shuffle=False, seed=self.seed)
-        return token_loader(dataset, self.batch_size, self.num_workers, self.slimpajama_val)

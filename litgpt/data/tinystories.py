@@ -9,15 +9,13 @@
 import json
 import shutil
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Tuple
 
 from litgpt.data.base import DataModule
-from litgpt.data.chunks import (
-    check_num_workers, fetching, optimize_tokens, prepared, source_of, token_dataset, token_loader,
-)
+from litgpt.data.chunks import TokenStream, check_num_workers, fetching, optimize_tokens, prepared, source_of
 
 REPO_ID = "roneneldan/TinyStories"
 ARCHIVE = "TinyStories_all_data.tar.gz"
@@ -25,7 +23,7 @@ SHARD_DIR = "TinyStories_all_data"
 
 
 @dataclass
-class TinyStories(DataModule):
+class TinyStories(TokenStream, DataModule):
     """The TinyStories stories, downloaded and tokenized once into `data_path`, then streamed."""
 
     data_path: Path = Path("data/tinystories")
@@ -35,18 +33,13 @@ class TinyStories(DataModule):
     num_workers: int = 8
     """Worker processes per data loader (0 loads in the training process)"""
 
-    tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
-    batch_size: int = field(default=1, init=False, repr=False)
-    max_seq_length: int = field(default=-1, init=False, repr=False)
-
     def __post_init__(self) -> None:
         self.data_path = Path(self.data_path)
         self.data_path_train = self.data_path / "train"
         self.data_path_val = self.data_path / "val"
 
-    def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
-        super().connect(tokenizer, batch_size, max_seq_length)
-        self.max_seq_length = self.max_seq_length + 1  # each sample also holds the next token of its last position
+    def chunk_dirs(self) -> Tuple[str, str]:
+        return str(self.data_path_train), str(self.data_path_val)
 
     def check(self) -> None:
         check_num_workers(self.num_workers)
@@ -66,14 +59,6 @@ class TinyStories(DataModule):
             source = source_of(files, self.tokenizer)
             if not prepared(out_dir, source):
                 optimize_tokens(partial(_tokenize_shard, tokenizer=self.tokenizer), [str(f) for f in files], out_dir, source)
-
-    def train_dataloader(self) -> Any:
-        dataset = token_dataset(str(self.data_path_train), self.max_seq_length, shuffle=True, seed=self.seed)
-        return token_loader(dataset, self.batch_size, self.num_workers, str(self.data_path_train))
-
-    def val_dataloader(self) -> Any:
-        dataset = token_dataset(str(self.data_path_val), self.max_seq_length, shuffle=False, seed=self.seed)
-        return token_loader(dataset, self.batch_size, self.num_workers, str(self.data_path_val))
 
 
 def download(data_path: Path) -> List[Path]:
