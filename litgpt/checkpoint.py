@@ -14,15 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-# files that describe a model's tokenizer and generation defaults; they travel with the weights
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer.model",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "generation_config.json",
-    "config.json",
-)
+# the files a tokenizer loads from (either will do)
+TOKENIZER_MODEL_FILES = ("tokenizer.json", "tokenizer.model")
+# Hugging Face's description of the model and its generation defaults
+HF_CONFIG_FILES = ("generation_config.json", "config.json")
+# the files besides the weights that describe a model's tokenizer, config and generation defaults: what a download
+# fetches and what travels with the weights
+TOKENIZER_FILES = TOKENIZER_MODEL_FILES + ("tokenizer_config.json", "special_tokens_map.json") + HF_CONFIG_FILES
 # prefixes that training wrappers put in front of the model's keys (Fabric, torch.compile, DDP)
 WRAPPER_PREFIXES = ("_forward_module.", "_orig_mod.", "module.")
 

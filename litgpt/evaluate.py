@@ -82,18 +82,10 @@ def evaluate(
 
     from lm_eval import simple_evaluate
 
+    seeds = dict.fromkeys(("random_seed", "numpy_random_seed", "torch_random_seed"), seed)  # Python, NumPy, torch
     results = simple_evaluate(
-        model=model,
-        tasks=names,
-        num_fewshot=num_fewshot,
-        batch_size=batch_size,
-        device=str(model.device),
-        limit=limit,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        task_manager=task_manager,
-        confirm_run_unsafe_code=confirm_run_unsafe_code,
+        model=model, tasks=names, num_fewshot=num_fewshot, batch_size=batch_size, device=str(model.device), limit=limit,
+        task_manager=task_manager, confirm_run_unsafe_code=confirm_run_unsafe_code, **seeds,
     )
     save_results(results, save_filepath)
 
@@ -185,10 +177,10 @@ def _hf_model(
         from lm_eval.models.huggingface import HFLM
     except ImportError as error:
         raise ValueError(f"--backend hf needs lm-eval's Hugging Face extras ({error}); pip install transformers accelerate") from None
-    import torch
-
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        from litgpt.engine.devices import pick_devices
+
+        device = str(pick_devices(devices=1)[0])
     extra = {} if dtype is None else {"dtype": dtype}
     return HFLM(pretrained=str(hf_dir.resolve()), device=device, batch_size=batch_size, **extra)
 

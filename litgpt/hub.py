@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
-CONFIG_FILES = ("config.json", "generation_config.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
+from litgpt.checkpoint import TOKENIZER_FILES, TOKENIZER_MODEL_FILES
+
 # (index of a sharded checkpoint, single-file checkpoint, suffix), in order of preference
 WEIGHT_LAYOUTS = (
     ("model.safetensors.index.json", "model.safetensors", ".safetensors"),
@@ -106,9 +106,9 @@ def fetch(repo_id: str, local_dir: Path, *, tokenizer_only: bool = False, token:
     with _hub_errors(repo_id, token):
         info = HfApi().model_info(repo_id, token=token)
         sha, names = info.sha, [s.rfilename for s in info.siblings or []]
-        wanted = [n for n in CONFIG_FILES + TOKENIZER_FILES if n in names]
-        if not any(n in names for n in ("tokenizer.json", "tokenizer.model")):
-            _warn(f"{repo_id} has no tokenizer.json or tokenizer.model, so litgpt cannot tokenize text for it")
+        wanted = [n for n in TOKENIZER_FILES if n in names]
+        if not any(n in names for n in TOKENIZER_MODEL_FILES):
+            _warn(f"{repo_id} has no {' or '.join(TOKENIZER_MODEL_FILES)}, so litgpt cannot tokenize text for it")
         paths = [get(n) for n in wanted]
         if not tokenizer_only:
             index, weights = _weight_files(repo_id, names)

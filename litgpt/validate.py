@@ -3,10 +3,9 @@
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+from litgpt.checkpoint import TOKENIZER_MODEL_FILES
 from litgpt.train.args import EvalArgs, TrainArgs
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
-BYTES = {"bf16-true": 2, "16-true": 2, "32-true": 4, "bf16-mixed": 4, "16-mixed": 4}
 
 
 def validate(
@@ -33,8 +32,7 @@ def validate(
         eval: Validation settings to check (`--eval.*`).
         optimizer: The optimizer to check (`--optimizer AdamW --optimizer.lr 0.01`, or {class_path, init_args}).
     """
-    if precision not in BYTES:
-        raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(BYTES)}")
+    precision_bytes(precision)  # an unknown precision fails here, before any file is read
     from litgpt.checkpoint import resolve_checkpoint_dir
 
     checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
@@ -83,8 +81,8 @@ def _check_config(checkpoint_dir: Path, problems: List[str]):
 
 
 def _check_tokenizer(checkpoint_dir: Path, problems: List[str]) -> Optional[int]:
-    if not any((checkpoint_dir / name).is_file() for name in TOKENIZER_FILES):
-        problems.append(f"no tokenizer: expected {' or '.join(TOKENIZER_FILES)}")
+    if not any((checkpoint_dir / name).is_file() for name in TOKENIZER_MODEL_FILES):
+        problems.append(f"no tokenizer: expected {' or '.join(TOKENIZER_MODEL_FILES)}")
         return None
     from litgpt.tokenizer import Tokenizer
 
@@ -159,11 +157,20 @@ def _lora_params(config, r: int) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if method.is_trainable(name))
 
 
+def precision_bytes(precision: str) -> Tuple[int, int]:
+    """(bytes per weight, bytes per activation) at a Lightning precision; mixed precision keeps 32-bit weights."""
+    import torch
+
+    from litgpt.checkpoint import precision_dtype
+
+    activation = precision_dtype(precision, torch.device("cpu")).itemsize
+    return (4 if precision.endswith("-mixed") else activation), activation
+
+
 def memory_estimate(config, n_params: int, precision: str, training: bool, lora_r: int) -> List[str]:
     """Lines estimating inference (and training) memory; activations are left out of the training figures."""
     gib = 1024**3
-    weight_bytes = BYTES[precision]  # mixed precision keeps 32-bit weights
-    activation_bytes = 4 if precision == "32-true" else 2
+    weight_bytes, activation_bytes = precision_bytes(precision)
     kv_bytes = 2 * config.n_layer * config.n_query_groups * config.head_size * config.block_size * activation_bytes
     lines = [
         f"Parameters: {n_params:,}",
