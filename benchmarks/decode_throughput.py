@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import copy_bandwidth_tbs, emit, equal_prefix, table  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
-from litgpt.engine.core import GraphedStep, decode_step, generate_tokens, prefill  # noqa: E402
+from litgpt.engine.core import GraphedStep, decode_step, prefill  # noqa: E402
+from litgpt.engine.batcher import generate_tokens  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 
 

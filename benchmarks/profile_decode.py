@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import profile_kernels  # noqa: E402
 from decode_throughput import build, make_step  # noqa: E402
 
-from litgpt.engine.core import generate_tokens  # noqa: E402
+from litgpt.engine.batcher import generate_tokens  # noqa: E402
 
 
 @torch.inference_mode()

@@ -18,7 +18,8 @@ import torch.nn as nn
 from litgpt.checkpoint import precision_name, resolve_checkpoint_dir
 from litgpt.hub import resolve
 from litgpt.config import Config
-from litgpt.engine.core import DecodeStep, decode_step, ensure_kv_cache, fast_decode_step, generate_batch
+from litgpt.engine.core import DecodeStep, decode_step, ensure_kv_cache, fast_decode_step
+from litgpt.engine.batcher import generate_batch
 from litgpt.model import GPT
 from litgpt.prompts import ChatTemplate, PromptStyle, save_prompt_style
 from litgpt.quantize import Quantize, check_quantize, quantize_linears

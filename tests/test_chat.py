@@ -78,7 +78,7 @@ def test_read_prompt(monkeypatch):
 
 
 def test_second_turn_reuses_the_cache_and_matches_a_fresh_start(llm, monkeypatch):
-    import litgpt.engine.core as core
+    import litgpt.engine.batcher as core
 
     starts = []
     original = core.generate_tokens

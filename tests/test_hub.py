@@ -187,7 +187,7 @@ def test_download_converts_and_the_model_generates(hub, tiny_llama, tmp_path):
     from transformers import LlamaForCausalLM
 
     from litgpt.checkpoint import load_model
-    from litgpt.engine.core import generate_tokens
+    from litgpt.engine.batcher import generate_tokens
     from litgpt.tokenizer import Tokenizer
 
     result = run(hub, REPO, cwd=tmp_path)

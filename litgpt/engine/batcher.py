@@ -1,17 +1,20 @@
-"""Continuous batching: sequences join and leave the running batch between decode steps.
+"""The one token loop: sequences join and leave the running batch between decode steps.
 
-    submit ─► waiting ─► (a row is free) prefill into that KV-cache row ─► one token per step with the others ─► done
+    add ─► waiting ─► (a row is free) prefill into that KV-cache row ─► one token per step with the others ─► done
+
+Every command that generates decodes here: `generate_batch` / `generate_tokens` (litgpt generate, chat, the
+Python API's `LLM.generate` with one prompt, a list or `stream=True`, the training loop's samples) admit all their
+prompts at once; the server (`BackgroundBatcher`) and `litgpt evaluate` admit sequences as rows free up.
 
 `Batcher` owns the model's KV cache: `max_batch_size` rows, each holding one sequence at its own positions
-(the core's per-row `input_pos`). Each `step()` first prefills newly admitted sequences into free rows (the
-running ones wait that one forward), then decodes one token for every running sequence. A finished sequence
-frees its row by moving the last running row into it, so running rows are always rows 0..n-1, which is what the
-model's KV cache feeds. Every row decodes as it would alone: stale cache slots past a row's position are
-hidden by the causal mask and overwritten before they are read.
+(the core's per-row `input_pos`). A step queues the running rows' decode step on the device first, then reads
+back the previous step's tokens (stop handling, releasing, retiring finished rows), then prefills newly admitted
+sequences into free rows: the device works while the host keeps the books. A finished sequence frees its row by
+moving the last running row into it, so running rows are always rows 0..n-1, which is what the model's KV cache
+feeds. Every row decodes as it would alone: stale cache slots past a row's position are hidden by the causal mask
+and overwritten before they are read.
 
-`BackgroundBatcher` runs a `Batcher` on a thread of its own for servers; evaluation drives one directly.
-Prefill, decode step, sampling and stop handling are the generation core's (`prefill`, `decode_step`,
-`sample`, `StopWatcher`).
+The pieces are the core's (`prefill`, the decode steps, `StopWatcher`) and the sampler's (`sample_with`).
 """
 
 import queue
@@ -19,12 +22,21 @@ import threading
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from litgpt.engine.core import DecodeStep, StopSequences, StopWatcher, ensure_kv_cache, fast_decode_step, kv_cache_shape, prefill
-from litgpt.engine.sampling import check_sampling_args, is_greedy, sample_rows
+from litgpt.engine.core import (
+    DecodeStep,
+    StopSequences,
+    StopWatcher,
+    decode_step,
+    ensure_kv_cache,
+    fast_decode_step,
+    kv_cache_shape,
+    prefill,
+)
+from litgpt.engine.sampling import RowSettings, check_sampling_args, sample_with
 from litgpt.model import GPT, KVCache
 
 
@@ -40,6 +52,9 @@ class Generation:
         generator: the random generator for sampling; None uses torch's global one.
         on_update: called (from the batcher's thread) with the sequence and the token ids that a step released,
             whenever there are some or the sequence has finished. It must be quick; it may call `cancel()`.
+        include_stop: release the stop sequence that ended generation too.
+        cached: leading prompt tokens already in KV-cache row 0 from an earlier call (used when the sequence is
+            admitted into an empty batch: `generate_batch`).
     """
 
     prompt: torch.Tensor
@@ -50,6 +65,8 @@ class Generation:
     stop_tokens: StopSequences = ()
     generator: Optional[torch.Generator] = None
     on_update: Optional[Callable[["Generation", List[int]], None]] = None
+    include_stop: bool = False
+    cached: int = 0
     # progress, for the consumer
     tokens: List[int] = field(default_factory=list, init=False)  # every id released so far
     done: bool = field(default=False, init=False)
@@ -58,9 +75,9 @@ class Generation:
     # the batcher's bookkeeping
     _cancelled: bool = field(default=False, init=False, repr=False)
     _watcher: Optional[StopWatcher] = field(default=None, init=False, repr=False)
-    _next_token: int = field(default=-1, init=False, repr=False)  # sampled, not yet fed to the model
-    _position: int = field(default=0, init=False, repr=False)  # the cache slot that _next_token goes to
-    _generated: int = field(default=0, init=False, repr=False)
+    _position: int = field(default=0, init=False, repr=False)  # the cache slot of the token to be fed next
+    _sampled: int = field(default=0, init=False, repr=False)  # tokens sampled, read back or not
+    _generated: int = field(default=0, init=False, repr=False)  # tokens read back
 
     def cancel(self) -> None:
         """Stop generating; takes effect at the batcher's next step (safe from any thread)."""
@@ -68,7 +85,12 @@ class Generation:
 
 
 class Batcher:
-    """Schedules sequences onto a model's KV cache rows, admitting new ones between decode steps.
+    """The token loop: schedules sequences onto a model's KV cache rows, admitting new ones between decode steps.
+
+    Each `step()` queues the next decode step of the running rows on the device before it reads back the tokens
+    sampled by the previous one, so the device never waits for the host's bookkeeping (stop tokens, releasing
+    tokens, retiring rows, admitting and prefilling new ones). A row's next token, its cache position and its
+    sampling settings live on the device; the host only reads the tokens back, one transfer a step.
 
     Args:
         model: the GPT; the batcher replaces its KV cache as needed.
@@ -86,6 +108,8 @@ class Batcher:
         self.cache_multiple = cache_multiple
         self.waiting: Deque[Generation] = deque()
         self.running: List[Generation] = []  # running[i] lives in KV-cache row i
+        self._rows = _RowState()  # the running rows' next tokens, positions and sampling settings, on the device
+        self._unread: Optional[Tuple[List[Generation], _TokenReader]] = None  # tokens sampled, not yet read back
 
     @property
     def busy(self) -> bool:
@@ -107,27 +131,67 @@ class Batcher:
     def add(self, gen: Generation) -> None:
         """Queue `gen`; it joins the running batch when a row is free."""
         self.check(gen)
-        gen._watcher = StopWatcher(gen.stop_tokens)
+        gen._watcher = StopWatcher(gen.stop_tokens, gen.include_stop)
         self.waiting.append(gen)
 
     @torch.inference_mode()
     def step(self) -> None:
-        """Admit waiting sequences into free rows (prefilling them), then decode one token for each running one."""
+        """Queue a decode step of the running rows, read back the previous step's tokens (releasing them and retiring
+        finished rows), then admit waiting sequences into free rows (prefilling them)."""
         try:
             self._remove([row for row, gen in enumerate(self.running) if gen._cancelled], "cancelled")
+            sampled = self._decode() if any(g._sampled < g.max_new_tokens for g in self.running) else None
+            finished = self._read()
+            if sampled is not None:
+                self._rows.tokens = sampled
+            self._remove(finished)
             self._admit()
             if self.running:
-                self._decode()
+                self._unread = (list(self.running), _TokenReader(self._rows.tokens))
         except Exception as error:  # e.g. out of memory: fail what was in flight, keep serving the rest later
             for gen in self.running:
                 self._finish(gen, [], "error", error)
-            self.running = []
+            self.running, self._rows, self._unread = [], _RowState(), None
             raise
 
     def run(self) -> None:
         """Step until every queued sequence has finished."""
         while self.busy:
             self.step()
+
+    def _decode(self) -> torch.Tensor:
+        """Queue one decode step of every running row; the tokens it samples (on the device, not read back)."""
+        rows = self._rows
+        cache_len = kv_cache_shape(self.model)[1]
+        # a row past its last token (others still going) decodes once more, output unused, at a slot kept inside its
+        # own cache row
+        longest = min(cache_len, max(g._position for g in self.running) + 1)
+        logits = self.decode_step(self.model, rows.tokens.view(-1, 1), rows.positions.view(-1, 1), longest)
+        rows.positions = (rows.positions + 1).clamp_(max=cache_len - 1)
+        for gen in self.running:
+            gen._position += 1
+            gen._sampled += 1
+        return rows.sample(logits, self.running)
+
+    def _read(self) -> List[int]:
+        """Release the tokens of the last step read back; the rows that finished with them."""
+        if self._unread is None:
+            return []
+        gens, reader = self._unread
+        self._unread = None
+        for gen, token in zip(gens, reader.result()):
+            if gen.done:  # cancelled (or failed) since
+                continue
+            released = gen._watcher.push(token)
+            gen._generated += 1
+            if gen._watcher.stopped:
+                self._finish(gen, released, "stop")
+            elif gen._generated == gen.max_new_tokens:
+                self._finish(gen, released + gen._watcher.flush(), "length")
+            elif released:
+                gen.tokens.extend(released)
+                _notify(gen, released)
+        return [row for row, gen in enumerate(self.running) if gen.done]
 
     def _admit(self) -> None:
         new: List[Generation] = []
@@ -140,51 +204,28 @@ class Batcher:
         if not new:
             return
         # every row needs its prompt plus all but the last new token in the cache
-        needed = max(s.prompt.numel() + s.max_new_tokens - 1 for s in self.running + new)
-        self._ensure_cache(needed)
+        self._ensure_cache(max(s.prompt.numel() + s.max_new_tokens - 1 for s in self.running + new))
         first = len(self.running)
         device = self.model.lm_head.weight.device
+        prompts = [s.prompt.to(device) for s in new]
         try:
-            with _cache_rows(self.model, first, first + len(new)):
-                # eager: the rows' cache views are new objects each time, which a compiled prefill would recompile for
-                logits = prefill(self.model, [s.prompt.to(device) for s in new])  # (len(new), V)
+            if first == 0:  # the rows are the cache's first ones: the step's own (compiled, graphed) prefill can run
+                forward = getattr(self.decode_step, "prefill_forward", None)
+                start = min(min(s.cached for s in new), min(p.numel() for p in prompts) - 1)
+                logits = prefill(self.model, prompts, start=start, forward=forward(self.model) if forward else None)
+            else:
+                with _cache_rows(self.model, first, first + len(new)):
+                    # eager: the rows' cache views are new objects each time, which a compiled prefill would recompile for
+                    logits = prefill(self.model, prompts)  # (len(new), V)
         except Exception as error:
             for gen in new:
                 self._finish(gen, [], "error", error)
             raise
-        self.running.extend(new)
         for gen in new:
             gen._position = gen.prompt.numel()
-        self._advance(first, logits)
-
-    def _decode(self) -> None:
-        device = self.model.lm_head.weight.device
-        tokens = torch.tensor([[s._next_token] for s in self.running], device=device)  # (B, 1)
-        positions = torch.tensor([[s._position] for s in self.running], device=device)  # (B, 1)
-        logits = self.decode_step(self.model, tokens, positions, max(s._position for s in self.running) + 1)
-        for gen in self.running:
-            gen._position += 1
-        self._advance(0, logits)
-
-    def _advance(self, first: int, logits: torch.Tensor) -> None:
-        """Sample the next token of rows first.. from their logits (B, V); release tokens, retire finished rows."""
-        rows = self.running[first:]
-        next_tokens = _sample_rows(logits, rows)
-        finished = []
-        for offset, (gen, token) in enumerate(zip(rows, next_tokens)):
-            released = gen._watcher.push(token)
-            gen._generated += 1
-            gen._next_token = token
-            if gen._watcher.stopped:
-                finished.append((first + offset, released, "stop"))
-            elif gen._generated == gen.max_new_tokens:
-                finished.append((first + offset, released + gen._watcher.flush(), "length"))
-            elif released:
-                gen.tokens.extend(released)
-                _notify(gen, released)
-        for row, released, reason in finished:
-            self._finish(self.running[row], released, reason)
-        self._remove([row for row, _, _ in finished])
+            gen._sampled = 1
+        self._rows.add(logits, new)
+        self.running.extend(new)
 
     def _finish(self, gen: Generation, released: List[int], reason: str, error: Optional[BaseException] = None) -> None:
         gen.tokens.extend(released)
@@ -193,27 +234,135 @@ class Batcher:
 
     def _remove(self, rows: List[int], reason: Optional[str] = None) -> None:
         """Retire `rows` (finishing them with `reason` if given); the last running rows move into the gaps."""
+        if not rows:
+            return
+        order = list(range(len(self.running)))
         for row in sorted(rows, reverse=True):  # the last row is then never one still to remove
             if reason is not None:
                 self._finish(self.running[row], [], reason)
             last = len(self.running) - 1
             if row != last:
-                _copy_cache_row(self.model, last, row, self.running[last]._position)
+                _copy_cache_row(self.model, last, row, self.running[last]._position + 1)
                 self.running[row] = self.running[last]
+                order[row] = order[last]
             self.running.pop()
+            order.pop()
+        self._rows.keep(order)
 
     def _ensure_cache(self, length: int) -> None:
         """A KV cache of max_batch_size rows of at least `length` positions, keeping the running rows' contents."""
+        length = min(length, self.model.max_seq_length)
         shape = kv_cache_shape(self.model)
         if shape is not None and shape[0] >= self.max_batch_size and shape[1] >= length:
             return
         old = [(b.attn.kv_cache.k, b.attn.kv_cache.v) for b in self.model.transformer.h] if self.running else []
-        ensure_kv_cache(self.model, self.max_batch_size, length, multiple=self.cache_multiple)
+        rows = max(self.max_batch_size, shape[0] if shape is not None else 0)
+        ensure_kv_cache(self.model, rows, length, multiple=self.cache_multiple)
         n = len(self.running)
         for block, (k, v) in zip(self.model.transformer.h, old):
             cache = block.attn.kv_cache
             cache.k[:n, :, : k.size(2)] = k[:n]
             cache.v[:n, :, : v.size(2)] = v[:n]
+
+
+class _RowState:
+    """The running rows' device-side state, in row order: the next token to feed, its cache position, and the
+    sampling settings that `sample_with` reads (with their host-side copy, which says which rows are greedy)."""
+
+    def __init__(self) -> None:
+        self.tokens: Optional[torch.Tensor] = None  # (B,)
+        self.positions: Optional[torch.Tensor] = None  # (B,)
+        self.settings: Optional[torch.Tensor] = None  # (B, 4)
+        self.host: List[List[float]] = []  # the settings' rows
+        self.greedy: List[bool] = []
+
+    def add(self, logits: torch.Tensor, gens: List[Generation]) -> None:
+        """Append newly admitted rows, their first tokens sampled from their prefill `logits` (len(gens), V)."""
+        new = RowSettings([g.temperature for g in gens], [g.top_k for g in gens], [g.top_p for g in gens], logits.size(-1))
+        settings = new.tensor(logits.device)
+        tokens = _sample(logits, gens, new.greedy, new.rows, settings)
+        positions = torch.tensor([g.prompt.numel() for g in gens])
+        positions = positions.pin_memory().to(logits.device, non_blocking=True) if logits.is_cuda else positions.to(logits.device)
+        if self.tokens is None:
+            self.tokens, self.positions, self.settings = tokens, positions, settings
+        else:
+            self.tokens = torch.cat((self.tokens, tokens))
+            self.positions = torch.cat((self.positions, positions))
+            self.settings = torch.cat((self.settings, settings))
+        self.host += new.rows
+        self.greedy += new.greedy
+
+    def keep(self, order: List[int]) -> None:
+        """Keep the rows `order` (old row indices, in their new order)."""
+        if not order:
+            self.__init__()
+            return
+        index = torch.tensor(order)
+        index = index.pin_memory().to(self.tokens.device, non_blocking=True) if self.tokens.is_cuda else index
+        self.tokens, self.positions, self.settings = self.tokens[index], self.positions[index], self.settings[index]
+        self.host = [self.host[i] for i in order]
+        self.greedy = [self.greedy[i] for i in order]
+
+    def sample(self, logits: torch.Tensor, gens: List[Generation]) -> torch.Tensor:
+        return _sample(logits, gens, self.greedy, self.host, self.settings)
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: GPT,
+    prompts: Sequence[torch.Tensor],
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    top_p: float = 1.0,
+    stop_tokens: StopSequences = (),
+    include_stop: bool = False,
+    generator: Optional[torch.Generator] = None,
+    cached: int = 0,
+    step: DecodeStep = decode_step,
+) -> Iterator[List[List[int]]]:
+    """Generate for several 1-D prompts at once, through the `Batcher` loop with every prompt admitted together;
+    yields, per row, the token ids released since the last yield, until every row has finished.
+
+    A row stops after one of `stop_tokens` (not yielded unless `include_stop`) or `max_new_tokens` tokens. The
+    model's KV cache must hold `len(prompts)` rows of `max(len(prompt)) + max_new_tokens - 1` positions
+    (`ensure_kv_cache`). The rows share `generator` (torch's global one if None): one draw of `len(prompts)`
+    numbers a step, as `sample` makes.
+
+    Args:
+        cached: leading prompt tokens (shared by all rows) already in the KV cache from an earlier call.
+        step: the decode step, e.g. `fast_decode_step()` (CUDA graphs).
+    """
+    check_sampling_args(temperature, top_k, top_p)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    B = len(prompts)
+    longest = max(int(p.numel()) for p in prompts)
+    shape = kv_cache_shape(model)
+    if shape is None or shape[0] < B or shape[1] < longest + max_new_tokens - 1:
+        raise ValueError(
+            f"The prompt ({longest} tokens) plus max_new_tokens ({max_new_tokens}) needs a KV cache of "
+            f"{B} x {longest + max_new_tokens - 1} positions; the model has {shape or 'none'} (see ensure_kv_cache)"
+        )
+    gens = [Generation(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, stop_tokens=stop_tokens,
+                       generator=generator, include_stop=include_stop, cached=cached) for prompt in prompts]
+    batcher = Batcher(model, B, step=step, cache_multiple=1)
+    for gen in gens:
+        batcher.add(gen)
+    taken = [0] * B
+    while batcher.busy:
+        batcher.step()
+        released = [gen.tokens[n:] for gen, n in zip(gens, taken)]
+        taken = [len(gen.tokens) for gen in gens]
+        if any(released) or not batcher.busy:
+            yield released
+
+
+def generate_tokens(model: GPT, prompt: torch.Tensor, max_new_tokens: int, **kwargs: Any) -> Iterator[int]:
+    """Yield the new token ids for one 1-D `prompt`: `generate_batch` with one row (the same keyword arguments)."""
+    for released in generate_batch(model, [prompt], max_new_tokens, **kwargs):
+        yield from released[0]
 
 
 class BackgroundBatcher:
@@ -279,19 +428,54 @@ def _drain(inbox: "queue.SimpleQueue[Optional[Generation]]", block: bool) -> Ite
             return
 
 
-def _sample_rows(logits: torch.Tensor, rows: List[Generation]) -> List[int]:
-    """Each row's next token from logits (B, V) under its own settings: one batched draw, one transfer to the host.
+def _sample(logits: torch.Tensor, gens: List[Generation], greedy: List[bool], host: List[List[float]], settings: torch.Tensor) -> torch.Tensor:
+    """Each row's next token (B,) from logits (B, V) under its own settings, on the device: one batched draw.
 
-    A row with its own generator (a request with a seed) draws its uniform number from it, as `sample` does for
-    `litgpt generate` with that seed; the other rows share one draw from torch's global generator."""
-    if all(is_greedy(gen.temperature, gen.top_k) for gen in rows):
-        return logits.argmax(dim=-1).tolist()
-    uniform = torch.rand(len(rows), device=logits.device)
-    for i, gen in enumerate(rows):
-        if gen.generator is not None and not is_greedy(gen.temperature, gen.top_k):
-            uniform[i : i + 1] = torch.rand(1, generator=gen.generator, device=logits.device)
-    tokens = sample_rows(logits, [g.temperature for g in rows], [g.top_k for g in rows], [g.top_p for g in rows], uniform)
-    return tokens.tolist()
+    Rows that share a generator (a request with a seed has its own; `generate_batch`'s rows share the caller's)
+    draw their uniform numbers from it together, as `sample` does: the same seed gives the same tokens through
+    `litgpt generate`, `LLM.generate` and the server. The other rows share one draw from torch's global generator."""
+    if all(greedy):
+        return logits.argmax(dim=-1)
+    uniform = _uniform(gens, greedy, logits.device)
+    width = max(1 if g else int(row[0]) for g, row in zip(greedy, host))
+    return sample_with(logits, settings, width, uniform)
+
+
+def _uniform(gens: List[Generation], greedy: List[bool], device: torch.device) -> torch.Tensor:
+    groups: dict = {}
+    for row, gen in enumerate(gens):
+        if not greedy[row]:
+            groups.setdefault(gen.generator, []).append(row)
+    if len(groups) == 1 and len(next(iter(groups.values()))) == len(gens):  # e.g. generate_batch's rows
+        return torch.rand(len(gens), generator=next(iter(groups)), device=device)
+    uniform = torch.rand(len(gens), device=device) if None in groups else torch.zeros(len(gens), device=device)
+    for generator, rows in groups.items():
+        if generator is not None:
+            draw = torch.rand(len(rows), generator=generator, device=device)
+            if len(rows) == 1:
+                uniform[rows[0] : rows[0] + 1] = draw
+            else:
+                uniform[torch.tensor(rows, device=device)] = draw
+    return uniform
+
+
+class _TokenReader:
+    """Copies sampled tokens to the host without blocking the device queue; `result()` waits for them."""
+
+    def __init__(self, tokens: torch.Tensor) -> None:
+        self.cuda = tokens.is_cuda
+        if not self.cuda:
+            self.tokens = tokens
+            return
+        self.tokens = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+        self.tokens.copy_(tokens, non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
+
+    def result(self) -> List[int]:
+        if self.cuda:
+            self.event.synchronize()
+        return self.tokens.tolist()
 
 
 def _notify(gen: Generation, released: List[int]) -> None:

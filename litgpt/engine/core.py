@@ -1,7 +1,5 @@
-"""The one generation loop: prefill the prompts into the KV cache, then decode one token per step.
-
-Chat, `generate`, the Python API, serving and evaluation all decode through `generate_batch` (or its
-one-prompt form `generate_tokens`); speculative decoding reuses its pieces (`prefill`, `StopWatcher`).
+"""The pieces of the token loop (`litgpt.engine.batcher`): decode steps (eager, CUDA-graphed, compiled), prefill,
+KV-cache sizing and stop handling.
 
 Prompts of different lengths share one batch without padding tricks: each row is fed at its own positions
 (input_pos of shape (B, T)). A shorter row's padding lands in cache slots after its prompt, which the
@@ -15,7 +13,6 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import torch
 from torch import nn
 
-from litgpt.engine.sampling import check_sampling_args, sample
 from litgpt.model import GPT
 
 StopSequences = Iterable[Union[int, Sequence[int]]]
@@ -327,120 +324,3 @@ class StopWatcher:
         """The held-back tokens, at the end of generation without a stop."""
         released, self.held = self.held, []
         return released
-
-
-@torch.inference_mode()
-def generate_batch(
-    model: GPT,
-    prompts: Sequence[torch.Tensor],
-    max_new_tokens: int,
-    *,
-    temperature: float = 1.0,
-    top_k: Optional[int] = None,
-    top_p: float = 1.0,
-    stop_tokens: StopSequences = (),
-    include_stop: bool = False,
-    generator: Optional[torch.Generator] = None,
-    cached: int = 0,
-    step: DecodeStep = decode_step,
-) -> Iterator[List[List[int]]]:
-    """Generate for several 1-D prompts at once; each step yields, per row, the token ids released by that step.
-
-    A row stops after one of `stop_tokens` (not yielded unless `include_stop`) or `max_new_tokens` tokens;
-    the loop ends when every row has. The model's KV cache must hold `len(prompts)` rows of
-    `max(len(prompt)) + max_new_tokens` positions (`ensure_kv_cache`).
-
-    Args:
-        cached: leading prompt tokens (shared by all rows) already in the KV cache from an earlier call.
-        step: the decode step, e.g. `fast_decode_step()` (CUDA graphs).
-    """
-    check_sampling_args(temperature, top_k, top_p)
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    B = len(prompts)
-    lengths = torch.tensor([int(p.numel()) for p in prompts])
-    needed = int(lengths.max()) + max_new_tokens - 1  # the last token is sampled, never fed
-    shape = kv_cache_shape(model)
-    if shape is None or shape[0] < B or shape[1] < needed:
-        raise ValueError(
-            f"The prompt ({int(lengths.max())} tokens) plus max_new_tokens ({max_new_tokens}) needs a KV cache of "
-            f"{B} x {needed} positions; the model has {shape or 'none'} (see ensure_kv_cache)"
-        )
-    watchers = [StopWatcher(stop_tokens, include_stop) for _ in range(B)]
-    prefill_forward = getattr(step, "prefill_forward", None)
-    forward = prefill_forward(model) if prefill_forward is not None else None
-    logits = prefill(model, prompts, start=min(cached, int(lengths.min()) - 1), forward=forward)
-    device = prompts[0].device
-    positions = lengths.to(device).view(B, 1)  # where each row's next token goes
-    reader = _TokenReader(device)
-    for i in range(max_new_tokens):
-        tokens = sample(logits, temperature, top_k, top_p, generator)  # (B,)
-        reader.start(tokens)
-        if i < max_new_tokens - 1:
-            # queue the next step before reading these tokens back, so the device never waits for the host;
-            # when every row stops here, that step's work is wasted but harmless
-            logits = step(model, tokens.view(B, 1), positions, int(lengths.max()) + i + 1)
-            positions = positions + 1
-        released = []
-        for row, token in enumerate(reader.result()):
-            watcher = watchers[row]
-            released.append([] if watcher.stopped else watcher.push(token))
-        last_step = i == max_new_tokens - 1 or all(w.stopped for w in watchers)
-        if last_step:
-            released = [r + w.flush() for r, w in zip(released, watchers)]
-        yield released
-        if last_step:
-            return
-
-
-class _TokenReader:
-    """Copies sampled tokens to the host without blocking the device queue; `result()` waits for them."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.tokens: Optional[torch.Tensor] = None
-
-    def start(self, tokens: torch.Tensor) -> None:
-        if not self.cuda:
-            self.tokens = tokens
-            return
-        self.tokens = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
-        self.tokens.copy_(tokens, non_blocking=True)
-        self.event = torch.cuda.Event()
-        self.event.record()
-
-    def result(self) -> List[int]:
-        if self.cuda:
-            self.event.synchronize()
-        return self.tokens.tolist()
-
-
-def generate_tokens(
-    model: GPT,
-    prompt: torch.Tensor,
-    max_new_tokens: int,
-    *,
-    temperature: float = 1.0,
-    top_k: Optional[int] = None,
-    top_p: float = 1.0,
-    stop_tokens: StopSequences = (),
-    include_stop: bool = False,
-    generator: Optional[torch.Generator] = None,
-    cached: int = 0,
-    step: DecodeStep = decode_step,
-) -> Iterator[int]:
-    """Yield the new token ids for one 1-D `prompt`: `generate_batch` with one row."""
-    for released in generate_batch(
-        model,
-        [prompt],
-        max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        stop_tokens=stop_tokens,
-        include_stop=include_stop,
-        generator=generator,
-        cached=cached,
-        step=step,
-    ):
-        yield from released[0]

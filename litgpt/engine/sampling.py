@@ -76,26 +76,46 @@ def sample_rows(
     greedy), keeps the nucleus of top_p[i], and picks the token where uniform[i] (in [0, 1)) falls in the
     cumulative distribution. No host synchronisation: a server reads all rows' tokens with one transfer.
     """
-    B, V = logits.shape
-    device = logits.device
-    ks = [V if k is None else min(int(k), V) for k in top_k]
-    greedy = [is_greedy(t, k) for t, k in zip(temperature, top_k)]
-    width = max(1 if g else k for g, k in zip(greedy, ks))
+    settings = RowSettings(temperature, top_k, top_p, logits.size(-1))
+    return sample_with(logits, settings.tensor(logits.device), settings.width, uniform)
+
+
+class RowSettings:
+    """Rows' sampling settings as `sample_with` reads them: `rows` of [top_k, temperature, top_p, greedy] (top_k
+    capped at the vocabulary, the temperature at least `GREEDY_BELOW`), and `width`, the most likely tokens any
+    row may pick from (1 when every row is greedy)."""
+
+    def __init__(self, temperature: Sequence[float], top_k: Sequence[Optional[int]], top_p: Sequence[float], vocab: int) -> None:
+        self.greedy = [is_greedy(t, k) for t, k in zip(temperature, top_k)]
+        ks = [vocab if k is None else min(int(k), vocab) for k in top_k]
+        self.rows = [[float(k), max(t, GREEDY_BELOW), p, float(g)] for k, t, p, g in zip(ks, temperature, top_p, self.greedy)]
+        self.width = max((1 if g else k for g, k in zip(self.greedy, ks)), default=1)
+
+    def tensor(self, device: torch.device) -> torch.Tensor:
+        """(B, 4) on `device`, copied without waiting for the device's queue."""
+        rows = torch.tensor(self.rows, dtype=torch.float32)
+        if device.type == "cuda":
+            return rows.pin_memory().to(device, non_blocking=True)
+        return rows.to(device)
+
+
+def sample_with(logits: torch.Tensor, settings: torch.Tensor, width: int, uniform: torch.Tensor) -> torch.Tensor:
+    """`sample_rows` with the settings already on the device (`RowSettings.tensor`, (B, 4)) and `width` the most
+    likely tokens any row may pick from."""
+    V = logits.size(-1)
     if width < V:
         values, indices = logits.float().topk(width, dim=-1)  # (B, K), most likely first
     else:
         values, indices = logits.float().sort(dim=-1, descending=True)
     K = values.size(-1)
-    settings = torch.tensor([[float(k), max(t, GREEDY_BELOW), p, float(g)] for k, t, p, g in zip(ks, temperature, top_p, greedy)],
-                            device=device)  # one small copy to the device
     k, temp, p, is_g = settings.unbind(-1)
-    position = torch.arange(K, device=device)
+    position = torch.arange(K, device=logits.device)
     values = values.masked_fill(position >= k[:, None], float("-inf"))
     probs = ((values - values[:, :1]) / temp[:, None]).softmax(dim=-1)  # shifted: no overflow at tiny temperatures
     # the nucleus: drop a token once the more likely ones reach top_p; the most likely always stays
     probs = probs.masked_fill(((probs.cumsum(dim=-1) - probs) >= p[:, None]) & (p[:, None] < 1.0), 0.0)
     cdf = probs.cumsum(dim=-1)
-    target = uniform.to(device=device, dtype=cdf.dtype)[:, None] * cdf[:, -1:]
+    target = uniform.to(device=logits.device, dtype=cdf.dtype)[:, None] * cdf[:, -1:]
     choice = torch.searchsorted(cdf, target, right=True).clamp_(max=K - 1)  # (B, 1)
     choice = choice.masked_fill(is_g[:, None].bool(), 0)
     return indices.gather(-1, choice).squeeze(-1)

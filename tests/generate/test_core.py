@@ -3,7 +3,8 @@ import torch
 from tiny import hf_model
 
 from litgpt.checkpoint import load_model
-from litgpt.engine.core import ensure_kv_cache, generate_batch, generate_tokens
+from litgpt.engine.core import ensure_kv_cache
+from litgpt.engine.batcher import generate_batch, generate_tokens
 
 PROMPTS = [[0, 5, 17, 42, 99, 7], [0, 3], [0, 250, 11, 12, 13, 14, 15, 16, 19, 200, 201]]
 

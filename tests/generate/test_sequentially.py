@@ -14,7 +14,8 @@ import litgpt.__main__ as cli
 from litgpt.checkpoint import load_model
 from litgpt.config import Config
 from litgpt.generate.cli import generate
-from litgpt.engine.core import compiled_decode_step, ensure_kv_cache, generate_tokens
+from litgpt.engine.core import compiled_decode_step, ensure_kv_cache
+from litgpt.engine.batcher import generate_tokens
 from litgpt.engine.sequential import layer_ranges, load_sequentially, place_sequentially
 from litgpt.model import GPT
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from litgpt.checkpoint import load_model
-from litgpt.engine.core import ensure_kv_cache, generate_tokens
+from litgpt.engine.core import ensure_kv_cache
+from litgpt.engine.batcher import generate_tokens
 from litgpt.engine.speculative import Acceptance, speculative_tokens
 from litgpt.generate.speculative import generate_speculatively
 

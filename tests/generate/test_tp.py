@@ -14,7 +14,8 @@ from tiny import checkpoint
 import litgpt.__main__ as cli
 from litgpt.checkpoint import load_model
 from litgpt.config import Config
-from litgpt.engine.core import compiled_decode_step, ensure_kv_cache, generate_tokens
+from litgpt.engine.core import compiled_decode_step, ensure_kv_cache
+from litgpt.engine.batcher import generate_tokens
 from litgpt.engine.tp import check_tp, load_tp, tp_config
 from litgpt.generate.tp import generate_tp
 

@@ -23,7 +23,7 @@ def baseline(tmp_path_factory, text_dir) -> Path:
 
 def test_loss_falls_and_final_folder_generates(baseline):
     from litgpt.checkpoint import load_model
-    from litgpt.engine.core import generate_tokens
+    from litgpt.engine.batcher import generate_tokens
     from litgpt.tokenizer import Tokenizer
 
     losses = logged(baseline)
