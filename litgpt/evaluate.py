@@ -1,6 +1,6 @@
 """`litgpt evaluate`: run EleutherAI's LM Evaluation Harness (lm-eval) on a checkpoint, write results.json.
 
-    --backend litgpt (default)  lm-eval drives our model directly (`evaluate_lm.LitGPTLM`): no conversion
+    --backend litgpt (default)  lm-eval drives our model directly (`lm_eval_model.LitGPTLM`): no conversion
     --backend hf                the checkpoint is converted to a Hugging Face folder (out_dir/hf) and lm-eval's
                                 own HF model runs it: a cross-check of the first
 """
@@ -159,7 +159,7 @@ def _check_batch_size(batch_size: Union[int, str]) -> None:
 
 
 def _litgpt_model(llm: Any, batch_size: Union[int, str], device: Optional[str], dtype: Optional[str]) -> Any:
-    from litgpt.evaluate_lm import LitGPTLM
+    from litgpt.lm_eval_model import LitGPTLM
 
     accelerator, devices = _split_device(device)
     llm.distribute(accelerator=accelerator, devices=devices, precision=_precision(dtype))

@@ -120,7 +120,7 @@ class Request:
 
 def test_generation_stops_at_until_strings(llama_dir):
     from litgpt.api import LLM
-    from litgpt.evaluate_lm import LitGPTLM
+    from litgpt.lm_eval_model import LitGPTLM
 
     lm = LitGPTLM(LLM.load(llama_dir, accelerator="cpu"), batch_size=2)
     contexts = ["The quick brown fox", "Hello there, how are you", "Llamas"]

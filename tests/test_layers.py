@@ -46,10 +46,10 @@ LAYERS: Dict[str, int] = {
     "litgpt.generate": 2,
     "litgpt.chat": 2,
     "litgpt.evaluate": 2,
-    "litgpt.evaluate_lm": 2,
+    "litgpt.lm_eval_model": 2,
     "litgpt.serve": 2,
     "litgpt.serve_api": 2,
-    "litgpt.validate": 2,
+    "litgpt.validate_checkpoint": 2,
     "litgpt.merge_lora": 2,
 }
 
@@ -192,8 +192,8 @@ def test_the_checker_sees_function_level_imports_and_circles():
     assert any(target.startswith("litgpt.") for target, _ in imports_of(source, modules))
 
 
-COMMANDS = ("litgpt.__main__", "litgpt.generate", "litgpt.chat", "litgpt.evaluate", "litgpt.evaluate_lm", "litgpt.serve",
-            "litgpt.serve_api", "litgpt.validate", "litgpt.merge_lora", "litgpt.train.finetune", "litgpt.train.pretrain", "litgpt.train.dpo")
+COMMANDS = ("litgpt.__main__", "litgpt.generate", "litgpt.chat", "litgpt.evaluate", "litgpt.lm_eval_model", "litgpt.serve",
+            "litgpt.serve_api", "litgpt.validate_checkpoint", "litgpt.merge_lora", "litgpt.train.finetune", "litgpt.train.pretrain", "litgpt.train.dpo")
 
 
 def test_the_api_imports_no_command_module():
