@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from litgpt.data.alpaca import write_hf_dataset
+from litgpt.data.fetch import hf_dataset_if_missing
 from litgpt.data.sft import SFTData, read_records
 
 
@@ -20,14 +20,9 @@ class Deita(SFTData):
     repo_id: str = "HuggingFaceH4/deita-10k-v0-sft"
     """The Hugging Face data set to fetch"""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.download_dir = Path(self.download_dir)
-
     def prepare_data(self) -> None:
         for split, name in (("train_sft", "train.json"), ("test_sft", "val.json")):
-            if not (self.download_dir / name).is_file():
-                write_hf_dataset(self.repo_id, self.download_dir / name, split=split)
+            hf_dataset_if_missing(self.repo_id, self.download_dir / name, split=split)
 
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
         train, val = (self.download_dir / name for name in ("train.json", "val.json"))

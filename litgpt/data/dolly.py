@@ -11,14 +11,11 @@ from litgpt.data.alpaca import Alpaca
 class Dolly(Alpaca):
     """databricks-dolly-15k, with `context` as the input and `response` as the output."""
 
+    # Alpaca's fields with Dolly's defaults (the --help texts come from Alpaca's)
     val_split_fraction: float = 0.1
-    """The fraction of the records kept for validation"""
     download_dir: Path = Path("./data/dolly")
-    """The folder the data file is downloaded to (and read from)"""
     file_url: str = "https://huggingface.co/datasets/databricks/databricks-dolly-15k/resolve/main/databricks-dolly-15k.jsonl"
-    """Where the data file comes from"""
     file_name: str = "dolly_data_cleaned.json"
-    """The data file's name in download_dir"""
 
     def transform(self, example: Dict[str, Any]) -> Dict[str, Any]:
         if "response" not in example:

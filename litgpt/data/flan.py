@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from litgpt.data.sft import SFTData, download_if_missing
+from litgpt.data.fetch import download_if_missing
+from litgpt.data.sft import SFTData
 from litgpt.prompts import PromptStyle
 
 
@@ -20,10 +21,6 @@ class FLAN(SFTData):
     """The URL of the folder that holds <subset>_train.jsonl and <subset>_test.jsonl"""
     subsets: Optional[str] = None
     """Comma-separated subset names"""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.download_dir = Path(self.download_dir)
 
     def _subsets(self) -> List[str]:
         names = [s.strip() for s in (self.subsets or "").split(",") if s.strip()]

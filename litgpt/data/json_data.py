@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from litgpt.data.sft import SFTData, read_records
+from litgpt.data.sft import SFTData, read_records, train_val_files
 
 
 @dataclass
@@ -17,15 +17,11 @@ class JSON(SFTData):
     val_split_fraction: Optional[float] = None
     """The fraction of a single file's records kept for validation (required for a file, unset for a folder)"""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.json_path = Path(self.json_path)
-
     def check(self) -> None:
         if self.json_path.is_dir():
             if self.val_split_fraction is not None:
                 raise ValueError("--data.val_split_fraction applies to a single file; the folder has its own val file")
-            self._folder_files()
+            train_val_files(self.json_path)
         elif self.json_path.is_file():
             if self.val_split_fraction is None:
                 raise ValueError("--data.json_path is one file: set --data.val_split_fraction to split off validation records")
@@ -35,21 +31,12 @@ class JSON(SFTData):
 
     def check_records(self) -> None:
         # a local file is cheap to read: bad JSON, bad records and too-long records fail here, before any work
-        files = self._folder_files() if self.json_path.is_dir() else (self.json_path,)
+        files = train_val_files(self.json_path) if self.json_path.is_dir() else (self.json_path,)
         for path in files:
             self.dataset(read_records(path)).check(str(path))
 
-    def _folder_files(self) -> Tuple[Path, Path]:
-        found = []
-        for stem in ("train", "val"):
-            paths = [self.json_path / f"{stem}{ext}" for ext in (".json", ".jsonl") if (self.json_path / f"{stem}{ext}").is_file()]
-            if not paths:
-                raise FileNotFoundError(f"{self.json_path} needs {stem}.json or {stem}.jsonl")
-            found.append(paths[0])
-        return found[0], found[1]
-
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
         if self.json_path.is_dir():
-            train, val = self._folder_files()
+            train, val = train_val_files(self.json_path)
             return self.read(train), self.read(val)
         return self.read(self.json_path), None

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from litgpt.data.alpaca import write_hf_dataset
 from litgpt.data.deita import conversation_records
+from litgpt.data.fetch import hf_dataset_if_missing
 from litgpt.data.sft import SFTData, read_records
 
 
@@ -25,16 +25,12 @@ class LIMA(SFTData):
     download_dir: Path = Path("./data/lima")
     """The folder the records are written to (and read from)"""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.download_dir = Path(self.download_dir)
-
     def prepare_data(self) -> None:
         path = self.download_dir / "train.json"
         if not path.is_file():
             if not self.access_token:
                 raise ValueError("LIMA is gated: pass --data.access_token or set HF_TOKEN (or place data/lima/train.json)")
-            write_hf_dataset(self.repo_id, path, access_token=self.access_token)
+            hf_dataset_if_missing(self.repo_id, path, access_token=self.access_token)
 
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
         path = self.download_dir / "train.json"

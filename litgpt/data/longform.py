@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from litgpt.data.sft import SFTData, download_if_missing
+from litgpt.data.fetch import download_if_missing
+from litgpt.data.sft import SFTData
 from litgpt.prompts import PromptStyle
 
 
@@ -18,10 +19,6 @@ class LongForm(SFTData):
     """The folder the train.json and val.json files are downloaded to (and read from)"""
     file_url: str = "https://raw.githubusercontent.com/akoksal/LongForm/main/dataset"
     """The folder URL that holds train.json and val.json"""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.download_dir = Path(self.download_dir)
 
     def prepare_data(self) -> None:
         for name in ("train.json", "val.json"):

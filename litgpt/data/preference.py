@@ -9,49 +9,30 @@ so that the policy and the reference each score a batch in one forward pass.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from litgpt.data.base import DataModule
-from litgpt.data.sft import read_records, split_records
+from litgpt.data.sft import RecordData, TokenizedRecords, read_records, split_records, train_val_files
 from litgpt.prompts import PromptStyle
 
 FIELDS = ("prompt", "chosen", "rejected")
 
 
-class PreferenceDataset:
+class PreferenceDataset(TokenizedRecords):
     """Pairs tokenized on access: {"input_ids", "labels"} of the chosen answer, "rejected_input_ids",
     "rejected_labels" of the rejected one (1-D LongTensors, prompt labels set to ignore_index)."""
 
-    def __init__(self, data: List[Dict[str, Any]], tokenizer: Any, prompt_style: Any, max_seq_length: int = -1,
-                 ignore_index: int = -100) -> None:
-        self.data = data
-        self.tokenizer = tokenizer
-        self.prompt_style = prompt_style
-        self.max_seq_length = max_seq_length
-        self.ignore_index = ignore_index
-
-    def __len__(self) -> int:
-        return len(self.data)
-
     def __getitem__(self, idx: int) -> Dict[str, Any]:
-        import torch
-
         record = self.data[idx]
         prompt = self.prompt_style.apply(record["prompt"], sys_prompt=record.get("system"))
         prompt_ids = self.tokenizer.encode(prompt)
-        item = {}
-        for key, prefix in (("chosen", ""), ("rejected", "rejected_")):
-            response_ids = self.tokenizer.encode(record[key], bos=False, eos=True)
-            input_ids = torch.cat((prompt_ids, response_ids)).long()
-            if self.max_seq_length > 0:
-                input_ids = input_ids[: self.max_seq_length]
-            labels = input_ids.clone()
-            labels[: len(prompt_ids)] = self.ignore_index
-            item[prefix + "input_ids"], item[prefix + "labels"] = input_ids, labels
-        return item
+        chosen, rejected = (
+            self.sample(prompt_ids, self.tokenizer.encode(record[key], bos=False, eos=True)) for key in ("chosen", "rejected")
+        )
+        return {**chosen, "rejected_input_ids": rejected["input_ids"], "rejected_labels": rejected["labels"]}
 
 
 def check_preference_records(records: List[Any], name: str) -> None:
@@ -82,7 +63,7 @@ def _collate(items: List[Dict[str, Any]], pad_id: int, ignore_index: int) -> Dic
 
 
 @dataclass
-class Preference(DataModule):
+class Preference(RecordData, DataModule):
     """Preference pairs {"prompt", "chosen", "rejected", "system" (optional)} from a .json/.jsonl file (split into
     training and validation by `val_split_fraction`) or a folder holding train.json(l) and val.json(l)."""
 
@@ -100,38 +81,17 @@ class Preference(DataModule):
     num_workers: int = 4
     """Worker processes per data loader"""
 
-    tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
-    batch_size: int = field(default=1, init=False, repr=False)
-    max_seq_length: int = field(default=-1, init=False, repr=False)
-    train_dataset: Optional[PreferenceDataset] = field(default=None, init=False, repr=False)
-    test_dataset: Optional[PreferenceDataset] = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.json_path = Path(self.json_path)
-        if isinstance(self.prompt_style, str):
-            self.prompt_style = PromptStyle.from_name(self.prompt_style)
-
     def check(self) -> None:
-        if self.tokenizer is None:
-            raise ValueError("Preference needs a tokenizer")
+        super().check()
         if self.prompt_style is None:
             raise ValueError("Preference needs a prompt style: set --data.prompt_style")
-        if not 0 < self.val_split_fraction < 1:
-            raise ValueError(f"--data.val_split_fraction must be between 0 and 1, got {self.val_split_fraction}")
-        if self.num_workers < 0:
-            raise ValueError(f"--data.num_workers must be 0 or more, got {self.num_workers}")
         self.records()
 
     def records(self) -> Tuple[List[Dict[str, Any]], Optional[List[Dict[str, Any]]]]:
         """The training records and the validation records (None: split off the training records), checked."""
         if self.json_path.is_dir():
-            found = []
-            for stem in ("train", "val"):
-                paths = [self.json_path / f"{stem}{ext}" for ext in (".json", ".jsonl") if (self.json_path / f"{stem}{ext}").is_file()]
-                if not paths:
-                    raise FileNotFoundError(f"--data.json_path: {self.json_path} needs {stem}.json or {stem}.jsonl")
-                found.append(self._read(paths[0]))
-            return found[0], found[1]
+            train, val = train_val_files(self.json_path)
+            return self._read(train), self._read(val)
         if not self.json_path.is_file():
             raise FileNotFoundError(f"--data.json_path: no file or folder at {str(self.json_path)!r}")
         return self._read(self.json_path), None
@@ -157,18 +117,5 @@ class Preference(DataModule):
     def dataset(self, records: List[Dict[str, Any]]) -> PreferenceDataset:
         return PreferenceDataset(records, self.tokenizer, self.prompt_style, self.max_seq_length, self.ignore_index)
 
-    def _loader(self, dataset: PreferenceDataset, shuffle: bool) -> Any:
-        import torch
-        from torch.utils.data import DataLoader
-
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=partial(_collate, pad_id=0, ignore_index=self.ignore_index),
-        )
-
-    def train_dataloader(self) -> Any:
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> Any:
-        return self._loader(self.test_dataset, shuffle=False)
+    def collate_fn(self) -> Callable:
+        return partial(_collate, pad_id=0, ignore_index=self.ignore_index)

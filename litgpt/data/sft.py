@@ -6,12 +6,13 @@
                                                                          when mask_prompt
 
 `SFTData` is the base of every instruction data set here: it holds LitGPT's shared options and turns record
-lists into data loaders; a subclass only says where its records come from (`records()`).
+lists into data loaders; a subclass only says where its records come from (`records()`). `TokenizedRecords`
+and `RecordData` hold what the preference data (DPO) shares with it.
 """
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -20,7 +21,34 @@ from litgpt.data.base import DataModule
 from litgpt.prompts import PromptStyle
 
 
-class SFTDataset:
+class TokenizedRecords:
+    """Records that become prompt + response samples when accessed (SFTDataset and PreferenceDataset)."""
+
+    def __init__(self, data: List[Dict[str, Any]], tokenizer: Any, prompt_style: Any, max_seq_length: int = -1,
+                 ignore_index: int = -100) -> None:
+        self.data = data
+        self.tokenizer = tokenizer
+        self.prompt_style = prompt_style
+        self.max_seq_length = max_seq_length
+        self.ignore_index = ignore_index
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def sample(self, prompt_ids: Any, response_ids: Any, mask_prompt: bool = True) -> Dict[str, Any]:
+        """{"input_ids", "labels"}: prompt and response cut to max_seq_length; the prompt's labels ignored if masked."""
+        import torch
+
+        input_ids = torch.cat((prompt_ids, response_ids)).long()
+        if self.max_seq_length > 0:
+            input_ids = input_ids[: self.max_seq_length]
+        labels = input_ids.clone()
+        if mask_prompt:
+            labels[: len(prompt_ids)] = self.ignore_index
+        return {"input_ids": input_ids, "labels": labels}
+
+
+class SFTDataset(TokenizedRecords):
     """Records tokenized on access: each item is {"input_ids", "labels"} (1-D LongTensors)."""
 
     def __init__(
@@ -33,29 +61,12 @@ class SFTDataset:
         ignore_index: int = -100,
         transform: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
     ) -> None:
-        self.data = data
-        self.tokenizer = tokenizer
-        self.prompt_style = prompt_style
-        self.max_seq_length = max_seq_length
+        super().__init__(data, tokenizer, prompt_style, max_seq_length, ignore_index)
         self.mask_prompt = mask_prompt
-        self.ignore_index = ignore_index
         self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.data)
-
     def __getitem__(self, idx: int) -> Dict[str, Any]:
-        import torch
-
-        prompt_ids, response_ids = self.encode(idx, self.max_seq_length)
-        input_ids = torch.cat((prompt_ids, response_ids)).long()
-        if self.max_seq_length > 0:
-            input_ids = input_ids[: self.max_seq_length]
-        labels = input_ids.clone()
-        if self.mask_prompt:
-            labels[: len(prompt_ids)] = self.ignore_index
-        return {"input_ids": input_ids, "labels": labels}
-
+        return self.sample(*self.encode(idx, self.max_seq_length), mask_prompt=self.mask_prompt)
 
     def encode(self, idx: int, max_length: int = -1) -> Tuple[Any, Any]:
         """The token ids of record `idx`'s prompt and of its response (EOS included), each cut to max_length."""
@@ -123,8 +134,56 @@ def _collate(samples: List[Dict[str, Any]], max_seq_length: int, pad_id: int, ig
     return batch
 
 
+class RecordData:
+    """What the record data modules share, SFTData and Preference (a mixin before `DataModule`, so that `--data`'s
+    help keeps listing the data modules in the order they are defined): paths and the prompt style from strings,
+    the checks of the shared options, and the loaders.
+
+    A subclass is a dataclass with `val_split_fraction`, `prompt_style`, `ignore_index`, `seed` and `num_workers`.
+    """
+
+    train_dataset: Optional[TokenizedRecords] = None
+    test_dataset: Optional[TokenizedRecords] = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # a path given as a string (by a YAML file, or in Python) becomes the Path its field says
+            value = getattr(self, f.name)
+            if f.type is Path and not isinstance(value, Path):
+                setattr(self, f.name, Path(value))
+        if isinstance(self.prompt_style, str):
+            self.prompt_style = PromptStyle.from_name(self.prompt_style)
+
+    def check(self) -> None:
+        if self.tokenizer is None:
+            raise ValueError(f"{type(self).__name__} needs a tokenizer")
+        if self.val_split_fraction is not None and not 0 < self.val_split_fraction < 1:
+            raise ValueError(f"--data.val_split_fraction must be between 0 and 1, got {self.val_split_fraction}")
+        if self.num_workers < 0:
+            raise ValueError(f"--data.num_workers must be 0 or more, got {self.num_workers}")
+
+    def collate_fn(self) -> Callable:
+        return get_sft_collate_fn(self.max_seq_length, ignore_index=self.ignore_index)
+
+    def loader(self, dataset: Any, shuffle: bool, collate_fn: Optional[Callable] = None) -> Any:
+        """A DataLoader of `dataset`, shuffled by `seed` if `shuffle`; batches made by `collate_fn` or `self.collate_fn()`."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            collate_fn=collate_fn or self.collate_fn(),
+        )
+
+    def train_dataloader(self) -> Any:
+        return self.loader(self.train_dataset, shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        return self.loader(self.test_dataset, shuffle=False)
+
+
 @dataclass
-class SFTData(DataModule):
+class SFTData(RecordData, DataModule):
     """Base of the instruction data sets: the shared `--data.*` options, splitting and loading."""
 
     mask_prompt: bool = False
@@ -146,23 +205,8 @@ class SFTData(DataModule):
     """Print this many prepared training samples (trained tokens marked) and a summary of the set, then stop
     without training (tutorials/inspect-data.md)"""
 
-    tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
-    batch_size: int = field(default=1, init=False, repr=False)
-    max_seq_length: int = field(default=-1, init=False, repr=False)
-    train_dataset: Optional[SFTDataset] = field(default=None, init=False, repr=False)
-    test_dataset: Optional[SFTDataset] = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.prompt_style, str):
-            self.prompt_style = PromptStyle.from_name(self.prompt_style)
-
     def check(self) -> None:
-        if self.tokenizer is None:
-            raise ValueError(f"{type(self).__name__} needs a tokenizer")
-        if self.val_split_fraction is not None and not 0 < self.val_split_fraction < 1:
-            raise ValueError(f"--data.val_split_fraction must be between 0 and 1, got {self.val_split_fraction}")
-        if self.num_workers < 0:
-            raise ValueError(f"--data.num_workers must be 0 or more, got {self.num_workers}")
+        super().check()
         if self.inspect < 0:
             raise ValueError(f"--data.inspect takes a number of samples to show (0 or more), got {self.inspect}")
         if self.packing and self.max_seq_length <= 0:
@@ -209,32 +253,13 @@ class SFTData(DataModule):
             mask_prompt=self.mask_prompt, ignore_index=self.ignore_index, transform=self.transform,
         )
 
-    def _loader(self, dataset: SFTDataset, shuffle: bool) -> Any:
-        import torch
-        from torch.utils.data import DataLoader
-
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=get_sft_collate_fn(self.max_seq_length, ignore_index=self.ignore_index),
-        )
-
     def train_dataloader(self) -> Any:
-        if self.packing:
-            import torch
-            from torch.utils.data import DataLoader
+        if not self.packing:
+            return super().train_dataloader()
+        from litgpt.data.packing import PackedDataset, get_packed_collate_fn
 
-            from litgpt.data.packing import PackedDataset, get_packed_collate_fn
-
-            return DataLoader(
-                PackedDataset(self.train_dataset, self.max_seq_length, self.ignore_index), batch_size=self.batch_size,
-                shuffle=True, num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed),
-                collate_fn=get_packed_collate_fn(ignore_index=self.ignore_index),
-            )
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> Any:
-        return self._loader(self.test_dataset, shuffle=False)
+        packed = PackedDataset(self.train_dataset, self.max_seq_length, self.ignore_index)
+        return self.loader(packed, shuffle=True, collate_fn=get_packed_collate_fn(ignore_index=self.ignore_index))
 
 
 def split_records(records: List[Any], val_fraction: float, seed: int) -> Tuple[List[Any], List[Any]]:
@@ -245,6 +270,17 @@ def split_records(records: List[Any], val_fraction: float, seed: int) -> Tuple[L
     random.Random(seed).shuffle(order)
     n_val = min(len(records) - 1, max(1, round(len(records) * val_fraction)))
     return [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
+
+
+def train_val_files(folder: Path) -> Tuple[Path, Path]:
+    """The train.json(l) and val.json(l) files of a `--data.json_path` folder."""
+    found = []
+    for stem in ("train", "val"):
+        paths = [folder / f"{stem}{ext}" for ext in (".json", ".jsonl") if (folder / f"{stem}{ext}").is_file()]
+        if not paths:
+            raise FileNotFoundError(f"--data.json_path: {folder} needs {stem}.json or {stem}.jsonl")
+        found.append(paths[0])
+    return found[0], found[1]
 
 
 def read_records(path: Path) -> List[Dict[str, Any]]:
@@ -268,23 +304,3 @@ def read_records(path: Path) -> List[Dict[str, Any]]:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ValueError(f"{path} must hold a list of objects with 'instruction' and 'output' keys")
     return records
-
-
-def download_if_missing(path: Path, url: str) -> None:
-    """Fetch `url` to `path` unless the file is there already (so a local copy is used as it is)."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size > 0:
-        return
-    import urllib.request
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-        tmp.replace(path)
-    except OSError as e:
-        raise ConnectionError(f"Could not download {url} to {path}: {e}; place the file there yourself to work offline") from None
-    finally:
-        tmp.unlink(missing_ok=True)
