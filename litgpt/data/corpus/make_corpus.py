@@ -3,7 +3,7 @@
 Every sentence pattern and word list below was written for this project; the script only combines them.
 Run from the repository root (it is deterministic, so the committed files are reproducible):
 
-    python litgpt/data/corpus/generate.py
+    python litgpt/data/corpus/make_corpus.py
 """
 
 import json
@@ -411,21 +411,23 @@ def story(rng: random.Random) -> str:
         lines.append(fill(f"One day, {{he}} found {article(thing)} {rng.choice(FIND_PLACES)}."))
         lines.append(fill(rng.choice(THING_SAYINGS)))
         lines.append(fill(f"{{He}} wanted to show the {noun} to {friend}."))
-        lines.append(fill(rng.choice(THING_PROBLEMS)))
-        lines.append(fill(f"{{name}} felt {rng.choice(FEELINGS_BAD)}."))
-        lines.append(fill(rng.choice(HELPS)))
+        lines += trouble(rng, fill, THING_PROBLEMS, ".")
         lines.append(fill(f"In the end, {{name}} and {friend} looked at the {noun} together."))
     else:
         goal, place, success = rng.choice(GOALS)
         lines.append(fill(f"One day, {{name}} wanted to {goal}."))
         lines.append(fill(f"{{He}} went to {place} with {friend}."))
-        lines.append(fill(rng.choice(TRIP_PROBLEMS)))
-        lines.append(fill(f"{{name}} felt {rng.choice(FEELINGS_BAD)} and sat down."))
-        lines.append(fill(rng.choice(HELPS)))
+        lines += trouble(rng, fill, TRIP_PROBLEMS, " and sat down.")
         lines.append(fill(f"At last, {{name}} {success}."))
         lines.append(fill(rng.choice(TRIP_SAYINGS)))
     lines.append(fill(rng.choice(ENDINGS)))
     return " ".join(lines)
+
+
+def trouble(rng: random.Random, fill: Callable[[str], str], problems: List[str], after_feeling: str) -> List[str]:
+    """The middle of every story: a problem, how the hero feels about it, and the help that comes."""
+    problem = fill(rng.choice(problems))
+    return [problem, fill(f"{{name}} felt {rng.choice(FEELINGS_BAD)}{after_feeling}"), fill(rng.choice(HELPS))]
 
 
 def facts(rng: random.Random) -> str:
