@@ -37,14 +37,21 @@ def test_cli_runs_generate_and_reports_bad_input_in_one_line(llama_dir, draft_ll
     ])
     out, err = capsys.readouterr()
     assert out.startswith("Hello") and "acceptance rate" in err
-    bad = [["generate", str(llama_dir), "--max_new_tokens", "0"], ["generate", str(llama_dir), "--top_p", "2"]]
+    too_long = "The prompt (14 tokens) plus max_new_tokens (5000) do not fit the model's context of 2048 tokens"
+    bad = [
+        (["generate", str(llama_dir), "--max_new_tokens", "0"], "max_new_tokens must be"),
+        (["generate", str(llama_dir), "--top_p", "2"], "top_p must be"),
+        (["generate", str(llama_dir), "--max_new_tokens", "5000"], too_long),
+        (["generate_speculatively", str(draft_llama_dir), str(llama_dir), "--max_new_tokens", "5000"], too_long),
+    ]
     if not torch.cuda.is_available():
-        bad.append(["generate", str(llama_dir), "--quantize", "bnb.nf4"])
-    for argv in bad:
+        bad.append((["generate", str(llama_dir), "--quantize", "bnb.nf4"], "needs a CUDA GPU"))
+    for argv, message in bad:
         with pytest.raises(SystemExit) as exit:
             cli.main(argv)
         err = capsys.readouterr().err.strip()
-        assert exit.value.code == 1 and err.startswith("litgpt generate: error:") and len(err.splitlines()) == 1, err
+        assert exit.value.code == 1 and err.startswith(f"litgpt {argv[0]}: error:") and len(err.splitlines()) == 1, err
+        assert message in err
 
 
 def test_compiled_step_decodes_the_same(llama_dir):
