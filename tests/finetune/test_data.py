@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+import litgpt.data
 from litgpt.data import JSON, Alpaca, Dolly, LongForm, SFTDataset, get_sft_collate_fn
 from litgpt.prompts import PromptStyle
 from litgpt.tokenizer import Tokenizer
@@ -91,6 +92,40 @@ def test_local_files_are_used_offline(tmp_path, tokenizer):
     _connected(longform, tokenizer).setup()
     assert type(longform.prompt_style).__name__ == "Longform"
     assert len(longform.train_dataset[0]["input_ids"]) > 0
+
+
+def test_local_copies_of_hub_data_sets_are_used_offline(tmp_path, tokenizer):
+    """Alpaca2k and Deita come from Hub data sets; a file already there is read, nothing is fetched (the repo
+    ids here do not exist), and a folder given as a string (as YAML gives it) works as a Path."""
+    from litgpt.data import Alpaca2k, Deita
+
+    alpaca2k = Alpaca2k(download_dir=str(tmp_path / "a2k"), repo_id="nobody/no-such-data-set", num_workers=0)
+    (tmp_path / "a2k").mkdir()
+    (tmp_path / "a2k" / alpaca2k.file_name).write_text(json.dumps([{"instruction": "a", "input": "", "output": "b"}] * 20))
+    _connected(alpaca2k, tokenizer).prepare_data()
+    alpaca2k.setup()
+    assert len(alpaca2k.train_dataset) == 19
+
+    deita = Deita(download_dir=str(tmp_path / "deita"), repo_id="nobody/no-such-data-set", num_workers=0)
+    (tmp_path / "deita").mkdir()
+    chat = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    for name in ("train.json", "val.json"):
+        (tmp_path / "deita" / name).write_text(json.dumps([chat] * 2))
+    _connected(deita, tokenizer).prepare_data()
+    deita.setup()
+    assert len(deita.train_dataset) == 2 and len(deita.test_dataset) == 2
+
+
+@pytest.mark.parametrize("name", [n for n in litgpt.data.__all__ if n not in ("DataModule", "SFTDataset", "get_sft_collate_fn")])
+def test_every_data_flag_has_a_help_text(name):
+    """Subclasses that only change defaults (Dolly, AlpacaGPT4, ...) take their flags' help from the base's docs."""
+    from jsonargparse import ArgumentParser, set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # as the litgpt command sets it
+    parser = ArgumentParser()
+    parser.add_class_arguments(getattr(litgpt.data, name), "data")
+    flags = [action.dest for action in parser._actions if action.dest.startswith("data.")]
+    assert flags and [flag for flag in flags if not parser._option_string_actions[f"--{flag}"].help] == []
 
 
 def test_conversation_records():
