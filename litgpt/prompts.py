@@ -297,6 +297,7 @@ class Turns(PromptStyle):
 
     @property
     def generation(self) -> str:
+        """What opens the model's reply (a style whose reply opens otherwise sets it, as CodeLlama does)."""
         return self.template("assistant").split("{content}")[0]
 
     def extra_stops(self, tokenizer):
