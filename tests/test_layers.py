@@ -200,3 +200,53 @@ def test_the_api_imports_no_command_module():
     # LLM sits beside the commands on the top layer; the commands build on it, never the other way
     reached = [t for t in import_graph()["litgpt.api"] if any(t == c or t.startswith(c + ".") for c in COMMANDS)]
     assert not reached, f"litgpt.api imports command modules: {reached}"
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def code_lines(source: str) -> Set[int]:
+    """The numbers of the lines that hold code: not blank, and covered by a token other than a comment or a line
+    break (so a line of a multi-line string counts, whatever it starts with)."""
+    import io
+    import tokenize
+
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    lines: Set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in skip:
+            lines.update(range(token.start[0], token.end[0] + 1))
+    text = source.splitlines()
+    return {line for line in lines if line <= len(text) and text[line - 1].strip()}
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> List[Tuple[str, int, int]]:
+    """(name, line, lines of code) of each function whose body, from the first statement after its docstring to
+    its end, holds more than `limit` lines of code (blank and comment-only lines not counted)."""
+    lines = code_lines(source)
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = node.body
+        if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            body = body[1:]
+        if body:
+            count = sum(1 for line in lines if body[0].lineno <= line <= node.end_lineno)
+            if count > limit:
+                found.append((node.name, node.lineno, count))
+    return found
+
+
+def test_no_function_has_over_80_lines_of_code():
+    too_long = [f"{path.relative_to(PACKAGE.parent)}:{line} {name} ({count} lines)"
+                for path in sorted(PACKAGE.rglob("*.py")) for name, line, count in long_functions(path.read_text())]
+    assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines of code (split them into named steps):\n" + "\n".join(too_long)
+
+
+def test_the_length_check_counts_code_not_docstrings_or_comments():
+    body = "".join(f"    x{i} = {i}  # note\n\n    # a comment\n" for i in range(80))
+    source = f'def f():\n    """A docstring\n\n    of several lines."""\n{body}'
+    assert long_functions(source) == []
+    assert long_functions(source + "    return x0\n") == [("f", 1, 81)]
+    assert long_functions('def g():\n    s = """\n' + "# data, not a comment\n\n" * 90 + '"""\n') == [("g", 1, 92)]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Literal, Optional, 
 
 from litgpt.data import DataModule
 from litgpt.train.args import EvalArgs, LogArgs, TrainArgs
-from litgpt.train.finetune import Logger, Quantize, Resume, _hparams, _train_defaults
+from litgpt.train.finetune import Logger, Quantize, Resume, _train_defaults
 from litgpt.train.loop import Method, split_batch
 
 if TYPE_CHECKING:
@@ -79,8 +79,7 @@ class DPO(Method):
 
     name = property(lambda self: f"dpo-{self.base.name}")
     weights_file = property(lambda self: self.base.weights_file)
-    base_weights = property(lambda self: getattr(self.base, "base_weights", None),
-                            lambda self, path: setattr(self.base, "base_weights", path))
+    base_weights = property(lambda self: self.base.base_weights, lambda self, path: setattr(self.base, "base_weights", path))
 
     def transform(self, model: Any) -> Any:
         model = self.base.transform(model)
@@ -201,7 +200,7 @@ def finetune_dpo(
             any) or the path of a checkpoint.
         compile: Compile the model with torch.compile.
     """
-    hparams = _hparams(locals())
+    flags = dict(locals())
     from litgpt.data.preference import Preference
     from litgpt.prompts import PromptStyle
     from litgpt.train import finetune
@@ -213,15 +212,9 @@ def finetune_dpo(
         raise ValueError(f"--dpo.beta must be positive, got {dpo.beta}")
     if method == "full" and quantize is not None:
         raise ValueError("--quantize applies to --method lora (the frozen base weights); full finetuning trains them")
-    if method == "lora":
-        if lora_r < 1:
-            raise ValueError(f"--lora_r must be at least 1, got {lora_r}")
-        base: Method = LoRA(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, query=lora_query, key=lora_key,
-                            value=lora_value, projection=lora_projection, mlp=lora_mlp, head=lora_head)
-    else:
-        base = Full()
-    checkpoint_dir = finetune._base_folder(Path(checkpoint_dir), access_token)
+    base = LoRA.from_flags(flags) if method == "lora" else Full()
+    run = finetune.FinetuneRun.from_flags(DPO(base, dpo.beta), flags)
+    run.checkpoint_dir = finetune._base_folder(Path(checkpoint_dir), access_token)
     if data.prompt_style is None:
-        data.prompt_style = PromptStyle.from_checkpoint(checkpoint_dir)
-    finetune._finetune(DPO(base, dpo.beta), hparams, checkpoint_dir, out_dir, precision, quantize, devices, num_nodes,
-                       data, train, log, eval, optimizer, logger_name, seed, access_token, resume, compile)
+        data.prompt_style = PromptStyle.from_checkpoint(run.checkpoint_dir)
+    finetune._finetune(run)

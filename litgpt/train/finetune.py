@@ -7,7 +7,7 @@ hyperparameters.yaml) that `litgpt generate` and `litgpt chat` read.
 """
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Union
 
@@ -84,17 +84,10 @@ def finetune_lora(
             any) or the path of a checkpoint.
         compile: Compile the model with torch.compile (faster steps on GPUs after a slower first one).
     """
-    hparams = _hparams(locals())
+    flags = dict(locals())
     from litgpt.train.methods import LoRA
 
-    method = LoRA(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, query=lora_query, key=lora_key, value=lora_value,
-                  projection=lora_projection, mlp=lora_mlp, head=lora_head)
-    if lora_r < 1:
-        raise ValueError(f"--lora_r must be at least 1, got {lora_r}")
-    if not any((lora_query, lora_key, lora_value, lora_projection, lora_mlp, lora_head)):
-        raise ValueError("LoRA covers no layer: enable at least one of --lora_query/key/value/projection/mlp/head")
-    _finetune(method, hparams, checkpoint_dir, out_dir, precision, quantize, devices, num_nodes, data, train, log, eval,
-              optimizer, logger_name, seed, access_token, resume, compile)
+    _finetune(FinetuneRun.from_flags(LoRA.from_flags(flags), flags))
 
 
 finetune = finetune_lora
@@ -138,11 +131,10 @@ def finetune_full(
         seed: The random seed.
         access_token: A Hugging Face token, to download a gated base model.
     """
-    hparams = _hparams(locals())
+    flags = dict(locals())
     from litgpt.train.methods import Full
 
-    _finetune(Full(), hparams, checkpoint_dir, out_dir, precision, None, devices, num_nodes, data, train, log, eval,
-              optimizer, logger_name, seed, access_token, resume, compile)
+    _finetune(FinetuneRun.from_flags(Full(), flags))
 
 
 def finetune_adapter(
@@ -186,11 +178,10 @@ def finetune_adapter(
             any) or the path of a checkpoint.
         compile: Compile the model with torch.compile (faster steps on GPUs after a slower first one).
     """
-    hparams = _hparams(locals())
+    flags = dict(locals())
     from litgpt.train.methods import Adapter
 
-    _finetune(Adapter(), hparams, checkpoint_dir, out_dir, precision, quantize, devices, num_nodes, data, train, log, eval,
-              optimizer, logger_name, seed, access_token, resume, compile)
+    _finetune(FinetuneRun.from_flags(Adapter(), flags))
 
 
 def finetune_adapter_v2(
@@ -234,11 +225,10 @@ def finetune_adapter_v2(
             any) or the path of a checkpoint.
         compile: Compile the model with torch.compile (faster steps on GPUs after a slower first one).
     """
-    hparams = _hparams(locals())
+    flags = dict(locals())
     from litgpt.train.methods import AdapterV2
 
-    _finetune(AdapterV2(), hparams, checkpoint_dir, out_dir, precision, quantize, devices, num_nodes, data, train, log, eval,
-              optimizer, logger_name, seed, access_token, resume, compile)
+    _finetune(FinetuneRun.from_flags(AdapterV2(), flags))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -283,26 +273,46 @@ def _base_folder(checkpoint_dir: Path, access_token: Optional[str]) -> Path:
     return Path("checkpoints") / repo_id
 
 
-def _finetune(
-    method: Any,
-    hparams: Dict[str, Any],
-    checkpoint_dir: Path,
-    out_dir: Path,
-    precision: Optional[str],
-    quantize: Optional[str],
-    devices: Union[int, str],
-    num_nodes: int,
-    data: Optional[DataModule],
-    train: TrainArgs,
-    log: LogArgs,
-    eval: EvalArgs,
-    optimizer: Union[str, Dict],
-    logger_name: str,
-    seed: int,
-    access_token: Optional[str],
-    resume: Resume,
-    compile: bool = False,
-) -> None:
+@dataclass
+class FinetuneRun:
+    """One finetuning run: the command's flags and its method, built once by the command (`from_flags`).
+    `_finetune` checks it and fills in what it resolves (the base folder, devices, precision, resume, the folder
+    files); `_run`, on every process, trains it."""
+
+    method: Any
+    hparams: Dict[str, Any]
+    """The command's arguments as hyperparameters.yaml holds them"""
+    checkpoint_dir: Path
+    out_dir: Path
+    data: Optional[DataModule]
+    train: TrainArgs
+    log: LogArgs
+    eval: EvalArgs
+    optimizer: Union[str, Dict]
+    logger_name: str
+    seed: int
+    resume: Resume
+    precision: Optional[str] = None
+    quantize: Optional[str] = None
+    devices: Union[int, str] = 1
+    num_nodes: int = 1
+    access_token: Optional[str] = None
+    compile: bool = False
+    config: Any = field(default=None, init=False)
+    base_weights: Optional[Path] = field(default=None, init=False)
+    resume_path: Optional[Path] = field(default=None, init=False)
+    files: Any = field(default=None, init=False)
+
+    @classmethod
+    def from_flags(cls, method: Any, flags: Dict[str, Any]) -> "FinetuneRun":
+        """The run of a command's arguments (its `locals()` on entry); flags of the method's own (`lora_*`,
+        `dpo`) are in `method` already and only recorded in the hyperparameters."""
+        names = {f.name for f in fields(cls) if f.init} - {"method", "hparams"}
+        return cls(method=method, hparams=_hparams(flags), **{k: v for k, v in flags.items() if k in names})
+
+
+def _finetune(run: FinetuneRun) -> None:
+    """Check every setting before any work, resolve the run, and launch `_run` on each process."""
     from litgpt.config import Config
     from litgpt.data import Alpaca
     from litgpt.model import Block
@@ -310,54 +320,52 @@ def _finetune(
     from litgpt.settings_check import check_training
     from litgpt.train import loop, monitor
 
-    # every check before any work
-    check_training(train, eval, optimizer, data)
-    checkpoint_dir = _base_folder(Path(checkpoint_dir), access_token)
-    base_weights = checkpoint_dir / "lit_model.pth"
-    if not base_weights.is_file():
-        raise FileNotFoundError(f"No lit_model.pth in {str(checkpoint_dir)!r}; convert a Hugging Face folder with `litgpt convert_to_litgpt`")
-    config = Config.from_checkpoint(checkpoint_dir)
-    tokenizer = Tokenizer(checkpoint_dir)
-    data = Alpaca() if data is None else data
+    train, method = run.train, run.method
+    check_training(train, run.eval, run.optimizer, run.data)
+    run.checkpoint_dir = _base_folder(Path(run.checkpoint_dir), run.access_token)
+    run.base_weights = run.checkpoint_dir / "lit_model.pth"
+    if not run.base_weights.is_file():
+        raise FileNotFoundError(f"No lit_model.pth in {str(run.checkpoint_dir)!r}; convert a Hugging Face folder with `litgpt convert_to_litgpt`")
+    config = run.config = Config.from_checkpoint(run.checkpoint_dir)
+    tokenizer = Tokenizer(run.checkpoint_dir)
+    data = run.data = Alpaca() if run.data is None else run.data
     # a recipe's max_seq_length may exceed a small model's block: rows then follow the longest sample, and a
     # sample longer than the block is cut to it (as LitGPT does); packed rows fill max_seq_length, so they cannot
     if train.max_seq_length is not None and train.max_seq_length > config.block_size and getattr(data, "packing", False):
         raise ValueError(f"--train.max_seq_length ({train.max_seq_length}) exceeds the model's block_size ({config.block_size})")
-    devices = loop.parse_devices(devices)
-    if num_nodes < 1:
-        raise ValueError(f"--num_nodes must be at least 1, got {num_nodes}")
-    precision = precision or loop.default_precision()
-    if quantize is not None:
-        _check_quantize(quantize, precision, devices * num_nodes)
-    loop.check_train(train, eval, devices * num_nodes)
-    loop.resolve_optimizer(optimizer)
-    resume_path = loop.resolve_resume(resume, out_dir)
+    run.devices = loop.parse_devices(run.devices)
+    if run.num_nodes < 1:
+        raise ValueError(f"--num_nodes must be at least 1, got {run.num_nodes}")
+    run.precision = run.precision or loop.default_precision()
+    if run.quantize is not None:
+        _check_quantize(run.quantize, run.precision, run.devices * run.num_nodes)
+    loop.check_train(train, run.eval, run.devices * run.num_nodes)
+    loop.resolve_optimizer(run.optimizer)
+    run.resume_path = loop.resolve_resume(run.resume, run.out_dir)
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=train.max_seq_length)
     data.check()
     if getattr(data, "inspect", 0):
         from litgpt.data.inspect import inspect_data
 
         return inspect_data(data, data.inspect, train.max_seq_length or config.block_size)
-    monitor.check_logger(logger_name)
-    if hasattr(method, "base_weights"):
-        method.base_weights = base_weights
+    monitor.check_logger(run.logger_name)
+    method.base_weights = run.base_weights
 
-    monitor.announce_start(f"finetune_{method.name}", f"{config.name} ({checkpoint_dir})", data, _describe(method, quantize),
-                           train, optimizer, out_dir, hparams)
-    logger = monitor.make_logger(logger_name, out_dir, f"finetune-{config.name}", log, resume_path is not None, train.log_interval)
-    if quantize is not None:
+    monitor.announce_start(f"finetune_{method.name}", f"{config.name} ({run.checkpoint_dir})", data,
+                           _describe(method, run.quantize), train, run.optimizer, run.out_dir, run.hparams)
+    logger = monitor.make_logger(run.logger_name, run.out_dir, f"finetune-{config.name}", run.log, run.resume_path is not None, train.log_interval)
+    if run.quantize is not None:
         import lightning as L
         import torch
         from lightning.fabric.plugins import BitsandbytesPrecision
 
-        dtype = {"16-true": torch.float16, "bf16-true": torch.bfloat16, "32-true": torch.float32}[precision]
+        dtype = {"16-true": torch.float16, "bf16-true": torch.bfloat16, "32-true": torch.float32}[run.precision]
         fabric = L.Fabric(devices=1, num_nodes=1, precision=None, loggers=[logger],
-                          plugins=BitsandbytesPrecision(quantize[len("bnb."):], dtype))
+                          plugins=BitsandbytesPrecision(run.quantize[len("bnb."):], dtype))
     else:
-        fabric = loop.make_fabric(devices, num_nodes, precision, [logger], Block)
-    prompt_style = getattr(data, "prompt_style", None)
-    files = loop.FolderFiles(config, checkpoint_dir, hparams, prompt_style=prompt_style)
-    fabric.launch(_run, method, config, base_weights, devices, resume_path, data, train, eval, optimizer, out_dir, files, seed, compile)
+        fabric = loop.make_fabric(run.devices, run.num_nodes, run.precision, [logger], Block)
+    run.files = loop.FolderFiles(config, run.checkpoint_dir, run.hparams, prompt_style=getattr(data, "prompt_style", None))
+    fabric.launch(_run, run)
 
 
 def _describe(method: Any, quantize: Optional[str]) -> str:
@@ -385,45 +393,39 @@ def _check_quantize(quantize: str, precision: str, world_size: int) -> None:
         raise ValueError(f"--quantize {quantize} needs bitsandbytes: pip install bitsandbytes") from None
 
 
-def _run(
-    fabric: "Fabric",
-    method: Any,
-    config: Any,
-    base_weights: Path,
-    devices: int,
-    resume_path: Optional[Path],
-    data: DataModule,
-    train: TrainArgs,
-    eval: EvalArgs,
-    optimizer: Union[str, Dict],
-    out_dir: Path,
-    files: Any,
-    seed: int,
-    compile: bool = False,
-) -> None:
-    """The work of each process."""
+def _run(fabric: "Fabric", run: FinetuneRun) -> None:
+    """The work of each process: the data prepared once, the sequence length from it, the base model, `fit`."""
+    from litgpt.data.sft import SFTData
+    from litgpt.train import loop
+
+    loop.cpu_threads(fabric, run.devices)
+    fabric.seed_everything(run.seed)
+    if fabric.is_global_zero:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+
+    data, train, eval = run.data, run.train, run.eval
+    loop.prepare_data(fabric, data)
+    longest = None if getattr(data, "packing", False) else _longest_sample(data)  # packed rows fill --train.max_seq_length
+    sample = ValidationSample(data, eval.max_new_tokens, eval.evaluate_example) if eval.max_new_tokens and isinstance(data, SFTData) else None
+    seq_len = min(x for x in (longest, train.max_seq_length, run.config.block_size) if x)
+    fabric.print(
+        f"The longest sequence length in the train data is {longest}, the model's maximum sequence length is "
+        f"{seq_len} and context length is {run.config.block_size}"
+    )
+    model = _base_model(fabric, run, seq_len)
+    spec = loop.RunSpec(method=run.method, data=data, train=train, eval=eval, optimizer=run.optimizer, out_dir=run.out_dir,
+                        resume=run.resume_path, files=run.files, compile=run.compile, sample=sample)
+    loop.fit(fabric, model, spec)
+
+
+def _base_model(fabric: "Fabric", run: FinetuneRun, seq_len: int) -> Any:
+    """Say how many parameters the method trains, and load the base model's weights for it."""
     import torch
 
     from litgpt.checkpoint import load_state_dict, model_state_dict
-    from litgpt.data.sft import SFTData
     from litgpt.model import GPT
-    from litgpt.train import loop
 
-    loop.cpu_threads(fabric, devices)
-    fabric.seed_everything(seed)
-    if fabric.is_global_zero:
-        out_dir.mkdir(parents=True, exist_ok=True)
-
-    longest = _longest_sample(fabric, data)
-    if getattr(data, "packing", False):
-        longest = None  # packed rows fill --train.max_seq_length
-    sample = ValidationSample(data, eval.max_new_tokens, eval.evaluate_example) if eval.max_new_tokens and isinstance(data, SFTData) else None
-    seq_len = min(x for x in (longest, train.max_seq_length, config.block_size) if x)
-    fabric.print(
-        f"The longest sequence length in the train data is {longest}, the model's maximum sequence length is "
-        f"{seq_len} and context length is {config.block_size}"
-    )
-
+    method, config = run.method, run.config
     with torch.device("meta"):
         counted = method.transform(GPT(config))
     trainable = sum(p.numel() for n, p in counted.named_parameters() if method.is_trainable(n))
@@ -434,20 +436,16 @@ def _run(
 
     with torch.device("meta"):
         model = GPT(config)
-    model.load_state_dict(model_state_dict(load_state_dict(base_weights)), assign=True)
+    model.load_state_dict(model_state_dict(load_state_dict(run.base_weights)), assign=True)
     model.reset_parameters()  # the RoPE cache was built on the meta device
-    if train.tie_embeddings:
+    if run.train.tie_embeddings:
         model.transformer.wte.weight = model.lm_head.weight
     model.max_seq_length = seq_len
-    loop.fit(fabric, model, method=method, data=data, train=train, eval=eval, optimizer=optimizer,
-             out_dir=out_dir, resume=resume_path, files=files, sample=sample, compile=compile)
+    return model
 
 
-def _longest_sample(fabric: "Fabric", data: DataModule) -> Optional[int]:
+def _longest_sample(data: DataModule) -> Optional[int]:
     """The token count of the longest training or validation sample, when the data set can tell (SFT data)."""
-    with fabric.rank_zero_first():
-        data.prepare_data()
-    data.setup()
     lengths = []
     for name in ("train_dataset", "test_dataset"):
         dataset = getattr(data, name, None)

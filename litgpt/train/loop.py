@@ -49,6 +49,8 @@ class Method:
     name: str = "full"
     weights_file: str = "lit_model.pth"
     """The file of `final/` that holds what `is_saved` selects"""
+    base_weights: Optional[Path] = None
+    """The base model's lit_model.pth (finetuning): LoRA merges its weights into it in final/, the adapters link it there"""
 
     def transform(self, model: Any) -> Any:
         """Change the plain model before training (e.g. add LoRA layers); called before Fabric wraps it."""
@@ -290,68 +292,109 @@ def make_fabric(devices: int, num_nodes: int, precision: str, loggers: List[Any]
 # the loop
 
 
-def fit(
-    fabric: "Fabric",
-    model: Any,
-    *,
-    method: Method,
-    data: "DataModule",
-    train: TrainArgs,
-    eval: EvalArgs,
-    optimizer: Union[str, Dict],
-    out_dir: Path,
-    resume: Optional[Path],
-    files: FolderFiles,
-    compile: bool = False,
-    sample: Optional[Callable[["Fabric", Any, int], None]] = None,
-) -> Dict[str, Any]:
-    """Train `model` (built and initialised, not yet set up by Fabric) on `data`; write checkpoints and final/.
+@dataclass
+class RunSpec:
+    """One training run as the command decided it, checks done: what `fit` trains, how, and where it writes."""
 
-    The command has run `check_train` and connected `data` (`data.connect`) already. `sample(fabric, model,
-    step)`, if given, runs after every validation on every process (finetuning shows a generated reply with
-    it, see `generate_sample`). Returns the final training state (counters, history).
-    """
-    import torch
+    method: Method
+    data: "DataModule"
+    """Connected (`data.connect`) and prepared (`prepare_data`) already"""
+    train: TrainArgs
+    eval: EvalArgs
+    optimizer: Union[str, Dict]
+    out_dir: Path
+    resume: Optional[Path]
+    """The checkpoint file to continue from (`resolve_resume`), or None"""
+    files: FolderFiles
+    compile: bool = False
+    sample: Optional[Callable[["Fabric", Any, int], None]] = None
+    """Runs after every validation on every process, as sample(fabric, model, step) (finetuning shows a generated
+    reply with it, see `generate_sample`)"""
 
-    from litgpt.train import monitor
 
-    accum = train.gradient_accumulation_iters(fabric.world_size)
-    ignore_index = getattr(data, "ignore_index", -100)  # token blocks have no ignored labels
-    model = method.transform(model)
-    for name, param in model.named_parameters():
-        param.requires_grad = method.is_trainable(name)
-    seq_len = model.max_seq_length
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_total = sum(p.numel() for p in model.parameters())
-    fabric.print(f"Parameters: {n_total:,} ({n_trainable:,} trainable)")
-    flops = monitor.measure_flops(lambda: method.transform(type(model)(model.config)), train.micro_batch_size, seq_len)
-
-    # names from the plain module: FSDP's state_dict() before the first forward initialises its inner units as roots
-    strict = all(method.is_saved(name) for name in model.state_dict())
-    if compile:
-        model = torch.compile(model)
-    model = fabric.setup(model)
-    cls, init_args = resolve_optimizer(optimizer)
-    if fabric.device.type == "cuda" and "fused" in signature(cls).parameters:
-        init_args.setdefault("fused", True)
-    opt = cls([p for p in model.parameters() if p.requires_grad], **init_args)
-    base_lrs = [group["lr"] for group in opt.param_groups]
-    fabric.print(f"Optimizer: {cls.__name__}, lr {base_lrs[0]:g} (warmup, then cosine decay to min_lr {train.min_lr:g})")
-    opt = fabric.setup_optimizers(opt)
-
+def prepare_data(fabric: "Fabric", data: "DataModule") -> None:
+    """Download, tokenize and cache the data on the first process, then load it on every process: once a run."""
     with fabric.rank_zero_first():
         data.prepare_data()
     data.setup()
-    train_loader = fabric.setup_dataloaders(data.train_dataloader())
-    val_loader = data.val_dataloader()
+
+
+def fit(fabric: "Fabric", model: Any, run: RunSpec) -> Dict[str, Any]:
+    """Train `model` (built and initialised, not yet set up by Fabric) as `run` says; write checkpoints and final/.
+
+    The command has run `check_train` and connected and prepared `run.data` (`prepare_data`) already. The stages:
+    `_start` (model, optimizer, loaders, plan), `_resume`, then per optimizer step `_optimizer_step`, `_log_step`
+    and `_after_step` (validation, checkpoint), and `_finish` (final validation, final/). Returns the final
+    training state (counters, history).
+    """
+    t = _start(fabric, model, run)
+    _resume(t)
+    _start_monitors(t)
+    if run.eval.initial_validation and t.val_loader is not None and t.state["step_count"] == 0:
+        t.val_loss = _validation(t)
+    try:
+        t.clock.start()
+        while t.state["step_count"] < t.max_steps:
+            if run.train.max_time is not None and stop_for_time(fabric, t.clock.now(), run.train.max_time):
+                t.progress.print(f"Stopping: --train.max_time of {run.train.max_time}s reached")
+                break
+            step_start = t.clock.now()
+            _optimizer_step(t)
+            _log_step(t, step_start)
+            _after_step(t)
+    except KeyboardInterrupt:
+        t.progress.close()
+        raise Interrupted(f"Interrupted at step {t.state['step_count']}. {resume_hint(run.out_dir)}") from None
+    return _finish(t)
+
+
+@dataclass
+class _Training:
+    """A run of `fit` in progress: what its stages share."""
+
+    fabric: "Fabric"
+    run: RunSpec
+    model: Any
+    """Set up by Fabric (and compiled, if asked)"""
+    optimizer: Any
+    base_lrs: List[float]
+    batches: "Batches"
+    val_loader: Any
+    seq_len: int
+    accum: int
+    ignore_index: int
+    max_steps: int
+    max_iters: int
+    warmup: int
+    flops: Optional[int]
+    strict: bool
+    """Whether a checkpoint holds the whole model (else only what the method saves)"""
+    state: Dict[str, Any]
+    """What a checkpoint saves: model, optimizer, data position, counters, history, the loss since the last log"""
+    progress: Any = None
+    throughput: Any = None
+    clock: Any = None
+    val_loss: Optional[float] = None
+    session: Dict[str, int] = field(default_factory=lambda: dict(steps=0, iters=0, tokens=0, samples=0))
+    """This process's counts since it started (not restored on resume), for the throughput"""
+
+
+def _start(fabric: "Fabric", model: Any, run: RunSpec) -> _Training:
+    """Set up the model, the optimizer and the loaders; plan the steps; the initial training state."""
+    import torch
+
+    train = run.train
+    accum = train.gradient_accumulation_iters(fabric.world_size)
+    model, seq_len, strict, flops = _setup_model(fabric, model, run)
+    opt, base_lrs = _setup_optimizer(fabric, model, run)
+    train_loader = fabric.setup_dataloaders(run.data.train_dataloader())
+    val_loader = run.data.val_dataloader()
     val_loader = None if val_loader is None else fabric.setup_dataloaders(val_loader)
     batches = Batches(train_loader, fabric.world_size)
 
     iters_per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else None
     max_steps = plan_steps(train, accum, fabric.world_size, seq_len, iters_per_epoch)
     max_iters = max_steps * accum
-    warmup = train.warmup_iters(fabric.world_size, max_iters, iters_per_epoch)
-
     state: Dict[str, Any] = {
         "model": model,
         "optimizer": opt,
@@ -364,118 +407,183 @@ def fit(
         "loss_sum": torch.zeros((), device=fabric.device),
         "loss_count": 0,
     }
+    return _Training(
+        fabric=fabric, run=run, model=model, optimizer=opt, base_lrs=base_lrs, batches=batches, val_loader=val_loader,
+        seq_len=seq_len, accum=accum, ignore_index=getattr(run.data, "ignore_index", -100),  # token blocks have no ignored labels
+        max_steps=max_steps, max_iters=max_iters, warmup=train.warmup_iters(fabric.world_size, max_iters, iters_per_epoch),
+        flops=flops, strict=strict, state=state,
+    )
+
+
+def _setup_model(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, int, bool, Optional[int]]:
+    """The method's model with what trains marked, compiled if asked and set up by Fabric; its sequence length;
+    whether checkpoints hold all of it; its FLOPs per micro-batch."""
+    import torch
+
+    from litgpt.train import monitor
+
+    method = run.method
+    model = method.transform(model)
+    for name, param in model.named_parameters():
+        param.requires_grad = method.is_trainable(name)
+    seq_len = model.max_seq_length
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in model.parameters())
+    fabric.print(f"Parameters: {n_total:,} ({n_trainable:,} trainable)")
+    flops = monitor.measure_flops(lambda: method.transform(type(model)(model.config)), run.train.micro_batch_size, seq_len)
+
+    # names from the plain module: FSDP's state_dict() before the first forward initialises its inner units as roots
+    strict = all(method.is_saved(name) for name in model.state_dict())
+    if run.compile:
+        model = torch.compile(model)
+    return fabric.setup(model), seq_len, strict, flops
+
+
+def _setup_optimizer(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, List[float]]:
+    """The optimizer over the trainable parameters (fused on CUDA where it can be), and its base learning rates."""
+    cls, init_args = resolve_optimizer(run.optimizer)
+    if fabric.device.type == "cuda" and "fused" in signature(cls).parameters:
+        init_args.setdefault("fused", True)
+    opt = cls([p for p in model.parameters() if p.requires_grad], **init_args)
+    base_lrs = [group["lr"] for group in opt.param_groups]
+    fabric.print(f"Optimizer: {cls.__name__}, lr {base_lrs[0]:g} (warmup, then cosine decay to min_lr {run.train.min_lr:g})")
+    return fabric.setup_optimizers(opt), base_lrs
+
+
+def _resume(t: _Training) -> None:
+    """Remove what a killed run left half-written; continue from the run's checkpoint, if any."""
+    fabric, state, resume = t.fabric, t.state, t.run.resume
     if fabric.is_global_zero:
-        remove_stale(out_dir)
+        remove_stale(t.run.out_dir)
     if resume is not None:
         fabric.print(f"Resuming from {resume}")
-        load_training_state(fabric, resume, state, strict)
+        load_training_state(fabric, resume, state, t.strict)
         load_rng_state(resume.parent, fabric.global_rank)
         state["loss_sum"] = state["loss_sum"].to(fabric.device)
-        if batches.saved_world_size != fabric.world_size:
+        saved_world_size = t.batches.saved_world_size
+        if saved_world_size != fabric.world_size:
             # iter_num and tokens count one process's micro-batches and tokens: restate them for this many processes
-            fabric.print(f"The checkpoint was written by {batches.saved_world_size} process(es), this run has {fabric.world_size}")
-            state["iter_num"] = state["step_count"] * accum
-            state["tokens"] = state["tokens"] * batches.saved_world_size // fabric.world_size
-    if state["step_count"] >= max_steps:
-        fabric.print(f"The checkpoint is at step {state['step_count']}, the run's last step is {max_steps}: nothing to train")
+            fabric.print(f"The checkpoint was written by {saved_world_size} process(es), this run has {fabric.world_size}")
+            state["iter_num"] = state["step_count"] * t.accum
+            state["tokens"] = state["tokens"] * saved_world_size // fabric.world_size
+    if state["step_count"] >= t.max_steps:
+        fabric.print(f"The checkpoint is at step {state['step_count']}, the run's last step is {t.max_steps}: nothing to train")
 
-    progress = monitor.Progress(fabric, max_steps, state["step_count"])
+
+def _start_monitors(t: _Training) -> None:
+    """The progress bar, the throughput meter and the training clock."""
+    from litgpt.train import monitor
+
+    fabric = t.fabric
+    t.progress = monitor.Progress(fabric, t.max_steps, t.state["step_count"])
     precision = getattr(fabric.strategy.precision, "precision", "32-true")
-    throughput = monitor.Throughput(fabric.world_size, flops, monitor.peak_flops(fabric.device, precision))
-    clock = monitor.Clock()
-    val_loss: Optional[float] = None
+    t.throughput = monitor.Throughput(fabric.world_size, t.flops, monitor.peak_flops(fabric.device, precision))
+    t.clock = monitor.Clock()
 
-    def run_validation(max_iters: int) -> float:
-        loss = validate(fabric, model, val_loader, max_iters, seq_len, ignore_index, method.loss)
-        state["history"].append({"step": state["step_count"], "val_loss": loss})
-        fabric.log_dict({"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}, step=state["step_count"])
-        progress.print(f"step {state['step_count']}: val loss {loss:.4f}, val ppl {math.exp(min(loss, 50)):.2f}")
-        if sample is not None:
-            sample(fabric, model, state["step_count"])
-        return loss
 
-    if eval.initial_validation and val_loader is not None and state["step_count"] == 0:
-        val_loss = run_validation(eval.max_iters)
+def _validation(t: _Training) -> float:
+    """Validate, log and print the loss, and show the sample (if any)."""
+    fabric, state, sample = t.fabric, t.state, t.run.sample
+    loss = validate(fabric, t.model, t.val_loader, t.run.eval.max_iters, t.seq_len, t.ignore_index, t.run.method.loss)
+    state["history"].append({"step": state["step_count"], "val_loss": loss})
+    fabric.log_dict({"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}, step=state["step_count"])
+    t.progress.print(f"step {state['step_count']}: val loss {loss:.4f}, val ppl {math.exp(min(loss, 50)):.2f}")
+    if sample is not None:
+        sample(fabric, t.model, state["step_count"])
+    return loss
 
-    try:
-        session_steps, session_iters, session_tokens, session_samples = 0, 0, 0, 0
-        clock.start()
-        while state["step_count"] < max_steps:
-            if train.max_time is not None and stop_for_time(fabric, clock.now(), train.max_time):
-                progress.print(f"Stopping: --train.max_time of {train.max_time}s reached")
-                break
-            step_start = clock.now()
-            for micro in range(accum):
-                batch = next(batches)
-                input_ids, _ = split_batch(batch, seq_len)  # counted below
-                with fabric.no_backward_sync(model, enabled=micro < accum - 1):
-                    # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
-                    loss = method.loss(model, batch, seq_len, ignore_index)
-                    fabric.backward(loss / accum)
-                state["loss_sum"] += loss.detach()
-                state["loss_count"] += 1
-                state["iter_num"] += 1
-                state["tokens"] += input_ids.numel()
-                session_tokens += input_ids.numel()
-                session_samples += input_ids.size(0)
-            session_iters += accum
-            if train.max_norm is not None:
-                fabric.clip_gradients(model, opt, max_norm=train.max_norm)
-            for group, base in zip(opt.param_groups, base_lrs):
-                group["lr"] = learning_rate(state["iter_num"], base, train.min_lr, warmup, max_iters)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            state["step_count"] += 1
-            session_steps += 1
-            step = state["step_count"]
 
-            if step % train.log_interval == 0 or step == max_steps:
-                mean_loss = fabric.all_reduce(state["loss_sum"] / state["loss_count"], reduce_op="mean").item()
-                state["loss_sum"].zero_()
-                state["loss_count"] = 0
-                now = clock.now()
-                throughput.update(now, session_iters, session_samples, session_tokens)
-                left = throughput.seconds_left((max_steps - step) * accum)
-                metrics = {
-                    "loss": mean_loss,
-                    "iter": state["iter_num"],
-                    "step": step,
-                    "epoch": batches.epoch,
-                    "iter_time": (now - step_start) / accum,
-                    "remaining_time": now / session_steps * (max_steps - step) if left is None else left,
-                    "tokens": state["tokens"],
-                    "total_tokens": state["tokens"] * fabric.world_size,
-                    "learning_rate": opt.param_groups[0]["lr"],
-                    **throughput.compute(),
-                    **method.metrics(fabric),
-                }
-                fabric.log_dict(metrics, step=step)
-                state["history"].append({k: metrics[k] for k in ("step", "loss", "throughput/tokens_per_sec") if k in metrics})
-                progress.update(step, metrics)
-                progress.print(monitor.log_line(metrics, max_steps, val_loss))
-            else:
-                progress.update(step)
+def _optimizer_step(t: _Training) -> None:
+    """One optimizer step: `accum` micro-batches of forward and backward, clipping, the scheduled lr, the step."""
+    fabric, model, opt, state, session = t.fabric, t.model, t.optimizer, t.state, t.session
+    train = t.run.train
+    for micro in range(t.accum):
+        batch = next(t.batches)
+        input_ids, _ = split_batch(batch, t.seq_len)  # counted below
+        with fabric.no_backward_sync(model, enabled=micro < t.accum - 1):
+            # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
+            loss = t.run.method.loss(model, batch, t.seq_len, t.ignore_index)
+            fabric.backward(loss / t.accum)
+        state["loss_sum"] += loss.detach()
+        state["loss_count"] += 1
+        state["iter_num"] += 1
+        state["tokens"] += input_ids.numel()
+        session["tokens"] += input_ids.numel()
+        session["samples"] += input_ids.size(0)
+    session["iters"] += t.accum
+    if train.max_norm is not None:
+        fabric.clip_gradients(model, opt, max_norm=train.max_norm)
+    for group, base in zip(opt.param_groups, t.base_lrs):
+        group["lr"] = learning_rate(state["iter_num"], base, train.min_lr, t.warmup, t.max_iters)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    state["step_count"] += 1
+    session["steps"] += 1
 
-            if val_loader is not None and step % eval.interval == 0 and step < max_steps:
-                clock.stop()
-                val_loss = run_validation(eval.max_iters)
-                clock.start()
-            if train.save_interval is not None and step % train.save_interval == 0:
-                clock.stop()
-                save_checkpoint(fabric, state, out_dir / f"step-{step:08d}", files, method)
-                progress.print(f"Saved checkpoint {out_dir / f'step-{step:08d}'}")
-                clock.start()
-    except KeyboardInterrupt:
-        progress.close()
-        raise Interrupted(f"Interrupted at step {state['step_count']}. {resume_hint(out_dir)}") from None
-    clock.stop()
-    progress.close()
 
-    if eval.final_validation and val_loader is not None:
-        val_loss = run_validation(eval.max_iters)
-    final = out_dir / "final"
-    save_final(fabric, model, method, final, files, state["history"])
-    fabric.print(f"Saved the trained model to {final} ({clock.elapsed:.1f}s of training)")
+def _log_step(t: _Training, step_start: float) -> None:
+    """Every --train.log_interval steps (and the last): the mean loss since the last log line and the metrics,
+    to the loggers and the console; else the progress bar moves."""
+    from litgpt.train import monitor
+
+    fabric, state, session = t.fabric, t.state, t.session
+    step, max_steps = state["step_count"], t.max_steps
+    if not (step % t.run.train.log_interval == 0 or step == max_steps):
+        t.progress.update(step)
+        return
+    mean_loss = fabric.all_reduce(state["loss_sum"] / state["loss_count"], reduce_op="mean").item()
+    state["loss_sum"].zero_()
+    state["loss_count"] = 0
+    now = t.clock.now()
+    t.throughput.update(now, session["iters"], session["samples"], session["tokens"])
+    left = t.throughput.seconds_left((max_steps - step) * t.accum)
+    metrics = {
+        "loss": mean_loss,
+        "iter": state["iter_num"],
+        "step": step,
+        "epoch": t.batches.epoch,
+        "iter_time": (now - step_start) / t.accum,
+        "remaining_time": now / session["steps"] * (max_steps - step) if left is None else left,
+        "tokens": state["tokens"],
+        "total_tokens": state["tokens"] * fabric.world_size,
+        "learning_rate": t.optimizer.param_groups[0]["lr"],
+        **t.throughput.compute(),
+        **t.run.method.metrics(fabric),
+    }
+    fabric.log_dict(metrics, step=step)
+    state["history"].append({k: metrics[k] for k in ("step", "loss", "throughput/tokens_per_sec") if k in metrics})
+    t.progress.update(step, metrics)
+    t.progress.print(monitor.log_line(metrics, max_steps, t.val_loss))
+
+
+def _after_step(t: _Training) -> None:
+    """The hooks after a step: validation every --eval.interval steps, a checkpoint every --train.save_interval
+    (the training clock stopped meanwhile)."""
+    step, run = t.state["step_count"], t.run
+    if t.val_loader is not None and step % run.eval.interval == 0 and step < t.max_steps:
+        t.clock.stop()
+        t.val_loss = _validation(t)
+        t.clock.start()
+    if run.train.save_interval is not None and step % run.train.save_interval == 0:
+        t.clock.stop()
+        folder = run.out_dir / f"step-{step:08d}"
+        save_checkpoint(t.fabric, t.state, folder, run.files, run.method)
+        t.progress.print(f"Saved checkpoint {folder}")
+        t.clock.start()
+
+
+def _finish(t: _Training) -> Dict[str, Any]:
+    """The final validation and final/; returns the training state without the objects."""
+    import torch
+
+    fabric, run, state = t.fabric, t.run, t.state
+    t.clock.stop()
+    t.progress.close()
+    if run.eval.final_validation and t.val_loader is not None:
+        t.val_loss = _validation(t)
+    final = run.out_dir / "final"
+    save_final(fabric, t.model, run.method, final, run.files, state["history"])
+    fabric.print(f"Saved the trained model to {final} ({t.clock.elapsed:.1f}s of training)")
     if fabric.device.type == "cuda":
         fabric.print(f"Peak memory: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB")
     return {k: v for k, v in state.items() if k not in ("model", "optimizer", "train_dataloader", "loss_sum")}
@@ -620,7 +728,8 @@ def generate_sample(fabric: "Fabric", model: Any, prompt: "torch.Tensor", max_ne
     """Greedy new token ids after the 1-D `prompt`, at most `max_new_tokens` and as many as the model's
     max_seq_length leaves room for. Runs on every process (FSDP gathers weights in each forward); the KV
     cache it needs is cleared afterwards and the model is back in train mode."""
-    from litgpt.engine.core import ensure_kv_cache, generate_tokens
+    from litgpt.engine.core import ensure_kv_cache
+    from litgpt.engine.batcher import generate_tokens
 
     inner = getattr(model, "_original_module", model)  # under Fabric's wrapper
     inner = getattr(inner, "_orig_mod", inner)  # under torch.compile

@@ -10,9 +10,9 @@
 
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict
 
 from litgpt.train.loop import Method
 
@@ -33,8 +33,16 @@ class LoRA(Method):
     projection: bool = False
     mlp: bool = False
     head: bool = False
-    base_weights: Optional[Path] = None
-    """The base model's lit_model.pth, which finish() merges the LoRA weights into"""
+
+    @classmethod
+    def from_flags(cls, flags: Dict[str, Any]) -> "LoRA":
+        """The LoRA of a command's `lora_*` flags; a rank below 1, or no layer covered, is a one-line error."""
+        settings = {f.name: flags[f"lora_{f.name}"] for f in fields(cls) if f"lora_{f.name}" in flags}
+        if settings["r"] < 1:
+            raise ValueError(f"--lora_r must be at least 1, got {settings['r']}")
+        if not any(settings[name] for name in ("query", "key", "value", "projection", "mlp", "head")):
+            raise ValueError("LoRA covers no layer: enable at least one of --lora_query/key/value/projection/mlp/head")
+        return cls(**settings)
 
     def transform(self, model: Any) -> Any:
         from litgpt.lora import add_lora
@@ -71,8 +79,6 @@ class Adapter(Method):
     weights_file: str = "lit_model.pth.adapter"
     prompt_length: int = 10
     start_layer: int = 2
-    base_weights: Optional[Path] = None
-    """The base model's lit_model.pth, linked into final/ so the folder is complete"""
     v2: bool = field(default=False, init=False)
 
     def transform(self, model: Any) -> Any:

@@ -173,10 +173,12 @@ def _run(
         model.transformer.wte.weight = model.lm_head.weight
     if train.max_seq_length is not None:
         model.max_seq_length = train.max_seq_length
-    loop.fit(
-        fabric, model, method=loop.Method(), data=data, train=train, eval=eval, optimizer=optimizer,
-        out_dir=out_dir, resume=resume_path, files=files, compile=fabric.device.type == "cuda" if compile is None else compile,
+    loop.prepare_data(fabric, data)
+    run = loop.RunSpec(
+        method=loop.Method(), data=data, train=train, eval=eval, optimizer=optimizer, out_dir=out_dir, resume=resume_path,
+        files=files, compile=fabric.device.type == "cuda" if compile is None else compile,
     )
+    loop.fit(fabric, model, run)
 
 
 def init_weights(model: "GPT", seed: int = 42) -> None:

@@ -176,3 +176,26 @@ def test_command_line(base_dir, json_data, tmp_path):
     hparams = yaml.safe_load((out / "final" / "hyperparameters.yaml").read_text())
     assert hparams["lora_r"] == 2 and hparams["lora_head"] is True and hparams["data"]["init_args"]["mask_prompt"] is True
     assert "lm_head.lora_A" in weights(out / "final" / "lit_model.pth.lora")
+
+
+def test_the_data_is_prepared_and_set_up_once(base_dir, json_data, tmp_path):
+    # the longest sample (which sets the model's sequence length) and the loaders read the same prepared data
+    from litgpt.data import JSON
+    from litgpt.train import finetune
+    from litgpt.train.args import EvalArgs, TrainArgs
+
+    calls = []
+
+    class CountingJSON(JSON):
+        def prepare_data(self) -> None:
+            calls.append("prepare_data")
+            super().prepare_data()
+
+        def setup(self, stage: str = "") -> None:
+            calls.append("setup")
+            super().setup(stage)
+
+    finetune.finetune_full(base_dir, out_dir=tmp_path / "out", precision="32-true", data=CountingJSON(json_path=json_data, num_workers=0),
+                           train=TrainArgs(global_batch_size=1, micro_batch_size=1, max_steps=1, save_interval=None),
+                           eval=EvalArgs(interval=100, max_iters=1, max_new_tokens=None, final_validation=False))
+    assert calls == ["prepare_data", "setup"]
