@@ -64,12 +64,12 @@ class Phases:
 
     def __init__(self, batcher: Batcher) -> None:
         self.totals: dict = {}
-        for name in ("_admit", "_decode", "_advance"):
+        for name in ("_admit", "_decode", "_read"):
             setattr(batcher, name, self.timed(name, getattr(batcher, name)))
         import litgpt.engine.batcher as module
 
-        self.sample = module._sample_rows
-        module._sample_rows = self.timed("sample", module._sample_rows)
+        self.sample = module._sample
+        module._sample = self.timed("sample", module._sample)
         self.step = batcher.decode_step
         batcher.decode_step = self.timed("forward", batcher.decode_step)
 
@@ -135,12 +135,12 @@ def main() -> None:
                 phases = Phases(batcher)
                 run(batcher, model, args_c, temperature, args.seconds / 2)
                 print(f"  phases (s, device synced): { {k: round(v, 3) for k, v in phases.totals.items()} }", flush=True)
-                for name in ("_admit", "_decode", "_advance"):
+                for name in ("_admit", "_decode", "_read"):
                     delattr(batcher, name)
                 batcher.decode_step = phases.step
                 import litgpt.engine.batcher as module
 
-                module._sample_rows = phases.sample
+                module._sample = phases.sample
                 for gen in batcher.running + list(batcher.waiting):
                     gen.on_update = None
                 batcher.run()

@@ -39,6 +39,13 @@ from litgpt.engine.core import (
 from litgpt.engine.sampling import RowSettings, check_sampling_args, sample_with
 from litgpt.model import GPT, KVCache
 
+# A prefill of a few new rows costs the running rows about one decode step, most of it the host launching the
+# forward's kernels, whatever the number of rows. Once many rows run, new sequences are admitted in groups of
+# ADMIT_GROUP (or when the first has waited ADMIT_WAIT steps), not one prefill each.
+ADMIT_GROUP = 8
+ADMIT_WAIT = 4
+ADMIT_ALONE_BELOW = 16  # fewer running rows than this: admit at once
+
 
 @dataclass(eq=False)
 class Generation:
@@ -110,6 +117,7 @@ class Batcher:
         self.running: List[Generation] = []  # running[i] lives in KV-cache row i
         self._rows = _RowState()  # the running rows' next tokens, positions and sampling settings, on the device
         self._unread: Optional[Tuple[List[Generation], _TokenReader]] = None  # tokens sampled, not yet read back
+        self._held = 0  # steps the first waiting sequence has been held back for a group to gather
 
     @property
     def busy(self) -> bool:
@@ -122,7 +130,7 @@ class Batcher:
             raise ValueError("The prompt must be a non-empty 1-D tensor of token ids")
         if gen.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {gen.max_new_tokens}")
-        if gen.prompt.numel() + gen.max_new_tokens > self.model.max_seq_length:
+        if gen.prompt.numel() + gen.max_new_tokens - 1 > self.model.max_seq_length:  # the last token is never fed
             raise ValueError(
                 f"The prompt ({gen.prompt.numel()} tokens) plus max_new_tokens ({gen.max_new_tokens}) exceeds the "
                 f"model's context length ({self.model.max_seq_length} tokens)"
@@ -194,6 +202,13 @@ class Batcher:
         return [row for row, gen in enumerate(self.running) if gen.done]
 
     def _admit(self) -> None:
+        free = self.max_batch_size - len(self.running)
+        if not self.waiting or not free:
+            return
+        if len(self.running) >= ADMIT_ALONE_BELOW and len(self.waiting) < min(free, ADMIT_GROUP) and self._held < ADMIT_WAIT:
+            self._held += 1
+            return
+        self._held = 0
         new: List[Generation] = []
         while self.waiting and len(self.running) + len(new) < self.max_batch_size:
             gen = self.waiting.popleft()

@@ -25,7 +25,7 @@ def decode_step(model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input
     return model(tokens, positions, input_pos_maxp1=input_pos_maxp1)[:, -1]
 
 
-def compile_blocks(model: GPT, decode: bool = False, **compile_options: Any) -> GPT:
+def compile_blocks(model: GPT, decode: bool = False, products: bool = True, **compile_options: Any) -> GPT:
     """A view of `model` whose transformer blocks run under `torch.compile(**compile_options)`.
 
     The view shares the model's weights, buffers and KV caches, and the model itself stays as it was. Blocks of
@@ -36,7 +36,7 @@ def compile_blocks(model: GPT, decode: bool = False, **compile_options: Any) -> 
     """
     from litgpt.engine.decode_kernels import shallow_copy
 
-    view = decode_view(model) if decode else model
+    view = decode_view(model, products) if decode else model
     view, transformer = shallow_copy(view), shallow_copy(view.transformer)
     transformer._modules["h"] = nn.ModuleList(torch.compile(block, **compile_options) for block in transformer.h)
     if decode:  # the final norm: one kernel in place of ~7 small eager ones a step
@@ -45,13 +45,13 @@ def compile_blocks(model: GPT, decode: bool = False, **compile_options: Any) -> 
     return view
 
 
-def decode_view(model: GPT) -> GPT:
-    """A view of `model` whose blocks run their products and attention through `litgpt.engine.decode_kernels`
-    (see `decode_block`)."""
+def decode_view(model: GPT, products: bool = True) -> GPT:
+    """A view of `model` whose blocks run their attention of one query a row over the cache, and with `products`
+    (for one row) their matrix products, through `litgpt.engine.decode_kernels` (see `decode_block`)."""
     from litgpt.engine.decode_kernels import decode_block, shallow_copy
 
     view, transformer = shallow_copy(model), shallow_copy(model.transformer)
-    transformer._modules["h"] = nn.ModuleList(decode_block(block) for block in model.transformer.h)
+    transformer._modules["h"] = nn.ModuleList(decode_block(block, products) for block in model.transformer.h)
     view._modules["transformer"] = transformer
     return view
 
@@ -77,7 +77,7 @@ class GraphedStep:
     An eager step launches a few hundred small kernels from Python, which at batch 1 takes longer than the
     kernels themselves; a graph replays them all in one call. A graph is captured the first time each shape is
     met: the batch is padded up to a power of two (the padding rows are free cache rows), and the step attends
-    over the whole cache, or over a power-of-two prefix of it when the cache is longer than 2,048 positions.
+    over the whole cache, or over a power-of-two prefix of it (at least 256 positions) that holds every row's tokens.
     Capture runs the real step a few times, which is harmless because it writes the same keys and values to the
     same cache slots each time. Off CUDA, for bitsandbytes-quantized models (not capturable) and for models
     spread over several devices, it is the plain step (compiled if asked). The returned logits are a copy, free to keep.
@@ -110,17 +110,20 @@ class GraphedStep:
         self._views: "weakref.WeakKeyDictionary[GPT, dict]" = weakref.WeakKeyDictionary()  # model -> {kind: view}
 
     def _view(self, model: GPT, kind: str) -> GPT:
-        """The model with compiled blocks for a `kind` of forward: "one" (decode steps of one token, through our
-        decode kernels, which serve a single row only), "rows" (other decode steps) or "prefill" (dynamic shapes,
-        any length)."""
+        """The model for a `kind` of forward: "one" (decode steps of one token, attention and products through our
+        decode kernels, which serve a single row only), "rows" (decode steps of one token a row: attention through
+        our kernel) or "prefill" (dynamic shapes, any length); compiled with `compile`."""
         views = self._views.setdefault(model, {})
         if kind not in views:
-            options = {"dynamic": True} if kind == "prefill" else self.compile_options
-            decode = kind == "one"
-            if self.regional:
-                views[kind] = compile_blocks(model, decode=decode, **options)
+            if not self.compile:
+                views[kind] = decode_view(model, products=kind == "one")
             else:
-                views[kind] = torch.compile(decode_view(model) if decode else model, **options)
+                options = {"dynamic": True} if kind == "prefill" else self.compile_options
+                decode, products = kind != "prefill", kind == "one"
+                if self.regional:
+                    views[kind] = compile_blocks(model, decode=decode, products=products, **options)
+                else:
+                    views[kind] = torch.compile(decode_view(model, products) if decode else model, **options)
         return views[kind]
 
     def __call__(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
@@ -130,11 +133,11 @@ class GraphedStep:
         B, T = tokens.shape
         rows = min(cache_rows, 1 << (B - 1).bit_length())
         length = cache_len
-        if cache_len > 2048 and input_pos_maxp1 is not None:
-            length = min(cache_len, max(2048, 1 << (input_pos_maxp1 - 1).bit_length()))
+        if cache_len > 256 and input_pos_maxp1 is not None:
+            length = min(cache_len, max(256, 1 << (input_pos_maxp1 - 1).bit_length()))
 
         def make() -> Tuple[Callable, Tuple[torch.Tensor, ...]]:
-            view = self._view(model, "one" if rows * T == 1 else "rows") if self.compile else model
+            view = self._view(model, "one" if rows * T == 1 else "rows") if T == 1 or self.compile else model
 
             def forward(tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
                 return view(tokens, positions, input_pos_maxp1=length)[:, -1]

@@ -407,9 +407,10 @@ def shallow_copy(module: nn.Module) -> nn.Module:
     return copied
 
 
-def decode_block(block: nn.Module) -> nn.Module:
-    """A view of `block` (sharing its weights and KV cache) whose plain linear layers run through `gemv`, and whose
-    attention of one query a row over the cache runs through `decode_attention` (unless it soft-caps its scores).
+def decode_block(block: nn.Module, products: bool = True) -> nn.Module:
+    """A view of `block` (sharing its weights and KV cache) whose plain linear layers run through `gemv` (with
+    `products`: for one row), and whose attention of one query a row over the cache runs through `decode_attention`
+    (unless it soft-caps its scores).
 
     In a LLaMA-style block (sequential residual, RMSNorms) the norms move into the products that read them, a LLaMA
     MLP becomes one fused fc_1/fc_2 product and the projection, and each projection adds the residual itself.
@@ -419,7 +420,7 @@ def decode_block(block: nn.Module) -> nn.Module:
     if type(block) is not Block:
         return block
     view = shallow_copy(block)
-    fold = not block.parallel_residual and _plain_norm(block.norm_1) and _plain_norm(block.norm_2)
+    fold = products and not block.parallel_residual and _plain_norm(block.norm_1) and _plain_norm(block.norm_2)
     attn = block.attn
     if type(attn) is CausalSelfAttention:
         attn = shallow_copy(attn)
@@ -428,14 +429,14 @@ def decode_block(block: nn.Module) -> nn.Module:
         attn.__dict__.pop("kv_cache", None)
         attn.__dict__["_original"] = block.attn  # not a submodule: the view's parameters are the block's
         view._modules["attn"] = attn
-        if _plain(attn.qkv):
+        if products and _plain(attn.qkv):
             attn._modules["qkv"] = DecodeLinear(attn.qkv, block.norm_1 if fold else None)
             if fold:
                 view._modules["norm_1"] = nn.Identity()
-        if _plain(attn.proj):
+        if products and _plain(attn.proj):
             attn._modules["proj"] = DecodeLinear(attn.proj)
     mlp = block.mlp
-    if type(mlp) is LLaMAMLP and all(_plain(getattr(mlp, name)) for name in ("fc_1", "fc_2", "proj")) and not _hooked(mlp):
+    if products and type(mlp) is LLaMAMLP and all(_plain(getattr(mlp, name)) for name in ("fc_1", "fc_2", "proj")) and not _hooked(mlp):
         view._modules["mlp"] = DecodeGatedMLP(mlp, block.norm_2 if fold else None)
         if fold:
             view._modules["norm_2"] = nn.Identity()
