@@ -37,6 +37,7 @@ PREDICT_FIELDS = ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "
 MAX_TEMPERATURE = 100.0
 GREEDY_BELOW = 1e-5  # temperatures this small sample as greedy: dividing logits by them overflows float32
 CPU_ROWS = 8  # the default max_batch_size off CUDA
+MERGED_STEPS = 4  # the most steps' tokens one stream event carries
 MAX_ROWS = 256  # the most rows the default max_batch_size picks
 ROW_CONTEXT = 8192  # the default max_batch_size leaves each row at least this many tokens (or the model's context)
 RETRY_AFTER_S = 1
@@ -280,14 +281,17 @@ class Answer:
             raise RequestError(504, f"No token within the server's timeout ({self.timeout:g} s): the server is busy; retry later") from None
 
     async def updates(self) -> AsyncIterator[List[int]]:
-        """The token ids released at each step, until the generation ends."""
+        """The token ids released by the steps since the last update, until the generation ends: each step's alone
+        while the event loop keeps up, up to MERGED_STEPS steps' in one when it falls behind (a busy server then
+        sends fewer, larger stream events)."""
         while self.pending or not self.finished:
             if not self.pending:
                 await self.updated.wait()
                 self.updated.clear()
             taken, self.pending = self.pending, []
-            for released in taken:
-                yield released
+            group = 1 if len(taken) <= 2 else MERGED_STEPS
+            for start in range(0, len(taken), group):
+                yield [i for released in taken[start : start + group] for i in released]
         if self.gen.finish_reason == "error":
             raise RequestError(500, f"Generation failed: {self.gen.error}")
 
