@@ -14,11 +14,10 @@ import copy
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Literal, Optional, Tuple
 
-from litgpt.data import DataModule
-from litgpt.train.args import EvalArgs, LogArgs, TrainArgs
-from litgpt.train.finetune import Logger, Quantize, Resume, _train_defaults
+from litgpt.train.finetune import BASE, LORA, TRAINING, _command
 from litgpt.train.loop import Method, split_batch
 
 if TYPE_CHECKING:
@@ -136,85 +135,32 @@ class DPO(Method):
         return dict(zip(names, mean))
 
 
-def finetune_dpo(
-    checkpoint_dir: Path,
-    out_dir: Path = Path("out/finetune/dpo"),
-    method: Literal["lora", "full"] = "lora",
-    dpo: DPOArgs = DPOArgs(),
-    precision: Optional[str] = None,
-    quantize: Quantize = None,
-    devices: Union[int, str] = 1,
-    num_nodes: int = 1,
-    lora_r: int = 8,
-    lora_alpha: int = 16,
-    lora_dropout: float = 0.05,
-    lora_query: bool = True,
-    lora_key: bool = False,
-    lora_value: bool = True,
-    lora_projection: bool = False,
-    lora_mlp: bool = False,
-    lora_head: bool = False,
-    data: Optional[DataModule] = None,
-    train: TrainArgs = _train_defaults(),
-    log: LogArgs = LogArgs(),
-    eval: EvalArgs = EvalArgs(interval=100, max_new_tokens=100, max_iters=100),
-    optimizer: Union[str, Dict] = "AdamW",
-    logger_name: Logger = "csv",
-    seed: int = 1337,
-    access_token: Optional[str] = None,
-    resume: Resume = False,
-    compile: bool = False,
-) -> None:
+@_command(("checkpoint_dir", "out_dir", "method", "dpo") + BASE[2:] + LORA + TRAINING, defaults={"out_dir": Path("out/finetune/dpo")},
+          own={"method": (Literal["lora", "full"], "lora", "What trains: lora (low-rank updates; the reference is the same "
+                          "model with them off) or full (every weight; the reference is a frozen copy, twice the weights in memory)."),
+               "dpo": (DPOArgs, DPOArgs(), "DPO's settings (`--dpo.beta`).")},
+          helps={"quantize": 'Quantize the frozen base weights with bitsandbytes (LoRA only; one CUDA GPU, a "-true" precision).',
+                 "data": "The preference pairs: `--data Preference --data.json_path prefs.json`.",
+                 "eval": "Validation arguments (`--eval.*`; the validation loss is the DPO loss).",
+                 "compile": "Compile the model with torch.compile."})
+def finetune_dpo(args: SimpleNamespace) -> None:
     """Align a model with preference pairs by DPO: it learns to prefer each chosen answer over the rejected one,
-    relative to the frozen base model (tutorials/dpo.md).
-
-    Args:
-        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
-        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
-        method: What trains: lora (low-rank updates; the reference is the same model with them off) or full (every
-            weight; the reference is a frozen copy, twice the weights in memory).
-        dpo: DPO's settings (`--dpo.beta`).
-        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
-            32-true on CPUs.
-        quantize: Quantize the frozen base weights with bitsandbytes (LoRA only; one CUDA GPU, a "-true" precision).
-        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
-        num_nodes: Machines to train on.
-        lora_r: The LoRA rank.
-        lora_alpha: The LoRA alpha (updates are scaled by alpha / r).
-        lora_dropout: Dropout on the LoRA layers' input.
-        lora_query: Apply LoRA to the attention's query projection.
-        lora_key: Apply LoRA to the attention's key projection.
-        lora_value: Apply LoRA to the attention's value projection.
-        lora_projection: Apply LoRA to the attention's output projection.
-        lora_mlp: Apply LoRA to the MLP's linear layers.
-        lora_head: Apply LoRA to the output head.
-        data: The preference pairs: `--data Preference --data.json_path prefs.json`.
-        train: Training arguments (`--train.*`).
-        log: Experiment-tracker arguments (`--log.*`).
-        eval: Validation arguments (`--eval.*`; the validation loss is the DPO loss).
-        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
-        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
-        seed: The random seed.
-        access_token: A Hugging Face token, to download a gated base model.
-        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
-            any) or the path of a checkpoint.
-        compile: Compile the model with torch.compile.
-    """
-    flags = dict(locals())
+    relative to the frozen base model (tutorials/dpo.md)."""
     from litgpt.data.preference import Preference
     from litgpt.prompts import PromptStyle
     from litgpt.train import finetune
     from litgpt.train.methods import LoRA, Full
 
+    data = args.data
     if not isinstance(data, Preference):
         raise ValueError("finetune_dpo trains on preference pairs: pass --data Preference --data.json_path prefs.json")
-    if not dpo.beta > 0:
-        raise ValueError(f"--dpo.beta must be positive, got {dpo.beta}")
-    if method == "full" and quantize is not None:
+    if not args.dpo.beta > 0:
+        raise ValueError(f"--dpo.beta must be positive, got {args.dpo.beta}")
+    if args.method == "full" and args.quantize is not None:
         raise ValueError("--quantize applies to --method lora (the frozen base weights); full finetuning trains them")
-    base = LoRA.from_flags(flags) if method == "lora" else Full()
-    run = finetune.FinetuneRun.from_flags(DPO(base, dpo.beta), flags)
-    run.checkpoint_dir = finetune._base_folder(Path(checkpoint_dir), access_token)
+    base = LoRA.from_flags(vars(args)) if args.method == "lora" else Full()
+    run = finetune.FinetuneRun.from_flags(DPO(base, args.dpo.beta), vars(args))
+    run.checkpoint_dir = finetune._base_folder(Path(args.checkpoint_dir), args.access_token)
     if data.prompt_style is None:
         data.prompt_style = PromptStyle.from_checkpoint(run.checkpoint_dir)
     finetune._finetune(run)

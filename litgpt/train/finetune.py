@@ -1,7 +1,8 @@
 """`litgpt finetune_lora` (and `finetune`), `finetune_full`, `finetune_adapter`, `finetune_adapter_v2`.
 
-Four thin commands with LitGPT's flags and defaults; each picks a `Method` (litgpt/train/methods.py) and hands
-the work to `_finetune`, which checks everything, loads the base model and runs the one training loop.
+Four thin commands with LitGPT's flags and defaults (each flag declared once, in FLAGS); each picks a `Method`
+(litgpt/train/methods.py) and hands a `FinetuneRun` to `_finetune`, which checks everything, loads the base model
+and runs the one training loop.
 out_dir/final/ is a complete checkpoint folder (weights, model_config.yaml, tokenizer files, prompt_style.yaml,
 hyperparameters.yaml) that `litgpt generate` and `litgpt chat` read.
 """
@@ -9,9 +10,11 @@ hyperparameters.yaml) that `litgpt generate` and `litgpt chat` read.
 import random
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Union
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, Dict, Literal, Optional, Tuple, Union
 
 from litgpt.data import DataModule  # no torch inside; imports the data modules so `--data NAME` finds them
+from litgpt.generate.flags import REQUIRED, Flag, command
 from litgpt.train.args import EvalArgs, LogArgs, TrainArgs, to_yaml_value
 
 if TYPE_CHECKING:
@@ -26,209 +29,93 @@ def _train_defaults() -> TrainArgs:
     return TrainArgs(save_interval=1000, log_interval=1, global_batch_size=16, micro_batch_size=1, lr_warmup_steps=100, epochs=5, max_seq_length=None)
 
 
-def finetune_lora(
-    checkpoint_dir: Path,
-    out_dir: Path = Path("out/finetune/lora"),
-    precision: Optional[str] = None,
-    quantize: Quantize = None,
-    devices: Union[int, str] = 1,
-    num_nodes: int = 1,
-    lora_r: int = 8,
-    lora_alpha: int = 16,
-    lora_dropout: float = 0.05,
-    lora_query: bool = True,
-    lora_key: bool = False,
-    lora_value: bool = True,
-    lora_projection: bool = False,
-    lora_mlp: bool = False,
-    lora_head: bool = False,
-    data: Optional[DataModule] = None,
-    train: TrainArgs = _train_defaults(),
-    log: LogArgs = LogArgs(),
-    eval: EvalArgs = EvalArgs(interval=100, max_new_tokens=100, max_iters=100),
-    optimizer: Union[str, Dict] = "AdamW",
-    logger_name: Logger = "csv",
-    seed: int = 1337,
-    access_token: Optional[str] = None,
-    resume: Resume = False,
-    compile: bool = False,
-) -> None:
-    """Finetune a model with LoRA: low-rank updates of chosen layers train, the base weights stay frozen.
+# Every flag of the finetuning commands (and finetune_dpo), declared once: type, default, help. `_command` builds a
+# command's signature and `Args:` docstring from the names it takes, which is what jsonargparse reads (flags,
+# types, defaults, --help).
+FLAGS: Dict[str, Flag] = {
+    "checkpoint_dir": (Path, REQUIRED, "The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing)."),
+    "out_dir": (Path, REQUIRED, "Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go."),
+    "precision": (Optional[str], None, "bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that "
+                                       "have bf16, 32-true on CPUs."),
+    "quantize": (Quantize, None, 'Quantize the frozen base weights with bitsandbytes (one CUDA GPU, a "-true" precision).'),
+    "devices": (Union[int, str], 1, 'Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.'),
+    "num_nodes": (int, 1, "Machines to train on."),
+    "lora_r": (int, 8, "The LoRA rank."),
+    "lora_alpha": (int, 16, "The LoRA alpha (updates are scaled by alpha / r)."),
+    "lora_dropout": (float, 0.05, "Dropout on the LoRA layers' input."),
+    "lora_query": (bool, True, "Apply LoRA to the attention's query projection."),
+    "lora_key": (bool, False, "Apply LoRA to the attention's key projection."),
+    "lora_value": (bool, True, "Apply LoRA to the attention's value projection."),
+    "lora_projection": (bool, False, "Apply LoRA to the attention's output projection."),
+    "lora_mlp": (bool, False, "Apply LoRA to the MLP's linear layers."),
+    "lora_head": (bool, False, "Apply LoRA to the output head."),
+    "data": (Optional[DataModule], None, "The instruction data; default `Alpaca`."),
+    "train": (TrainArgs, _train_defaults(), "Training arguments (`--train.*`)."),
+    "log": (LogArgs, LogArgs(), "Experiment-tracker arguments (`--log.*`)."),
+    "eval": (EvalArgs, EvalArgs(interval=100, max_new_tokens=100, max_iters=100), "Validation arguments (`--eval.*`)."),
+    "optimizer": (Union[str, Dict], "AdamW", 'An optimizer name ("AdamW") or {class_path, init_args}.'),
+    "logger_name": (Logger, "csv", "Where metrics go: csv and tensorboard write under out_dir/logs."),
+    "seed": (int, 1337, "The random seed."),
+    "access_token": (Optional[str], None, "A Hugging Face token, to download a gated base model."),
+    "resume": (Resume, False, "Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest "
+                              "if any) or the path of a checkpoint."),
+    "compile": (bool, False, "Compile the model with torch.compile (faster steps on GPUs after a slower first one)."),
+}
+BASE = ("checkpoint_dir", "out_dir", "precision", "quantize", "devices", "num_nodes")
+LORA = tuple(name for name in FLAGS if name.startswith("lora_"))
+TRAINING = ("data", "train", "log", "eval", "optimizer", "logger_name", "seed", "access_token", "resume", "compile")
 
-    Args:
-        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
-        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
-        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
-            32-true on CPUs.
-        quantize: Quantize the frozen base weights with bitsandbytes (QLoRA; one CUDA GPU, a "-true" precision).
-        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
-        num_nodes: Machines to train on.
-        lora_r: The LoRA rank.
-        lora_alpha: The LoRA alpha (updates are scaled by alpha / r).
-        lora_dropout: Dropout on the LoRA layers' input.
-        lora_query: Apply LoRA to the attention's query projection.
-        lora_key: Apply LoRA to the attention's key projection.
-        lora_value: Apply LoRA to the attention's value projection.
-        lora_projection: Apply LoRA to the attention's output projection.
-        lora_mlp: Apply LoRA to the MLP's linear layers.
-        lora_head: Apply LoRA to the output head.
-        data: The instruction data; default `Alpaca`.
-        train: Training arguments (`--train.*`).
-        log: Experiment-tracker arguments (`--log.*`).
-        eval: Validation arguments (`--eval.*`).
-        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
-        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
-        seed: The random seed.
-        access_token: A Hugging Face token, to download a gated base model.
-        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
-            any) or the path of a checkpoint.
-        compile: Compile the model with torch.compile (faster steps on GPUs after a slower first one).
-    """
-    flags = dict(locals())
+
+def _command(names: Tuple[str, ...], defaults: Dict[str, Any], helps: Optional[Dict[str, str]] = None,
+             own: Optional[Dict[str, Flag]] = None) -> Callable[[Callable], Callable]:
+    """`litgpt.generate.flags.command` over FLAGS: the flags `names` in this order, with the command's own
+    `defaults` and `helps` for some of them, and flags of its `own` (type, default, help)."""
+    table = {**FLAGS, **(own or {})}
+    flags = {}
+    for name in names:
+        annotation, default, help = table[name]
+        flags[name] = (annotation, defaults.get(name, default), (helps or {}).get(name, help))
+    return command(names, **flags)
+
+
+@_command(BASE + LORA + TRAINING, defaults={"out_dir": Path("out/finetune/lora")},
+          helps={"quantize": 'Quantize the frozen base weights with bitsandbytes (QLoRA; one CUDA GPU, a "-true" precision).'})
+def finetune_lora(args: SimpleNamespace) -> None:
+    """Finetune a model with LoRA: low-rank updates of chosen layers train, the base weights stay frozen."""
     from litgpt.train.methods import LoRA
 
+    flags = vars(args)
     _finetune(FinetuneRun.from_flags(LoRA.from_flags(flags), flags))
 
 
 finetune = finetune_lora
 
 
-def finetune_full(
-    checkpoint_dir: Path,
-    out_dir: Path = Path("out/finetune/full"),
-    precision: Optional[str] = None,
-    devices: Union[int, str] = 1,
-    num_nodes: int = 1,
-    resume: Resume = False,
-    compile: bool = False,
-    data: Optional[DataModule] = None,
-    train: TrainArgs = _train_defaults(),
-    log: LogArgs = LogArgs(),
-    eval: EvalArgs = EvalArgs(interval=600, max_new_tokens=100, max_iters=100),
-    optimizer: Union[str, Dict] = "AdamW",
-    logger_name: Logger = "csv",
-    seed: int = 1337,
-    access_token: Optional[str] = None,
-) -> None:
-    """Finetune all of a model's weights.
-
-    Args:
-        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
-        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
-        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
-            32-true on CPUs.
-        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
-        num_nodes: Machines to train on.
-        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
-            any) or the path of a checkpoint.
-        compile: Compile the model with torch.compile (faster steps on GPUs after a slower first one).
-        data: The instruction data; default `Alpaca`.
-        train: Training arguments (`--train.*`).
-        log: Experiment-tracker arguments (`--log.*`).
-        eval: Validation arguments (`--eval.*`).
-        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
-        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
-        seed: The random seed.
-        access_token: A Hugging Face token, to download a gated base model.
-    """
-    flags = dict(locals())
+@_command(("checkpoint_dir", "out_dir", "precision", "devices", "num_nodes", "resume", "compile") + TRAINING[:-2],
+          defaults={"out_dir": Path("out/finetune/full"), "eval": EvalArgs(interval=600, max_new_tokens=100, max_iters=100)})
+def finetune_full(args: SimpleNamespace) -> None:
+    """Finetune all of a model's weights."""
     from litgpt.train.methods import Full
 
-    _finetune(FinetuneRun.from_flags(Full(), flags))
+    _finetune(FinetuneRun.from_flags(Full(), vars(args)))
 
 
-def finetune_adapter(
-    checkpoint_dir: Path,
-    out_dir: Path = Path("out/finetune/adapter"),
-    precision: Optional[str] = None,
-    quantize: Quantize = None,
-    devices: Union[int, str] = 1,
-    num_nodes: int = 1,
-    data: Optional[DataModule] = None,
-    train: TrainArgs = _train_defaults(),
-    log: LogArgs = LogArgs(),
-    eval: EvalArgs = EvalArgs(interval=100, max_new_tokens=100, max_iters=100),
-    optimizer: Union[str, Dict] = "AdamW",
-    logger_name: Logger = "csv",
-    seed: int = 1337,
-    access_token: Optional[str] = None,
-    resume: Resume = False,
-    compile: bool = False,
-) -> None:
+@_command(BASE + TRAINING, defaults={"out_dir": Path("out/finetune/adapter")})
+def finetune_adapter(args: SimpleNamespace) -> None:
     """Finetune a model with the Adapter method: a gated learned prefix in the attention of the blocks from
-    the third on trains, everything else stays frozen.
-
-    Args:
-        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
-        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
-        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
-            32-true on CPUs.
-        quantize: Quantize the frozen base weights with bitsandbytes (one CUDA GPU, a "-true" precision).
-        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
-        num_nodes: Machines to train on.
-        data: The instruction data; default `Alpaca`.
-        train: Training arguments (`--train.*`).
-        log: Experiment-tracker arguments (`--log.*`).
-        eval: Validation arguments (`--eval.*`).
-        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
-        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
-        seed: The random seed.
-        access_token: A Hugging Face token, to download a gated base model.
-        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
-            any) or the path of a checkpoint.
-        compile: Compile the model with torch.compile (faster steps on GPUs after a slower first one).
-    """
-    flags = dict(locals())
+    the third on trains, everything else stays frozen."""
     from litgpt.train.methods import Adapter
 
-    _finetune(FinetuneRun.from_flags(Adapter(), flags))
+    _finetune(FinetuneRun.from_flags(Adapter(), vars(args)))
 
 
-def finetune_adapter_v2(
-    checkpoint_dir: Path,
-    out_dir: Path = Path("out/finetune/adapter-v2"),
-    precision: Optional[str] = None,
-    quantize: Quantize = None,
-    devices: Union[int, str] = 1,
-    num_nodes: int = 1,
-    data: Optional[DataModule] = None,
-    train: TrainArgs = _train_defaults(),
-    log: LogArgs = LogArgs(),
-    eval: EvalArgs = EvalArgs(interval=100, max_new_tokens=100, max_iters=100),
-    optimizer: Union[str, Dict] = "AdamW",
-    logger_name: Logger = "csv",
-    seed: int = 1337,
-    access_token: Optional[str] = None,
-    resume: Resume = False,
-    compile: bool = False,
-) -> None:
+@_command(BASE + TRAINING, defaults={"out_dir": Path("out/finetune/adapter-v2")})
+def finetune_adapter_v2(args: SimpleNamespace) -> None:
     """Finetune a model with Adapter v2: the Adapter's gated prefix, plus a learned scale and bias on every
-    linear layer's output and the norms, train; the other weights stay frozen.
-
-    Args:
-        checkpoint_dir: The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing).
-        out_dir: Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go.
-        precision: bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that have bf16,
-            32-true on CPUs.
-        quantize: Quantize the frozen base weights with bitsandbytes (one CUDA GPU, a "-true" precision).
-        devices: Devices (GPUs, or CPU processes) per node; "auto" takes every GPU.
-        num_nodes: Machines to train on.
-        data: The instruction data; default `Alpaca`.
-        train: Training arguments (`--train.*`).
-        log: Experiment-tracker arguments (`--log.*`).
-        eval: Validation arguments (`--eval.*`).
-        optimizer: An optimizer name ("AdamW") or {class_path, init_args}.
-        logger_name: Where metrics go: csv and tensorboard write under out_dir/logs.
-        seed: The random seed.
-        access_token: A Hugging Face token, to download a gated base model.
-        resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest if
-            any) or the path of a checkpoint.
-        compile: Compile the model with torch.compile (faster steps on GPUs after a slower first one).
-    """
-    flags = dict(locals())
+    linear layer's output and the norms, train; the other weights stay frozen."""
     from litgpt.train.methods import AdapterV2
 
-    _finetune(FinetuneRun.from_flags(AdapterV2(), flags))
+    _finetune(FinetuneRun.from_flags(AdapterV2(), vars(args)))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -199,3 +199,31 @@ def test_the_data_is_prepared_and_set_up_once(base_dir, json_data, tmp_path):
                            train=TrainArgs(global_batch_size=1, micro_batch_size=1, max_steps=1, save_interval=None),
                            eval=EvalArgs(interval=100, max_iters=1, max_new_tokens=None, final_validation=False))
     assert calls == ["prepare_data", "setup"]
+
+
+def test_the_finetuning_commands_take_their_flags_from_one_table(capsys):
+    # jsonargparse reads the signature and Args docstring that `_command` builds from FLAGS: names, order, defaults, help
+    import inspect
+    from pathlib import Path
+
+    import litgpt.__main__ as cli
+    from litgpt.train import finetune
+    from litgpt.train.dpo import finetune_dpo
+
+    commands = {"finetune_lora": "lora", "finetune_full": "full", "finetune_adapter": "adapter",
+                "finetune_adapter_v2": "adapter-v2", "finetune_dpo": "dpo"}
+    for name, folder in commands.items():
+        fn = finetune_dpo if name == "finetune_dpo" else getattr(finetune, name)
+        assert inspect.signature(fn).parameters["out_dir"].default == Path("out/finetune") / folder
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        printed = " ".join(capsys.readouterr().out.split())
+        assert f"--seed SEED {finetune.FLAGS['seed'][2]} (type: int, default: 1337)" in printed, name
+        assert ("--lora_r LORA_R The LoRA rank. (type: int, default: 8)" in printed) == (name in ("finetune_lora", "finetune_dpo"))
+    # LitGPT's order, which --help and --print_config follow
+    assert list(inspect.signature(finetune.finetune_full).parameters)[:8] == [
+        "checkpoint_dir", "out_dir", "precision", "devices", "num_nodes", "resume", "compile", "data"]
+    assert inspect.signature(finetune.finetune_full).parameters["eval"].default.interval == 600
+    assert finetune.finetune is finetune.finetune_lora
+    with pytest.raises(TypeError, match="lora_rank"):
+        finetune.finetune_lora("checkpoints/x", lora_rank=4)  # a misspelt flag, as a Python call
