@@ -104,11 +104,17 @@ class Batcher:
         max_batch_size: the most sequences decoded together (KV-cache rows).
         step: the decode step; default `fast_decode_step()` (CUDA graphs on GPUs).
         cache_multiple: KV-cache lengths are rounded up to this many positions to spare reallocations.
+        draft: a draft/verify policy (`litgpt.engine.speculative.Speculation`): each step then runs one of its rounds
+            on the single running row (which makes one or more tokens) in place of the decode step.
     """
 
-    def __init__(self, model: GPT, max_batch_size: int, step: Optional[DecodeStep] = None, cache_multiple: int = 256) -> None:
+    def __init__(self, model: GPT, max_batch_size: int, step: Optional[DecodeStep] = None, cache_multiple: int = 256,
+                 draft: Optional[Any] = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if draft is not None and max_batch_size != 1:
+            raise ValueError("Speculative decoding runs one sequence at a time: max_batch_size must be 1")
+        self.draft = draft
         self.model = model
         self.max_batch_size = max_batch_size
         self.decode_step = step or fast_decode_step()
@@ -148,13 +154,21 @@ class Batcher:
         finished rows), then admit waiting sequences into free rows (prefilling them)."""
         try:
             self._remove([row for row, gen in enumerate(self.running) if gen._cancelled], "cancelled")
-            sampled = self._decode() if any(g._sampled < g.max_new_tokens for g in self.running) else None
-            finished = self._read()
-            if sampled is not None:
-                self._rows.tokens = sampled
+            if self.draft is None:
+                sampled = self._decode() if any(g._sampled < g.max_new_tokens for g in self.running) else None
+                finished = self._read()
+                if sampled is not None:
+                    self._rows.tokens = sampled
+            else:  # a round needs the tokens so far: read first, then draft and verify on the host's schedule
+                finished = self._read()
+                if self.running and not finished:
+                    gen = self.running[0]
+                    self._release(gen, self.draft.round(self.model, gen))
+                    finished = [0] if gen.done else []
             self._remove(finished)
-            self._admit()
-            if self.running:
+            admitted = self._admit()
+            # the sampled tokens to read back next step: every row's; with a draft policy only a new row's first one
+            if self.running and (self.draft is None or admitted):
                 self._unread = (list(self.running), _TokenReader(self._rows.tokens))
         except Exception as error:  # e.g. out of memory: fail what was in flight, keep serving the rest later
             for gen in self.running:
@@ -188,26 +202,36 @@ class Batcher:
         gens, reader = self._unread
         self._unread = None
         for gen, token in zip(gens, reader.result()):
-            if gen.done:  # cancelled (or failed) since
-                continue
-            released = gen._watcher.push(token)
+            self._release(gen, [token])
+        return [row for row, gen in enumerate(self.running) if gen.done]
+
+    def _release(self, gen: Generation, tokens: List[int]) -> None:
+        """Take `gen`'s new tokens through its stop watcher: release what is safe to show, finish it at a stop
+        sequence or at max_new_tokens (tokens after that are dropped)."""
+        released: List[int] = []
+        for token in tokens:
+            if gen.done:  # cancelled (or failed) since, or finished by an earlier token
+                return
+            released += gen._watcher.push(token)
             gen._generated += 1
+            if self.draft is not None:
+                self.draft.accept(gen, token)
             if gen._watcher.stopped:
                 self._finish(gen, released, "stop")
             elif gen._generated == gen.max_new_tokens:
                 self._finish(gen, released + gen._watcher.flush(), "length")
-            elif released:
-                gen.tokens.extend(released)
-                _notify(gen, released)
-        return [row for row, gen in enumerate(self.running) if gen.done]
+        if released and not gen.done:
+            gen.tokens.extend(released)
+            _notify(gen, released)
 
-    def _admit(self) -> None:
+    def _admit(self) -> bool:
+        """Prefill waiting sequences into free rows, sampling their first tokens; whether any joined."""
         free = self.max_batch_size - len(self.running)
         if not self.waiting or not free:
-            return
+            return False
         if len(self.running) >= ADMIT_ALONE_BELOW and len(self.waiting) < min(free, ADMIT_GROUP) and self._held < ADMIT_WAIT:
             self._held += 1
-            return
+            return False
         self._held = 0
         new: List[Generation] = []
         while self.waiting and len(self.running) + len(new) < self.max_batch_size:
@@ -217,7 +241,7 @@ class Batcher:
             else:
                 new.append(gen)
         if not new:
-            return
+            return False
         # every row needs its prompt plus all but the last new token in the cache
         self._ensure_cache(max(s.prompt.numel() + s.max_new_tokens - 1 for s in self.running + new))
         first = len(self.running)
@@ -239,8 +263,11 @@ class Batcher:
         for gen in new:
             gen._position = gen.prompt.numel()
             gen._sampled = 1
+            if self.draft is not None:
+                self.draft.admit(gen)
         self._rows.add(logits, new)
         self.running.extend(new)
+        return True
 
     def _finish(self, gen: Generation, released: List[int], reason: str, error: Optional[BaseException] = None) -> None:
         gen.tokens.extend(released)

@@ -47,7 +47,8 @@ def speculative_tokens(
     generator: Optional["torch.Generator"] = None,
     acceptance: Optional[Acceptance] = None,
 ) -> Iterator[int]:
-    """Yield new token ids for a 1-D `prompt`, as `generate_tokens` does for `target` alone.
+    """Yield new token ids for a 1-D `prompt`, as `generate_tokens` does for `target` alone: the token loop
+    (`Batcher`) with a `Speculation` policy drafting and verifying in place of its decode step.
 
     Both models need KV caches of `len(prompt) + max_new_tokens - 1` positions (`ensure_kv_cache`).
 
@@ -55,10 +56,9 @@ def speculative_tokens(
         speculative_k: draft tokens per round.
         acceptance: counts proposed and accepted draft tokens, if given.
     """
-    import torch
-
-    from litgpt.engine.core import StopWatcher, kv_cache_shape
-    from litgpt.engine.sampling import check_sampling_args, is_greedy, probabilities
+    from litgpt.engine.batcher import Batcher, Generation
+    from litgpt.engine.core import decode_step, kv_cache_shape
+    from litgpt.engine.sampling import check_sampling_args
 
     check_sampling_args(temperature, top_k, top_p)
     if speculative_k < 1:
@@ -70,56 +70,85 @@ def speculative_tokens(
         shape = kv_cache_shape(model)
         if shape is None or shape[1] < needed:
             raise ValueError(f"The {name} model needs a KV cache of {needed} positions (see ensure_kv_cache)")
-    acceptance = acceptance if acceptance is not None else Acceptance()
-    greedy = is_greedy(temperature, top_k)
-    device = prompt.device
-    watcher = StopWatcher(stop_tokens, include_stop)
-    tokens: List[int] = prompt.tolist()
-    target_valid = draft_valid = 0  # how many leading tokens each KV cache holds correctly
-    generated = 0
+    gen = Generation(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, stop_tokens=stop_tokens,
+                     generator=generator, include_stop=include_stop)
+    batcher = Batcher(target, 1, step=decode_step, cache_multiple=1, draft=Speculation(draft, speculative_k, acceptance))
+    batcher.add(gen)
+    taken = 0
+    while batcher.busy:
+        batcher.step()
+        yield from gen.tokens[taken:]
+        taken = len(gen.tokens)
 
-    def forward(model, new: List[int], start: int) -> "torch.Tensor":
-        """Logits (len(new), V) of `new` fed at positions start, start + 1, ..."""
-        ids = torch.tensor([new], dtype=torch.long, device=device)
-        positions = torch.arange(start, start + len(new), device=device).view(1, -1)
-        return model(ids, positions, input_pos_maxp1=start + len(new))[0]
 
-    def dist(logits: "torch.Tensor") -> "torch.Tensor":
-        return probabilities(logits, temperature, top_k, top_p)
+class Speculation:
+    """The token loop's draft/verify policy: each round the draft model proposes up to `k` tokens after the row's
+    tokens so far, the target checks them in one forward pass, and the accepted ones plus one more come out.
 
-    def draw(probs: "torch.Tensor") -> int:
-        return int(probs.argmax()) if greedy else int(torch.multinomial(probs, 1, generator=generator))
+    Both KV caches are addressed by position: rejected drafts need no rollback (later tokens overwrite their
+    slots, the causal mask hides them); `target_valid` / `draft_valid` count the leading tokens each cache holds.
+    """
 
-    with torch.inference_mode():
-        while generated < max_new_tokens:
-            n = len(tokens)
-            k = min(speculative_k, max_new_tokens - generated - 1)
-            drafts: List[int] = []
-            draft_probs = []
-            if k > 0:
-                logits = forward(draft, tokens[draft_valid:], draft_valid)[-1]
-                for i in range(k):
-                    probs = dist(logits.unsqueeze(0))[0]
-                    drafts.append(draw(probs))
-                    draft_probs.append(probs)
-                    if i < k - 1:
-                        logits = forward(draft, drafts[-1:], n + i)[-1]
-                draft_valid = n + k - 1
-            target_probs = dist(forward(target, tokens[target_valid:] + drafts, target_valid)[-(k + 1) :])  # (k+1, V)
-            accepted, extra = _verify(drafts, draft_probs, target_probs, greedy, draw, generator)
-            acceptance.proposed += k
-            acceptance.accepted += accepted
-            new = drafts[:accepted] + [extra]
-            target_valid = n + accepted
-            draft_valid = min(draft_valid, n + accepted)
-            tokens.extend(new)
-            generated += len(new)
-            for token in new:
-                released = watcher.push(token)
-                yield from released
-                if watcher.stopped:
-                    return
-        yield from watcher.flush()
+    def __init__(self, draft: "GPT", k: int, acceptance: Optional[Acceptance] = None) -> None:
+        self.draft = draft
+        self.k = k
+        self.acceptance = acceptance if acceptance is not None else Acceptance()
+        self.tokens: List[int] = []  # the row's prompt and every token generated so far
+        self.target_valid = self.draft_valid = 0
+
+    def admit(self, gen: Any) -> None:
+        """A new row, its prompt just prefilled into the target's cache."""
+        from litgpt.engine.core import ensure_kv_cache
+
+        self.tokens = gen.prompt.tolist()
+        self.target_valid, self.draft_valid = len(self.tokens), 0
+        ensure_kv_cache(self.draft, 1, len(self.tokens) + gen.max_new_tokens - 1)
+
+    def accept(self, gen: Any, token: int) -> None:
+        """The loop took `token` as the row's next one."""
+        self.tokens.append(token)
+
+    def round(self, target: "GPT", gen: Any) -> List[int]:
+        """One draft/verify round for `gen`: its next tokens (the accepted drafts and one more)."""
+        import torch
+
+        from litgpt.engine.sampling import is_greedy, probabilities
+
+        greedy = is_greedy(gen.temperature, gen.top_k)
+        device = gen.prompt.device
+        tokens, n = self.tokens, len(self.tokens)
+        k = min(self.k, gen.max_new_tokens - gen._generated - 1)
+
+        def forward(model: "GPT", new: List[int], start: int) -> "torch.Tensor":
+            """Logits (len(new), V) of `new` fed at positions start, start + 1, ..."""
+            ids = torch.tensor([new], dtype=torch.long, device=device)
+            positions = torch.arange(start, start + len(new), device=device).view(1, -1)
+            return model(ids, positions, input_pos_maxp1=start + len(new))[0]
+
+        def dist(logits: "torch.Tensor") -> "torch.Tensor":
+            return probabilities(logits, gen.temperature, gen.top_k, gen.top_p)
+
+        def draw(probs: "torch.Tensor") -> int:
+            return int(probs.argmax()) if greedy else int(torch.multinomial(probs, 1, generator=gen.generator))
+
+        drafts: List[int] = []
+        draft_probs = []
+        if k > 0:
+            logits = forward(self.draft, tokens[self.draft_valid :], self.draft_valid)[-1]
+            for i in range(k):
+                probs = dist(logits.unsqueeze(0))[0]
+                drafts.append(draw(probs))
+                draft_probs.append(probs)
+                if i < k - 1:
+                    logits = forward(self.draft, drafts[-1:], n + i)[-1]
+            self.draft_valid = n + k - 1
+        target_probs = dist(forward(target, tokens[self.target_valid :] + drafts, self.target_valid)[-(k + 1) :])  # (k+1, V)
+        accepted, extra = _verify(drafts, draft_probs, target_probs, greedy, draw, gen.generator)
+        self.acceptance.proposed += k
+        self.acceptance.accepted += accepted
+        self.target_valid = n + accepted
+        self.draft_valid = min(self.draft_valid, n + accepted)
+        return drafts[:accepted] + [extra]
 
 
 def _verify(drafts: List[int], draft_probs: list, target_probs: "torch.Tensor", greedy: bool, draw: Any, generator: Any) -> Tuple[int, int]:

@@ -54,13 +54,18 @@ def test_sampling_accepts_a_perfect_draft_and_is_reproducible(llama_dir, draft_l
 class FixedDistribution(torch.nn.Module):
     """A stand-in model whose next-token distribution is `probs` whatever the context."""
 
+    max_seq_length = 64
+
     def __init__(self, probs):
         super().__init__()
         self.logits = torch.tensor(probs).log()
-        cache = SimpleNamespace(k=torch.zeros(1, 1, 64, 1))
+        cache = SimpleNamespace(k=torch.zeros(1, 1, self.max_seq_length, 1))
         self.transformer = SimpleNamespace(h=[SimpleNamespace(attn=SimpleNamespace(kv_cache=cache))])
+        self.lm_head = SimpleNamespace(weight=self.logits)  # where the token loop looks for the model's device
 
-    def forward(self, ids, positions, input_pos_maxp1=None):
+    def forward(self, ids, positions, input_pos_maxp1=None, logits_at=None):
+        if logits_at is not None:  # a prefill: the logits after each row's last token
+            return self.logits.expand(ids.size(0), -1)
         return self.logits.expand(ids.size(0), ids.size(1), -1)
 
 
