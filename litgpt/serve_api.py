@@ -552,21 +552,30 @@ async def _unless_disconnected(request: Any, work: Any) -> Tuple[bool, Any]:
 
 
 async def _predict(served: Served, request: Any) -> Any:
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse
 
     body, size = await _read_json(request)
     job = await _off_loop(size, predict_job, body, served.prompter, served.defaults, served.vocab_size)
     answer = served.pool.start(job)
+    stream = (_lines(answer), "application/x-ndjson") if served.stream else None
+    return await _respond(request, answer, stream, lambda output: JSONResponse({"output": output}))
+
+
+async def _respond(request: Any, answer: Answer, stream: Optional[Tuple[AsyncIterator[str], str]], reply: Callable[[str], Any]) -> Any:
+    """Wait for the first tokens, then stream (`stream`: the chunks and their media type) or answer with `reply(text)`
+    once the reply is whole; a client that went away gets 499. `answer` is closed however it ends."""
+    from starlette.responses import Response
+
     streaming = False
     try:
         connected, _ = await _unless_disconnected(request, answer.started())
         if not connected:
             return Response(status_code=499)
-        if served.stream:
+        if stream is not None:
             streaming = True  # the response closes the answer
-            return _streamed(answer, _lines(answer), "application/x-ndjson")
-        connected, output = await _unless_disconnected(request, answer.text())
-        return JSONResponse({"output": output}) if connected else Response(status_code=499)
+            return _streamed(answer, *stream)
+        connected, text = await _unless_disconnected(request, answer.text())
+        return reply(text) if connected else Response(status_code=499)
     finally:
         if not streaming:
             answer.close()
@@ -596,27 +605,18 @@ async def _lines(answer: Answer) -> AsyncIterator[str]:
 
 
 async def _chat(served: Served, request: Any) -> Any:
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse
 
     body, size = await _read_json(request)
     chat = await _off_loop(size, chat_job, body, served.prompter, served.defaults, served.vocab_size)
     answer = served.pool.start(chat.job)
-    streaming = False
-    try:
-        connected, _ = await _unless_disconnected(request, answer.started())
-        if not connected:
-            return Response(status_code=499)
-        if chat.stream:
-            streaming = True  # the response closes the answer
-            return _streamed(answer, _chat_events(answer, served.model_name, chat.include_usage), "text/event-stream")
-        connected, content = await _unless_disconnected(request, answer.text())
-        if not connected:
-            return Response(status_code=499)
+    stream = (_chat_events(answer, served.model_name, chat.include_usage), "text/event-stream") if chat.stream else None
+
+    def reply(content: str) -> Any:
         choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": answer.finish_reason, "logprobs": None}
         return JSONResponse({**_head("chat.completion", served.model_name), "choices": [choice], "usage": _usage(answer)})
-    finally:
-        if not streaming:
-            answer.close()
+
+    return await _respond(request, answer, stream, reply)
 
 
 async def _chat_events(answer: Answer, model_name: str, include_usage: bool) -> AsyncIterator[str]:
