@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from litgpt.config import Config
 from litgpt.lora import WrappedLinear
 from litgpt.model import CausalSelfAttention
 
@@ -28,10 +29,25 @@ ADAPTER_V2_KEYS = ADAPTER_KEYS + ("adapter_bias", "adapter_scale", "norm_1", "no
 
 
 class AdapterAttention(CausalSelfAttention):
-    """Attention with a gated prefix (set up by `add_adapter`); only `attend` differs from the plain layer."""
+    """Attention with a gated prefix of `prompt_length` learned tokens; only `attend` differs from the plain layer.
+    `from_attention` turns a model's attention into one (what `add_adapter` does)."""
 
-    adapter_wte: nn.Embedding
-    gating_factor: nn.Parameter
+    def __init__(self, config: Config, block_idx: int, prompt_length: int = PROMPT_LENGTH,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> None:
+        super().__init__(config, block_idx)
+        self.adapter_wte = nn.Embedding(prompt_length, config.n_embd, device=device, dtype=dtype)
+        self.gating_factor = nn.Parameter(torch.zeros(1, 1, config.n_head, 1, device=device, dtype=dtype))
+
+    @classmethod
+    def from_attention(cls, attn: CausalSelfAttention, block_idx: int, prompt_length: int,
+                       device: torch.device, dtype: torch.dtype) -> "AdapterAttention":
+        """An adapter attention that takes over `attn`'s layers (frozen, wrapped or quantized as they are): built
+        on the meta device, so only the new prefix and gate take memory (on `device`, in `dtype`)."""
+        with torch.device("meta"):
+            adapter = cls(attn.config, block_idx, prompt_length, device=device, dtype=dtype)
+        for name, child in attn.named_children():
+            setattr(adapter, name, child)
+        return adapter.train(attn.training)
 
     def attend(self, q, k, v, mask: Optional[torch.Tensor]) -> torch.Tensor:
         y = super().attend(q, k, v, mask)  # (B, nh, T, hs)
@@ -67,7 +83,6 @@ def add_adapter(model: nn.Module, prompt_length: int = PROMPT_LENGTH, start_laye
     with `v2`, also wrap every linear layer in `AdapterV2Linear`. Returns the model."""
     if prompt_length < 1:
         raise ValueError(f"The adapter prompt length must be at least 1, got {prompt_length}")
-    config = model.config
     device = model.transformer.wte.weight.device
     dtype = model.transformer.wte.weight.dtype
     if v2:
@@ -76,12 +91,8 @@ def add_adapter(model: nn.Module, prompt_length: int = PROMPT_LENGTH, start_laye
                 if type(child) is nn.Linear or type(child).__module__.startswith("bitsandbytes"):
                     setattr(parent, name, AdapterV2Linear(child))
     for i, block in enumerate(model.transformer.h):
-        if i < start_layer:
-            continue
-        attn = block.attn
-        attn.__class__ = AdapterAttention
-        attn.adapter_wte = nn.Embedding(prompt_length, config.n_embd, device=device, dtype=dtype)
-        attn.gating_factor = nn.Parameter(torch.zeros(1, 1, config.n_head, 1, device=device, dtype=dtype))
+        if i >= start_layer:
+            block.attn = AdapterAttention.from_attention(block.attn, i, prompt_length, device, dtype)
     return model
 
 

@@ -87,6 +87,24 @@ def test_adapter_keys_and_identity_at_start(v2):
     assert model.transformer.h[2].attn.adapter_wte.weight.grad.abs().sum() > 0
 
 
+def test_adapter_attention_is_built_and_takes_over_the_layers():
+    # add_adapter builds AdapterAttention modules (no class swap of the plain ones) that keep the model's own
+    # layers; one built on its own from the config loads the same state dict and computes the same output
+    from litgpt.adapter import AdapterAttention
+    from litgpt.model import CausalSelfAttention
+
+    model = tiny(n_layer=3)
+    qkv = model.transformer.h[1].attn.qkv
+    add_adapter(model, prompt_length=3, start_layer=1)
+    attn = model.transformer.h[1].attn
+    assert type(attn) is AdapterAttention and type(model.transformer.h[0].attn) is CausalSelfAttention
+    assert attn.qkv is qkv, "the frozen (possibly quantized) layer is the model's own, not a copy"
+    randomise(model)
+    fresh = AdapterAttention(model.config, 1, prompt_length=3)
+    fresh.load_state_dict(attn.state_dict())
+    x, cos, sin = torch.randn(2, 5, 32), model.cos[:5].unsqueeze(0), model.sin[:5].unsqueeze(0)
+    assert torch.equal(fresh(x, cos, sin), attn(x, cos, sin))
+
 def test_adapter_with_kv_cache_matches_full_forward():
 
     model = tiny(n_layer=3)
