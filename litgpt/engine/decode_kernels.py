@@ -423,18 +423,15 @@ def decode_block(block: nn.Module, products: bool = True) -> nn.Module:
     fold = products and not block.parallel_residual and _plain_norm(block.norm_1) and _plain_norm(block.norm_2)
     attn = block.attn
     if type(attn) is CausalSelfAttention:
-        attn = shallow_copy(attn)
-        attn.__class__ = _SharedCacheAttention
-        attn._modules.pop("kv_cache", None)
-        attn.__dict__.pop("kv_cache", None)
-        attn.__dict__["_original"] = block.attn  # not a submodule: the view's parameters are the block's
-        view._modules["attn"] = attn
-        if products and _plain(attn.qkv):
-            attn._modules["qkv"] = DecodeLinear(attn.qkv, block.norm_1 if fold else None)
+        qkv, proj = attn.qkv, attn.proj
+        if products and _plain(qkv):
+            qkv = DecodeLinear(qkv, block.norm_1 if fold else None)
             if fold:
                 view._modules["norm_1"] = nn.Identity()
-        if products and _plain(attn.proj):
-            attn._modules["proj"] = DecodeLinear(attn.proj)
+        if products and _plain(proj):
+            proj = DecodeLinear(proj)
+        attn = SharedCacheAttention(block.attn, qkv, proj)
+        view._modules["attn"] = attn
     mlp = block.mlp
     if products and type(mlp) is LLaMAMLP and all(_plain(getattr(mlp, name)) for name in ("fc_1", "fc_2", "proj")) and not _hooked(mlp):
         view._modules["mlp"] = DecodeGatedMLP(mlp, block.norm_2 if fold else None)
@@ -458,13 +455,29 @@ class ResidualBlock(nn.Module):
         return self.mlp(x, residual=x)
 
 
-class _SharedCacheAttention(CausalSelfAttention):
-    """A view of an attention layer with submodules of its own, reading the original's KV cache, which the model
-    replaces whenever it resizes or swaps it."""
+class SharedCacheAttention(CausalSelfAttention):
+    """A decode view of an attention layer: the layer's own submodules (weights shared) with `qkv` and `proj` in
+    their place, attention of one query a row over the cache through `decode_attention`, and the layer's KV cache
+    read from the layer itself, which the model replaces whenever it resizes or swaps it."""
+
+    def __init__(self, layer: CausalSelfAttention, qkv: nn.Module, proj: nn.Module) -> None:
+        with torch.device("meta"):  # the view's weights are the layer's: nothing is allocated for these
+            super().__init__(layer.config, 0)
+        for name, module in layer.named_children():
+            if name != "kv_cache":
+                setattr(self, name, module)
+        self.qkv, self.proj = qkv, proj
+        self.sliding_window, self.scale = layer.sliding_window, layer.scale
+        self.__dict__["layer"] = layer  # not a submodule: the view's parameters are the layer's
 
     @property
     def kv_cache(self) -> Optional[nn.Module]:
-        return self.__dict__["_original"].kv_cache
+        return self.__dict__["layer"].kv_cache
+
+    @kv_cache.setter
+    def kv_cache(self, value: Optional[nn.Module]) -> None:
+        if value is not None:  # `CausalSelfAttention.__init__` sets None
+            raise AttributeError("A decode view reads its layer's KV cache: give the model a cache instead")
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         """`CausalSelfAttention.attend` with `decode_attention` for one query a row over the cache (masks given),

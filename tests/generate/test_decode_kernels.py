@@ -41,7 +41,7 @@ def test_decode_view_gives_the_models_logits(arch):
     compiled = compile_blocks(model, decode=True, backend="aot_eager", dynamic=False)
     prompt = torch.randint(0, 96, (2, 6))
     with torch.inference_mode():
-        for forward in (view, compiled):
+        for forward in (view, decode_view(model, products=False), compiled):  # products=False: many rows' view
             model.set_kv_cache(batch_size=2, max_seq_length=16)
             model(prompt, torch.arange(6), input_pos_maxp1=6)
             got = [forward(torch.tensor([[i], [i + 1]]), torch.tensor([[6 + i], [6 + i]])) for i in range(3)]
@@ -61,6 +61,9 @@ def test_decode_view_folds_llama_norms_into_the_products_and_leaves_the_model_al
     assert viewed.attn.qkv.linear.weight is block.attn.qkv.weight and viewed.attn.kv_cache is block.attn.kv_cache
     assert isinstance(block.norm_1, RMSNorm) and type(block.attn.qkv) is torch.nn.Linear and "attend" not in vars(block.attn)
     assert type(block) is Block and type(block.attn) is CausalSelfAttention
+    # the view's attention is built as what it is (no class swapped onto a copy) and owns no weights of its own
+    assert type(viewed.attn).__name__ == "SharedCacheAttention" and "_original" not in vars(viewed.attn)
+    assert {id(p) for p in decode_view(model).parameters()} <= {id(p) for p in model.parameters()}
     # a parallel-residual block reads norm_1's output twice: its norms stay where they are
     parallel = decode_view(tiny(**ARCHITECTURES["pythia (parallel residual, LayerNorm)"])).transformer.h[0]
     assert parallel.attn.qkv.norm is None and isinstance(parallel.norm_1, torch.nn.LayerNorm)
