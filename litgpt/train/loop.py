@@ -306,7 +306,8 @@ class RunSpec:
     resume: Optional[Path]
     """The checkpoint file to continue from (`resolve_resume`), or None"""
     files: FolderFiles
-    compile: bool = False
+    compile: Optional[bool] = False
+    """Compile the model with torch.compile; None: on CUDA devices"""
     sample: Optional[Callable[["Fabric", Any, int], None]] = None
     """Runs after every validation on every process, as sample(fabric, model, step) (finetuning shows a generated
     reply with it, see `generate_sample`)"""
@@ -434,7 +435,7 @@ def _setup_model(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, int, 
 
     # names from the plain module: FSDP's state_dict() before the first forward initialises its inner units as roots
     strict = all(method.is_saved(name) for name in model.state_dict())
-    if run.compile:
+    if run.compile or (run.compile is None and fabric.device.type == "cuda"):
         model = torch.compile(model)
     return fabric.setup(model), seq_len, strict, flops
 

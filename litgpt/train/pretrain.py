@@ -6,7 +6,7 @@ module gives the tokens and `litgpt.train.loop.fit` does the rest.
 
 import difflib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Union
+from typing import TYPE_CHECKING, Dict, Literal, Optional, Union
 
 from litgpt.config import Config, find_entry, names
 from litgpt.data import DataModule  # no torch inside; imports the data modules so `--data NAME` finds them
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from lightning import Fabric
 
     from litgpt.model import GPT
-    from litgpt.train.loop import FolderFiles
+    from litgpt.train.loop import RunSpec
 
 
 def setup(
@@ -123,31 +123,15 @@ def setup(
     monitor.announce_start("pretrain", config.name, data, f"pretraining {start}", train, optimizer, out_dir, hparams)
     logger = monitor.make_logger(logger_name, out_dir, f"pretrain-{config.name}", log, resume_path is not None, train.log_interval)
     fabric = loop.make_fabric(devices, num_nodes, precision, [logger], Block)
-    files = loop.FolderFiles(config, tokenizer_dir, hparams)
-    fabric.launch(
-        _run, config, devices, initial_checkpoint_dir, resume_path, data, train, eval, optimizer, out_dir, files, seed, compile, hparams
+    run = loop.RunSpec(
+        method=loop.Method(), data=data, train=train, eval=eval, optimizer=optimizer, out_dir=out_dir, resume=resume_path,
+        files=loop.FolderFiles(config, tokenizer_dir, hparams), compile=compile,
     )
+    fabric.launch(_run, run, config=config, devices=devices, initial_checkpoint_dir=initial_checkpoint_dir, seed=seed)
 
 
-def _run(
-    fabric: "Fabric",
-    config: Config,
-    devices: int,
-    initial_checkpoint_dir: Optional[Path],
-    resume_path: Optional[Path],
-    data: DataModule,
-    train: TrainArgs,
-    eval: EvalArgs,
-    optimizer: Union[str, Dict],
-    out_dir: Path,
-    files: "FolderFiles",
-    seed: int,
-    compile: Optional[bool],
-    hparams: Dict[str, Any],
-) -> None:
-    """The work of each process."""
-    import torch
-
+def _run(fabric: "Fabric", run: "RunSpec", config: Config, devices: int, initial_checkpoint_dir: Optional[Path], seed: int) -> None:
+    """The work of each process: the initial weights, the data prepared once, `fit`."""
     from litgpt.checkpoint import check_shapes, model_state_dict, read_plain
     from litgpt.model import GPT
     from litgpt.train import loop
@@ -156,10 +140,10 @@ def _run(
     from lightning.fabric.loggers import CSVLogger
 
     if not isinstance(fabric.logger, CSVLogger):  # the only logger that has no place for them
-        fabric.logger.log_hyperparams(hparams)
+        fabric.logger.log_hyperparams(run.files.hparams)
     fabric.seed_everything(seed)  # the same initial weights on every process
     if fabric.is_global_zero:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        run.out_dir.mkdir(parents=True, exist_ok=True)
     with fabric.init_module(empty_init=False):
         model = GPT(config)
     if initial_checkpoint_dir is not None:
@@ -169,15 +153,11 @@ def _run(
         model.load_state_dict(state_dict)
     else:
         init_weights(model, seed)
-    if train.tie_embeddings:
+    if run.train.tie_embeddings:
         model.transformer.wte.weight = model.lm_head.weight
-    if train.max_seq_length is not None:
-        model.max_seq_length = train.max_seq_length
-    loop.prepare_data(fabric, data)
-    run = loop.RunSpec(
-        method=loop.Method(), data=data, train=train, eval=eval, optimizer=optimizer, out_dir=out_dir, resume=resume_path,
-        files=files, compile=fabric.device.type == "cuda" if compile is None else compile,
-    )
+    if run.train.max_seq_length is not None:
+        model.max_seq_length = run.train.max_seq_length
+    loop.prepare_data(fabric, run.data)
     loop.fit(fabric, model, run)
 
 
