@@ -455,6 +455,10 @@ class ResidualBlock(nn.Module):
         return self.mlp(x, residual=x)
 
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs")
+
+
 class SharedCacheAttention(CausalSelfAttention):
     """A decode view of an attention layer: the layer's own submodules (weights shared) with `qkv` and `proj` in
     their place, attention of one query a row over the cache through `decode_attention`, and the layer's KV cache
@@ -469,6 +473,9 @@ class SharedCacheAttention(CausalSelfAttention):
         self.qkv, self.proj = qkv, proj
         self.sliding_window, self.scale = layer.sliding_window, layer.scale
         self.__dict__["layer"] = layer  # not a submodule: the view's parameters are the layer's
+        for hooks in _HOOK_DICTS:  # the layer's hooks, shared (tensor parallelism all-reduces the layer's output)
+            if hooks in layer.__dict__:
+                self.__dict__[hooks] = layer.__dict__[hooks]
 
     @property
     def kv_cache(self) -> Optional[nn.Module]:
