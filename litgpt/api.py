@@ -329,13 +329,9 @@ class LLM(nn.Module):
 
 
 def _pick_device(accelerator: str, devices: Union[int, str, List[int]]) -> torch.device:
-    if accelerator == "auto":
-        accelerator = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    accelerator = {"gpu": "cuda"}.get(accelerator, accelerator)
-    if accelerator not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"accelerator must be auto, cpu, cuda, gpu or mps, got {accelerator!r}")
-    if accelerator == "cuda" and not torch.cuda.is_available():
-        raise ValueError("accelerator='cuda' was asked for, but no CUDA GPU is available")
+    from litgpt.engine.devices import resolve_accelerator
+
+    accelerator = resolve_accelerator(accelerator)
     index = None
     if isinstance(devices, list):
         if len(devices) != 1:

@@ -96,7 +96,9 @@ def serve(
         raise ValueError(f"api_path must start with '/' and not be /health or /info, got {api_path!r}")
     if api_key is not None and not api_key:
         raise ValueError("api_key must not be empty")
-    accelerator = _resolve_accelerator(accelerator)
+    from litgpt.engine.devices import resolve_accelerator
+
+    accelerator = resolve_accelerator(accelerator)
     if accelerator != "cuda" and devices not in (1, "auto"):
         raise ValueError(f"devices={devices} needs GPUs; on {accelerator} there is one device")
     if quantize is not None and accelerator != "cuda":
@@ -177,16 +179,3 @@ def _run(app: Any, host: str, port: int, grace_period: float) -> None:
     config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=grace_period, access_log=False, log_level="info",
                             lifespan="off")
     uvicorn.Server(config).run()
-
-
-def _resolve_accelerator(accelerator: str) -> str:
-    import torch
-
-    accelerator = {"gpu": "cuda"}.get(accelerator, accelerator)
-    if accelerator == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if accelerator not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"accelerator must be auto, cpu, cuda, gpu or mps, got {accelerator!r}")
-    if accelerator == "cuda" and not torch.cuda.is_available():
-        raise ValueError("accelerator='cuda' was asked for, but no CUDA GPU is available")
-    return accelerator

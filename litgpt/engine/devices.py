@@ -6,6 +6,21 @@ Accelerator = Literal["auto", "cuda", "cpu"]
 Devices = Union[int, Literal["auto"]]
 
 
+def resolve_accelerator(accelerator: str) -> str:
+    """The device type one model copy runs on: "cuda", "mps" or "cpu" ("auto": the first available; "gpu" is
+    "cuda"). Raises ValueError for another name, or for "cuda" without a visible GPU."""
+    import torch
+
+    accelerator = {"gpu": "cuda"}.get(accelerator, accelerator)
+    if accelerator == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if accelerator not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"accelerator must be auto, cpu, cuda, gpu or mps, got {accelerator!r}")
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise ValueError("accelerator='cuda' was asked for, but no CUDA GPU is available")
+    return accelerator
+
+
 def pick_devices(accelerator: Accelerator = "auto", devices: Devices = "auto") -> List["torch.device"]:
     """`devices` GPUs (cuda:0, cuda:1, ...; "auto" is every visible one), or `devices` pieces on the CPU.
 
