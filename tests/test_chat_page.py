@@ -99,6 +99,11 @@ def test_chat_page_in_a_browser(page_server, tmp_path):
             el("prompt").send_keys(text)
             el("send").click()
 
+        # The tiny model can finish a reply before the page draws it (or a click lands), and a busy server merges a
+        # few steps into one event, so the first two replies reach the page as a slow link would deliver them: one
+        # server event per 100 ms (the page's own fetch and abort are untouched).
+        browser.execute_script(SLOW_LINK)
+
         # turn 1: the reply arrives in pieces (counted by an observer on the page, as the tokens land)
         set_field("temperature", 0)
         set_field("max-tokens", 30)
@@ -111,10 +116,7 @@ def test_chat_page_in_a_browser(page_server, tmp_path):
         assert first and browser.execute_script("return window.updates") > 3, "the reply did not stream"
         assert not el("error").is_displayed()
 
-        # turn 2: a long reply, stopped once it is under way; it stays as far as it got and grows no more.
-        # The tiny model can finish 1500 tokens before a click lands, so the page reads this reply as a slow link
-        # would deliver it: one server event per 100 ms (the page's own fetch and abort are untouched).
-        browser.execute_script(SLOW_LINK)
+        # turn 2: a long reply, stopped once it is under way; it stays as far as it got and grows no more
         set_field("max-tokens", 1500)
         say("Tell me more")
         wait.until(lambda _: len(replies()) == 2 and len(replies()[1].text) > 5)

@@ -424,6 +424,21 @@ def test_a_client_that_goes_away_frees_its_row(one_row_server, one_row_stream_se
     assert _timed(url, prompt="Hi", max_new_tokens=2) < 0.4 * alone, f"alone: {alone:.2f} s"
 
 
+def test_streamed_tokens_arrive_while_the_reply_is_generated(one_row_stream_server):
+    """A 2000-token streamed reply: its first piece comes long before its last (a busy server may merge a few steps
+    into one event, never hold a reply back until it is whole)."""
+    start = time.perf_counter()
+    arrivals, pieces = [], []
+    with requests.post(f"{one_row_stream_server}/predict", json=LONG, stream=True, timeout=120) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line:
+                arrivals.append(time.perf_counter() - start)
+                pieces.append(json.loads(line)["output"])
+    total = arrivals[-1]
+    assert len(pieces) > 100 and arrivals[0] < 0.25 * total, f"first piece at {arrivals[0]:.2f} s of {total:.2f} s"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_shutdown_finishes_in_flight_requests_and_leaves_nothing(endless_dir, tmp_path, llm, sig):
     """From a parent process: the signal stops the server, the request in flight is answered in full, no process
