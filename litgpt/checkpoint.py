@@ -8,6 +8,7 @@ temporary file that replaces the target only once complete, so a failure never l
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -388,7 +389,48 @@ def write_json_atomic(obj: Any, path: Union[str, Path]) -> None:
     os.replace(tmp, path)
 
 
+def read_optional_json(path: Path) -> Dict[str, Any]:
+    """The object in a JSON file, or {} if there is no such file.
+
+    generation_config.json is read leniently, with a warning, as LitGPT does: some published ones (Llama 3.2's)
+    have trailing commas.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            if path.name != "generation_config.json":
+                raise
+            data = _loads_without_trailing_commas(text, e)
+            print(f"Warning: {path} is not valid JSON ({first_line(e)}); read it ignoring trailing commas", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"Could not read {path}: {first_line(e)}") from e
+    return data if isinstance(data, dict) else {}
+
+
+def first_line(error: Exception) -> str:
+    """An error's message cut to its first line (its type's name if it has none), for a one-line report."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+# a string literal (kept as it is) or a comma that only whitespace separates from a closing bracket
+_STRING_OR_TRAILING_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(?=\s*[}\]])')
+
+
+def _loads_without_trailing_commas(text: str, error: ValueError) -> Any:
+    """json.loads of `text` without its trailing commas; raises `error` if that does not parse either."""
+    try:
+        return json.loads(_STRING_OR_TRAILING_COMMA.sub(lambda m: m.group(1) or "", text))
+    except ValueError:
+        raise error from None
+
+
 def read_json(path: Union[str, Path]) -> Dict[str, Any]:
+    """The object in a JSON file the checkpoint must have; CheckpointError if it cannot be read."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

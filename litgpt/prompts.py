@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Ty
 
 import yaml
 
+from litgpt.checkpoint import read_optional_json
+
 if TYPE_CHECKING:
     from litgpt.config import Config
     from litgpt.tokenizer import Tokenizer
@@ -516,7 +518,7 @@ class ChatTemplate(PromptStyle):
     def from_checkpoint(cls, checkpoint_dir: Union[str, Path]) -> Optional["ChatTemplate"]:
         """The folder's chat template (tokenizer_config.json or chat_template.jinja), or None if it has none."""
         checkpoint_dir = Path(checkpoint_dir)
-        tokenizer_config = _read_json(checkpoint_dir / "tokenizer_config.json")
+        tokenizer_config = read_optional_json(checkpoint_dir / "tokenizer_config.json")
         template = tokenizer_config.get("chat_template")
         if isinstance(template, list):  # named templates: HF uses "default"
             named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
@@ -527,7 +529,7 @@ class ChatTemplate(PromptStyle):
             template, origin = jinja_file.read_text(encoding="utf-8"), jinja_file
         if not isinstance(template, str) or not template.strip():
             return None
-        eos_ids = _read_json(checkpoint_dir / "generation_config.json").get("eos_token_id", [])
+        eos_ids = read_optional_json(checkpoint_dir / "generation_config.json").get("eos_token_id", [])
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else [i for i in eos_ids if isinstance(i, int)]
         bos, eos = _token_text(tokenizer_config.get("bos_token")), _token_text(tokenizer_config.get("eos_token"))
         return cls(template, bos, eos, eos_ids, origin=str(origin))
@@ -581,16 +583,6 @@ def _token_text(token: Any) -> str:
     if isinstance(token, dict):
         token = token.get("content")
     return token if isinstance(token, str) else ""
-
-
-def _read_json(path: Path) -> Dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ValueError(f"Could not read {path}: {e}") from e
-    return data if isinstance(data, dict) else {}
 
 
 # Maps prompt style names to PromptStyle classes

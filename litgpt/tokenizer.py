@@ -13,6 +13,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 
+from litgpt.checkpoint import first_line, read_optional_json
+
 TokenIds = Union[torch.Tensor, int, Iterable[int]]
 
 
@@ -32,7 +34,7 @@ class Tokenizer:
             )
         self.model_name = self.checkpoint_dir.name
         self.backend, self.processor = self._load_processor()
-        tokenizer_config = _read_json(self.checkpoint_dir / "tokenizer_config.json")
+        tokenizer_config = read_optional_json(self.checkpoint_dir / "tokenizer_config.json")
         self._id_files: Dict[str, Dict[str, Any]] = {}
         self.bos_id = self._special_id("bos", tokenizer_config)
         self.eos_id = self._special_id("eos", tokenizer_config)
@@ -49,14 +51,14 @@ class Tokenizer:
             try:
                 return "huggingface", HFTokenizer.from_file(str(json_path))
             except Exception as e:
-                raise ValueError(f"Could not read tokenizer {json_path}: {_first_line(e)}") from e
+                raise ValueError(f"Could not read tokenizer {json_path}: {first_line(e)}") from e
         if model_path.is_file():
             from sentencepiece import SentencePieceProcessor
 
             try:
                 return "sentencepiece", SentencePieceProcessor(model_file=str(model_path))
             except Exception as e:
-                raise ValueError(f"Could not read tokenizer {model_path}: {_first_line(e)}") from e
+                raise ValueError(f"Could not read tokenizer {model_path}: {first_line(e)}") from e
         raise FileNotFoundError(f"No tokenizer in {self.checkpoint_dir}: expected tokenizer.json or tokenizer.model")
 
     def _special_id(self, kind: str, tokenizer_config: Dict[str, Any]) -> Optional[int]:
@@ -71,7 +73,7 @@ class Tokenizer:
                 pass  # a token string the vocabulary lacks: trust the id files instead
         for name in ("generation_config.json", "config.json"):
             if name not in self._id_files:  # read once for both tokens, and only when needed
-                self._id_files[name] = _read_json(self.checkpoint_dir / name)
+                self._id_files[name] = read_optional_json(self.checkpoint_dir / name)
             token_id = self._id_files[name].get(f"{kind}_token_id")
             # generation_config.json may list several stop tokens; the first is the canonical one
             if isinstance(token_id, list):
@@ -256,42 +258,3 @@ def _as_list(ids: TokenIds) -> List[int]:
     if isinstance(ids, int):
         return [ids]
     return [int(i) for i in ids]
-
-
-def _read_json(path: Path) -> Dict[str, Any]:
-    """The object in a JSON file, or {} if there is no such file.
-
-    generation_config.json is read leniently, with a warning, as LitGPT does: some published ones (Llama 3.2's)
-    have trailing commas.
-    """
-    if not path.is_file():
-        return {}
-    try:
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            if path.name != "generation_config.json":
-                raise
-            data = _loads_without_trailing_commas(text, e)
-            print(f"Warning: {path} is not valid JSON ({_first_line(e)}); read it ignoring trailing commas", file=sys.stderr)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"Could not read {path}: {_first_line(e)}") from e
-    return data if isinstance(data, dict) else {}
-
-
-# a string literal (kept as it is) or a comma that only whitespace separates from a closing bracket
-_STRING_OR_TRAILING_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(?=\s*[}\]])')
-
-
-def _loads_without_trailing_commas(text: str, error: ValueError) -> Any:
-    """json.loads of `text` without its trailing commas; raises `error` if that does not parse either."""
-    try:
-        return json.loads(_STRING_OR_TRAILING_COMMA.sub(lambda m: m.group(1) or "", text))
-    except ValueError:
-        raise error from None
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
