@@ -36,7 +36,7 @@ from litgpt.engine.core import (
     kv_cache_shape,
     prefill,
 )
-from litgpt.engine.sampling import RowSettings, check_sampling_args, sample_with
+from litgpt.engine.sampling import RowSettings, check_sampling_args, sample_with, to_device
 from litgpt.model import GPT, KVCache
 
 # A prefill of a few new rows costs the running rows about one decode step, most of it the host launching the
@@ -309,44 +309,43 @@ class Batcher:
 
 class _RowState:
     """The running rows' device-side state, in row order: the next token to feed, its cache position, and the
-    sampling settings that `sample_with` reads (with their host-side copy, which says which rows are greedy)."""
+    sampling settings that `sample_with` reads (and, on the host, which rows are greedy and how many of the most
+    likely tokens each may pick from)."""
 
     def __init__(self) -> None:
         self.tokens: Optional[torch.Tensor] = None  # (B,)
         self.positions: Optional[torch.Tensor] = None  # (B,)
         self.settings: Optional[torch.Tensor] = None  # (B, 4)
-        self.host: List[List[float]] = []  # the settings' rows
         self.greedy: List[bool] = []
+        self.widths: List[int] = []
 
     def add(self, logits: torch.Tensor, gens: List[Generation]) -> None:
         """Append newly admitted rows, their first tokens sampled from their prefill `logits` (len(gens), V)."""
         new = RowSettings([g.temperature for g in gens], [g.top_k for g in gens], [g.top_p for g in gens], logits.size(-1))
         settings = new.tensor(logits.device)
-        tokens = _sample(logits, gens, new.greedy, new.rows, settings)
-        positions = torch.tensor([g.prompt.numel() for g in gens])
-        positions = positions.pin_memory().to(logits.device, non_blocking=True) if logits.is_cuda else positions.to(logits.device)
+        tokens = _sample(logits, gens, new.greedy, new.widths, settings)
+        positions = to_device(torch.tensor([g.prompt.numel() for g in gens]), logits.device)
         if self.tokens is None:
             self.tokens, self.positions, self.settings = tokens, positions, settings
         else:
             self.tokens = torch.cat((self.tokens, tokens))
             self.positions = torch.cat((self.positions, positions))
             self.settings = torch.cat((self.settings, settings))
-        self.host += new.rows
         self.greedy += new.greedy
+        self.widths += new.widths
 
     def keep(self, order: List[int]) -> None:
         """Keep the rows `order` (old row indices, in their new order)."""
         if not order:
             self.__init__()
             return
-        index = torch.tensor(order)
-        index = index.pin_memory().to(self.tokens.device, non_blocking=True) if self.tokens.is_cuda else index
+        index = to_device(torch.tensor(order), self.tokens.device)
         self.tokens, self.positions, self.settings = self.tokens[index], self.positions[index], self.settings[index]
-        self.host = [self.host[i] for i in order]
         self.greedy = [self.greedy[i] for i in order]
+        self.widths = [self.widths[i] for i in order]
 
     def sample(self, logits: torch.Tensor, gens: List[Generation]) -> torch.Tensor:
-        return _sample(logits, gens, self.greedy, self.host, self.settings)
+        return _sample(logits, gens, self.greedy, self.widths, self.settings)
 
 
 @torch.inference_mode()
@@ -470,7 +469,7 @@ def _drain(inbox: "queue.SimpleQueue[Optional[Generation]]", block: bool) -> Ite
             return
 
 
-def _sample(logits: torch.Tensor, gens: List[Generation], greedy: List[bool], host: List[List[float]], settings: torch.Tensor) -> torch.Tensor:
+def _sample(logits: torch.Tensor, gens: List[Generation], greedy: List[bool], widths: List[int], settings: torch.Tensor) -> torch.Tensor:
     """Each row's next token (B,) from logits (B, V) under its own settings, on the device: one batched draw.
 
     Rows that share a generator (a request with a seed has its own; `generate_batch`'s rows share the caller's)
@@ -479,8 +478,7 @@ def _sample(logits: torch.Tensor, gens: List[Generation], greedy: List[bool], ho
     if all(greedy):
         return logits.argmax(dim=-1)
     uniform = _uniform(gens, greedy, logits.device)
-    width = max(1 if g else int(row[0]) for g, row in zip(greedy, host))
-    return sample_with(logits, settings, width, uniform)
+    return sample_with(logits, settings, max(widths), uniform)
 
 
 def _uniform(gens: List[Generation], greedy: List[bool], device: torch.device) -> torch.Tensor:

@@ -82,21 +82,27 @@ def sample_rows(
 
 class RowSettings:
     """Rows' sampling settings as `sample_with` reads them: `rows` of [top_k, temperature, top_p, greedy] (top_k
-    capped at the vocabulary, the temperature at least `GREEDY_BELOW`), and `width`, the most likely tokens any
-    row may pick from (1 when every row is greedy)."""
+    capped at the vocabulary, the temperature at least `GREEDY_BELOW`), `widths`, the most likely tokens each row may
+    pick from (1 for a greedy row), and `width`, their largest."""
 
     def __init__(self, temperature: Sequence[float], top_k: Sequence[Optional[int]], top_p: Sequence[float], vocab: int) -> None:
         self.greedy = [is_greedy(t, k) for t, k in zip(temperature, top_k)]
         ks = [vocab if k is None else min(int(k), vocab) for k in top_k]
         self.rows = [[float(k), max(t, GREEDY_BELOW), p, float(g)] for k, t, p, g in zip(ks, temperature, top_p, self.greedy)]
-        self.width = max((1 if g else k for g, k in zip(self.greedy, ks)), default=1)
+        self.widths = [1 if g else k for g, k in zip(self.greedy, ks)]
+        self.width = max(self.widths, default=1)
 
     def tensor(self, device: torch.device) -> torch.Tensor:
         """(B, 4) on `device`, copied without waiting for the device's queue."""
-        rows = torch.tensor(self.rows, dtype=torch.float32)
-        if device.type == "cuda":
-            return rows.pin_memory().to(device, non_blocking=True)
-        return rows.to(device)
+        return to_device(torch.tensor(self.rows, dtype=torch.float32), device)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host `tensor` on `device`; to a GPU through pinned memory, without waiting for the device's queue (a plain
+    copy from pageable memory waits for every kernel queued before it)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def sample_with(logits: torch.Tensor, settings: torch.Tensor, width: int, uniform: torch.Tensor) -> torch.Tensor:
