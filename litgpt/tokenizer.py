@@ -4,9 +4,6 @@ Special-token ids and whether a BOS is prepended come from the folder's `tokeniz
 `generation_config.json` and `config.json`, as HF writes them.
 """
 
-import json
-import re
-import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union

@@ -8,7 +8,7 @@ causal mask hides and its own next tokens overwrite, so every row decodes exactl
 
 import warnings
 import weakref
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
