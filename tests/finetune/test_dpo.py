@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from finetune_helpers import weights
-from test_finetune_sigkill import REPO_ROOT, SCRIPT
+from test_finetune_sigkill import REPO_ROOT, run_killable
 
 PAIRS = [
     {"prompt": "Say hello.", "chosen": "Hello world!", "rejected": "The lazy dog."},
@@ -81,16 +81,8 @@ def test_dpo_loss_equals_trl_dpo_trainer(tiny_checkpoint, tmp_path):
 
 
 def run_dpo(checkpoint: Path, data: Path, out: Path, *extra: str, kill_at: int = 0) -> subprocess.CompletedProcess:
-    args = [
-        "finetune_dpo", str(checkpoint), "--out_dir", str(out), "--precision", "32-true", "--data", "Preference",
-        "--data.json_path", str(data), "--data.num_workers", "0", "--data.prompt_style", "default",
-        "--train.max_steps", "8", "--train.global_batch_size", "2", "--train.micro_batch_size", "1",
-        "--train.lr_warmup_steps", "1", "--train.save_interval", "4", "--train.log_interval", "1",
-        "--eval.interval", "100", "--eval.max_iters", "1", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0",
-        "--optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.02}}', *extra,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "KILL_AT_STEP": str(kill_at)}
-    return subprocess.run([sys.executable, "-c", SCRIPT, *args], env=env, capture_output=True, text=True, timeout=300)
+    preferences = ["--data", "Preference", "--data.json_path", str(data), "--data.prompt_style", "default"]
+    return run_killable("finetune_dpo", checkpoint, out, preferences, "--lora_dropout", "0", *extra, kill_at=kill_at)
 
 
 def logged(out_dir: Path, key: str) -> dict:
