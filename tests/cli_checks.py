@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 
-def litgpt(*args: str, preexec_fn=None, timeout: float = 300) -> subprocess.CompletedProcess:
+def litgpt(*args: str, preexec_fn=None, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "litgpt", *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+                          stdin=subprocess.DEVNULL, preexec_fn=preexec_fn, env=env)
 
 
 def one_line_error(result: subprocess.CompletedProcess, match: str) -> str:

@@ -60,6 +60,10 @@ FLAGS: Dict[str, Flag] = {
     "resume": (Resume, False, "Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest "
                               "if any) or the path of a checkpoint."),
     "compile": (bool, False, "Compile the model with torch.compile (faster steps on GPUs after a slower first one)."),
+    "fp8": (Literal["none", "rowwise", "tensorwise"], "none",
+            "Train the transformer blocks' linear layers with float8 matmuls (torchao's float8 training, with row-wise or "
+            "tensor-wise scaling; the weights and checkpoints stay in --precision, which must be bf16-mixed or bf16-true). "
+            "Needs a CUDA GPU of compute capability >= 8.9 (H100, H200, L40, RTX 4090) and `pip install torchao`."),
 }
 BASE = ("checkpoint_dir", "out_dir", "precision", "quantize", "devices", "num_nodes")
 LORA = tuple(name for name in FLAGS if name.startswith("lora_"))
@@ -91,7 +95,7 @@ def finetune_lora(args: SimpleNamespace) -> None:
 finetune = finetune_lora
 
 
-@_command(("checkpoint_dir", "out_dir", "precision", "devices", "num_nodes", "resume", "compile") + TRAINING[:-2],
+@_command(("checkpoint_dir", "out_dir", "precision", "devices", "num_nodes", "resume", "compile") + TRAINING[:-2] + ("fp8",),
           defaults={"out_dir": Path("out/finetune/full"), "eval": EvalArgs(interval=600, max_new_tokens=100, max_iters=100)})
 def finetune_full(args: SimpleNamespace) -> None:
     """Finetune all of a model's weights."""
@@ -185,6 +189,7 @@ class FinetuneRun:
     num_nodes: int = 1
     access_token: Optional[str] = None
     compile: bool = False
+    fp8: str = "none"
     config: Any = field(default=None, init=False)
     base_weights: Optional[Path] = field(default=None, init=False)
     resume_path: Optional[Path] = field(default=None, init=False)
@@ -209,6 +214,7 @@ def _finetune(run: FinetuneRun) -> None:
 
     train, method = run.train, run.method
     check_training(train, run.eval, run.optimizer, run.data)
+    loop.check_fp8(run.fp8, run.precision)
     run.checkpoint_dir = _base_folder(Path(run.checkpoint_dir), run.access_token)
     run.base_weights = run.checkpoint_dir / "lit_model.pth"
     if not run.base_weights.is_file():
@@ -301,7 +307,7 @@ def _run(fabric: "Fabric", run: FinetuneRun) -> None:
     )
     model = _base_model(fabric, run, seq_len)
     spec = loop.RunSpec(method=run.method, data=data, train=train, eval=eval, optimizer=run.optimizer, out_dir=run.out_dir,
-                        resume=run.resume_path, files=run.files, compile=run.compile, sample=sample)
+                        resume=run.resume_path, files=run.files, compile=run.compile, fp8=run.fp8, sample=sample)
     loop.fit(fabric, model, spec)
 
 

@@ -145,6 +145,56 @@ def default_precision() -> str:
     return "32-true"
 
 
+FP8_RECIPES = ("rowwise", "tensorwise")
+FP8_GPUS = "a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40, RTX 4090)"
+
+
+def check_fp8(fp8: str, precision: Optional[str]) -> None:
+    """Refuse `--fp8` where it cannot run (checked before any work): a precision other than bf16 (`precision` as the
+    user gave it; None is the GPU's default, bf16-mixed on every GPU that has fp8), no such GPU, no torchao."""
+    if fp8 == "none":
+        return
+    if fp8 not in FP8_RECIPES:
+        raise ValueError(f"--fp8 must be none, {' or '.join(FP8_RECIPES)}, got {fp8!r}")
+    if precision is not None and precision not in ("bf16-mixed", "bf16-true", "bf16"):  # Lightning reads bf16 as bf16-mixed
+        raise ValueError(f"--fp8 {fp8} needs --precision bf16-mixed or bf16-true, got --precision {precision}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"--fp8 {fp8} needs {FP8_GPUS}; no CUDA GPU is available here (leave out --fp8 to train without it)")
+    capability = torch.cuda.get_device_capability()
+    if capability < (8, 9):
+        raise ValueError(f"--fp8 {fp8} needs {FP8_GPUS}; {torch.cuda.get_device_name()} has compute capability "
+                         f"{capability[0]}.{capability[1]}")
+    try:
+        import torchao.float8  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"--fp8 {fp8} needs torchao's float8 training: pip install torchao ({e})") from None
+
+
+def to_float8(model: Any, recipe: str) -> int:
+    """Swap the plain linear layers of the transformer blocks whose sizes are multiples of 16 (float8 matmuls need
+    them) for torchao's Float8Linear with `recipe`'s scaling, in place; returns how many. The head, the embedding
+    and layers that wrap a linear layer (LoRA, adapters) stay as they are. A Float8Linear keeps the Parameter
+    objects `weight` and `bias` in their precision and casts to float8 inside each matmul, so state-dict keys and
+    checkpoints are those of a run without fp8."""
+    import torch.nn as nn
+    from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+
+    from litgpt.lora import WrappedLinear
+
+    modules = dict(model.named_modules())
+    chosen = {
+        name for name, module in modules.items()
+        if name.startswith("transformer.h.") and type(module) is nn.Linear
+        and module.in_features % 16 == 0 and module.out_features % 16 == 0
+        and not isinstance(modules[name.rsplit(".", 1)[0]], WrappedLinear)
+    }
+    convert_to_float8_training(model, module_filter_fn=lambda module, name: name in chosen,
+                               config=Float8LinearConfig.from_recipe_name(recipe))
+    return len(chosen)
+
+
 def resolve_resume(resume: ResumeArg, out_dir: Path) -> Optional[Path]:
     """The checkpoint file to resume from: False → none, True → the latest complete one in out_dir (which must
     exist), 'auto' → the latest complete one if any, a path → that checkpoint folder or file (which must be
@@ -308,6 +358,8 @@ class RunSpec:
     files: FolderFiles
     compile: Optional[bool] = False
     """Compile the model with torch.compile; None: on CUDA devices"""
+    fp8: str = "none"
+    """Float8 training of the blocks' linear layers with torchao: "none", "rowwise" or "tensorwise" (`check_fp8` first)"""
     sample: Optional[Callable[["Fabric", Any, int], None]] = None
     """Runs after every validation on every process, as sample(fabric, model, step) (finetuning shows a generated
     reply with it, see `generate_sample`)"""
@@ -435,6 +487,9 @@ def _setup_model(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, int, 
 
     # names from the plain module: FSDP's state_dict() before the first forward initialises its inner units as roots
     strict = all(method.is_saved(name) for name in model.state_dict())
+    if run.fp8 != "none":
+        converted = to_float8(model, run.fp8)
+        fabric.print(f"fp8: {converted} linear layers train in float8 ({run.fp8})")
     if run.compile or (run.compile is None and fabric.device.type == "cuda"):
         model = torch.compile(model)
     return fabric.setup(model), seq_len, strict, flops

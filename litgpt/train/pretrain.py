@@ -47,6 +47,7 @@ def setup(
     logger_name: Literal["wandb", "tensorboard", "csv", "mlflow", "litlogger"] = "tensorboard",
     seed: int = 42,
     compile: Optional[bool] = None,
+    fp8: Literal["none", "rowwise", "tensorwise"] = "none",
 ) -> None:
     """Pretrain a model.
 
@@ -72,6 +73,10 @@ def setup(
         logger_name: Where metrics go: tensorboard and csv write under out_dir/logs.
         seed: The random seed of the weights and the data order.
         compile: Compile the model with torch.compile; default: on when training on CUDA GPUs.
+        fp8: Train the transformer blocks' linear layers with float8 matmuls (torchao's float8 training, with
+            row-wise or tensor-wise scaling; the weights, checkpoints and the rest stay in --precision, which
+            must be bf16-mixed or bf16-true). Needs a CUDA GPU of compute capability >= 8.9 (H100, H200, L40,
+            RTX 4090) and `pip install torchao`.
     """
     if model_name == "list":
         print("\n".join(names()))
@@ -86,6 +91,7 @@ def setup(
 
     # every check before any work
     check_training(train, eval, optimizer, data)
+    loop.check_fp8(fp8, precision)
     config = model_config if model_config is not None else _config_for(model_name)
     if tokenizer_dir is not None:
         tokenizer_dir = resolve_checkpoint_dir(tokenizer_dir)
@@ -125,7 +131,7 @@ def setup(
     fabric = loop.make_fabric(devices, num_nodes, precision, [logger], Block)
     run = loop.RunSpec(
         method=loop.Method(), data=data, train=train, eval=eval, optimizer=optimizer, out_dir=out_dir, resume=resume_path,
-        files=loop.FolderFiles(config, tokenizer_dir, hparams), compile=compile,
+        files=loop.FolderFiles(config, tokenizer_dir, hparams), compile=compile, fp8=fp8,
     )
     fabric.launch(_run, run, config=config, devices=devices, initial_checkpoint_dir=initial_checkpoint_dir, seed=seed)
 

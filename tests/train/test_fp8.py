@@ -1,0 +1,54 @@
+"""`--fp8` of pretrain and finetune_full where it cannot run (CPUs, a precision other than bf16): one line, before
+any work, and torchao never imported on that path or by --help. Training in float8 is tests/train/test_fp8_cuda.py."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cli_checks import litgpt, one_line_error
+
+ROOT = Path(__file__).resolve().parents[2]
+GPUS = "needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40, RTX 4090)"
+
+
+@pytest.fixture
+def no_torchao(tmp_path) -> dict:
+    """An environment whose `torchao` ends the process when imported, whether or not the real one is installed."""
+    tripwire = tmp_path / "tripwire"
+    (tripwire / "torchao").mkdir(parents=True)
+    (tripwire / "torchao" / "__init__.py").write_text("raise SystemExit('TRIPWIRE: torchao was imported')\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tripwire), str(ROOT)]), "CUDA_VISIBLE_DEVICES": ""}
+
+
+def test_fp8_without_a_gpu_is_one_line_before_any_work(tmp_path, no_torchao):
+    out = tmp_path / "out"
+    result = litgpt("pretrain", "pythia-14m", "--fp8", "rowwise", "--out_dir", str(out),
+                    "--data", "TextFiles", "--data.train_data_path", str(tmp_path / "text"), env=no_torchao)
+    line = one_line_error(result, f"--fp8 rowwise {GPUS}; no CUDA GPU is available here")
+    assert line.startswith("litgpt pretrain: error: ") and "TRIPWIRE" not in result.stderr + result.stdout
+    assert not out.exists()
+
+    # finetune_full checks it before it looks for (or downloads) the base model
+    result = litgpt("finetune_full", str(tmp_path / "no-such-model"), "--fp8", "tensorwise", env=no_torchao)
+    one_line_error(result, f"litgpt finetune_full: error: --fp8 tensorwise {GPUS}")
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "32-true"])
+def test_fp8_needs_a_bf16_precision(tmp_path, precision, no_torchao):
+    result = litgpt("pretrain", "pythia-14m", "--fp8", "rowwise", "--precision", precision, env=no_torchao)
+    one_line_error(result, f"--fp8 rowwise needs --precision bf16-mixed or bf16-true, got --precision {precision}")
+
+
+def test_fp8_flag_only_on_pretrain_and_finetune_full(no_torchao):
+    for command in ("pretrain", "finetune_full"):
+        result = litgpt(command, "--help", env=no_torchao)
+        assert result.returncode == 0, result.stderr[-2000:]
+        text = " ".join(result.stdout.split())  # help wraps lines
+        assert "--fp8 {none,rowwise,tensorwise}" in text and "compute capability >= 8.9" in text, command
+        assert "pip install torchao" in text, command
+    for command in ("finetune_lora", "finetune_adapter", "finetune_adapter_v2"):
+        result = litgpt(command, "--help", env=no_torchao)
+        assert result.returncode == 0 and "--fp8" not in result.stdout, command
+    result = litgpt("--help", env=no_torchao)
+    assert result.returncode == 0 and "TRIPWIRE" not in result.stderr, result.stderr[-2000:]
