@@ -27,16 +27,23 @@ def main() -> None:
     parser.add_argument("--model", default="Llama-3.2-1B")
     parser.add_argument("--step", default="compiled", choices=["eager", "graphs", "compiled", "whole"])
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--rows", type=int, default=30, help="kernels listed")
+    parser.add_argument("--batch", type=int, default=1, help="sequences decoded by each step (their caches full of random values)")
     args = parser.parse_args()
     prompt_len, new = 128, 64
     model = build(args.model, prompt_len + new + args.steps)
     step = make_step(args.step)
-    prompt = torch.randint(0, model.config.vocab_size, (prompt_len,), device="cuda")
-    tokens = list(generate_tokens(model, prompt, new, temperature=0.0, step=step))  # capture, compile
-    token = torch.tensor([[tokens[-1]]], device="cuda")
     start = prompt_len + new
-    positions = [torch.tensor([[start + i]], device="cuda") for i in range(args.steps)]
+    if args.batch == 1:
+        prompt = torch.randint(0, model.config.vocab_size, (prompt_len,), device="cuda")
+        tokens = list(generate_tokens(model, prompt, new, temperature=0.0, step=step))  # capture, compile
+        token = torch.tensor([[tokens[-1]]], device="cuda")
+    else:
+        model.set_kv_cache(batch_size=args.batch)
+        token = torch.randint(0, model.config.vocab_size, (args.batch, 1), device="cuda")
+        for i in range(2):  # capture, compile
+            step(model, token, torch.full((args.batch, 1), start + i, device="cuda"), start + i + 1)
+    positions = [torch.full((args.batch, 1), start + i, device="cuda") for i in range(args.steps)]
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     begin.record()
     for i in range(args.steps):
@@ -44,7 +51,7 @@ def main() -> None:
     end.record()
     torch.cuda.synchronize()
     wall = begin.elapsed_time(end) * 1e3 / args.steps
-    print(f"{args.model} {args.step}: {wall:.0f} µs per step on the clock")
+    print(f"{args.model} {args.step}, {args.batch} rows: {wall:.0f} µs per step on the clock")
     replay = iter(range(args.steps))
 
     def one_step():

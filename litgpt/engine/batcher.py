@@ -142,6 +142,23 @@ class Batcher:
                 f"model's context length ({self.model.max_seq_length} tokens)"
             )
 
+    def warm_up(self) -> None:
+        """Generate a few tokens for made-up prompts so that compiling and capturing the steps happens now rather
+        than in the first requests: two rows together (prefill, the many-row step, sampling), then one alone (the
+        one-row step). Raises the first error a step met."""
+        device = self.model.lm_head.weight.device
+        groups = ((5, 9), (7,)) if self.max_batch_size > 1 else ((7,),)
+        for group in groups:  # a greedy row and a sampled one, then a sampled one alone
+            gens = [Generation(torch.arange(length, device=device), 4, temperature=0.8 if i or len(group) == 1 else 0.0, top_k=50)
+                    for i, length in enumerate(group)]
+            for gen in gens:
+                self.add(gen)
+            while self.busy:
+                self.step()
+            for gen in gens:
+                if gen.error is not None:
+                    raise gen.error
+
     def add(self, gen: Generation) -> None:
         """Queue `gen`; it joins the running batch when a row is free."""
         self.check(gen)

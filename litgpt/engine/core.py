@@ -118,7 +118,9 @@ class GraphedStep:
             if not self.compile:
                 views[kind] = decode_view(model, products=kind == "one")
             else:
-                options = {"dynamic": True} if kind == "prefill" else self.compile_options
+                # one token: fixed shapes; many rows: one compilation for every row count and cache length
+                # (each bucket's CUDA graph replays it), as a recompile per bucket would take minutes
+                options = {"dynamic": True} if kind == "prefill" else {**self.compile_options, "dynamic": kind == "rows"}
                 decode, products = kind != "prefill", kind == "one"
                 if self.regional:
                     views[kind] = compile_blocks(model, decode=decode, products=products, **options)

@@ -130,3 +130,40 @@ def test_sampled_rows_in_one_batch_equal_each_request_alone_with_its_seed(model)
         batcher.add(gen)
     batcher.run()
     assert unseeded[2].tokens == expected[2]  # the greedy row does not depend on any draw
+
+
+def test_warm_up_runs_the_many_row_and_the_one_row_step_and_leaves_the_batcher_idle(model):
+    from litgpt.engine.core import decode_step
+
+    rows_seen = []
+
+    def step(model, tokens, positions, input_pos_maxp1):
+        rows_seen.append(tokens.size(0))
+        return decode_step(model, tokens, positions, input_pos_maxp1)
+
+    batcher = Batcher(model, max_batch_size=4, step=step)
+    batcher.warm_up()
+    assert 2 in rows_seen and 1 in rows_seen  # compiling both views (and capturing them) happens here
+    assert not batcher.busy
+    # the batcher serves as before afterwards
+    gen = Generation(torch.tensor(PROMPTS[0]), LENGTHS[0], temperature=0.0)
+    batcher.add(gen)
+    batcher.run()
+    assert gen.tokens == alone(model, PROMPTS[0], LENGTHS[0])
+
+
+def test_serve_warm_up_falls_back_to_the_uncompiled_step_when_compiling_fails(llama_dir, capsys):
+    from litgpt.api import LLM
+    from litgpt.engine.core import GraphedStep
+    from litgpt.serve import _warm_up
+
+    llm = LLM.load(str(llama_dir), accelerator="cpu")
+
+    def failing(model, tokens, positions, input_pos_maxp1):
+        raise RuntimeError("backend compiler failed\nwith a long story")
+
+    llm.decode_step = failing
+    _warm_up(llm, 4)
+    assert isinstance(llm.decode_step, GraphedStep) and not llm.decode_step.compile
+    err = capsys.readouterr().err
+    assert err.strip() == "Serving without compiling: torch.compile failed (backend compiler failed)"
