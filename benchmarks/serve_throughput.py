@@ -155,7 +155,7 @@ class Server:
             sys.executable, "-m", "litgpt", "serve", str(folder), "--port", str(self.port), "--host", HOST,
             "--accelerator", args.device, "--devices", "1", "--precision", args.precision,
             "--max_new_tokens", str(args.new_tokens), "--stream", "true", "--timeout", str(args.queue_timeout),
-        ] + (["--compile", "true"] if args.compile else []) + (["--max_batch_size", str(max_batch_size)] if max_batch_size else [])
+        ] + (["--compile", args.compile] if args.compile != "default" else []) + (["--max_batch_size", str(max_batch_size)] if max_batch_size else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(
@@ -333,7 +333,9 @@ def serve_cases(folder: Path, log_dir: Path, tokenizer: Tokenizer, prompts: List
     server = Server(folder, log_dir / f"server-{label}.log", args, max_batch_size)
     cases = []
     try:
+        started = time.monotonic()
         server.wait_ready(args.startup_timeout)
+        print(f"{label} server: ready {time.monotonic() - started:.1f} s after launch (loading, planning, compiling)", flush=True)
         for mode in args.modes:
             for n in client_counts:
                 # warm-up rounds of one request per client, as many clients as the server batches (a compiled
@@ -358,7 +360,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer, width-64 Llama-style model instead (CPU smoke runs)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default=None, help="the server's --precision (default bf16-true on cuda, 32-true on cpu)")
-    parser.add_argument("--compile", action="store_true", help="pass --compile true to the servers (a compiled decode step)")
+    parser.add_argument("--compile", choices=["default", "true", "false"], default="default",
+                        help="the servers' --compile (default: theirs, compiled on CUDA)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256], help="concurrent clients, one case each")
     parser.add_argument("--modes", nargs="+", choices=["greedy", "sampled"], default=["greedy", "sampled"],
                         help="greedy requests (temperature 0) and/or requests carrying only the prompt (the server's sampling)")
