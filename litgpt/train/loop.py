@@ -473,7 +473,7 @@ def _setup_model(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, int, 
     whether checkpoints hold all of it; its FLOPs per micro-batch."""
     import torch
 
-    from litgpt.train import monitor
+    from litgpt.train import fused, monitor
 
     method = run.method
     model = method.transform(model)
@@ -490,6 +490,8 @@ def _setup_model(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, int, 
     if run.fp8 != "none":
         converted = to_float8(model, run.fp8)
         fabric.print(f"fp8: {converted} linear layers train in float8 ({run.fp8})")
+    if fabric.device.type == "cuda":  # liger-kernel's RMSNorm, SwiGLU, RoPE where they fit (LITGPT_FUSED_KERNELS=0: off)
+        fabric.print(fused.describe(fused.use_fused_kernels(model, fabric.device)))
     if run.compile or (run.compile is None and fabric.device.type == "cuda"):
         model = torch.compile(model)
     return fabric.setup(model), seq_len, strict, flops
@@ -796,10 +798,37 @@ def generate_sample(fabric: "Fabric", model: Any, prompt: "torch.Tensor", max_ne
     try:
         ensure_kv_cache(inner, 1, prompt.numel() + max_new_tokens - 1)
         # forwards go through the wrapper, so precision and sharding apply as in training
-        return list(generate_tokens(model, prompt.to(fabric.device), max_new_tokens, temperature=0.0, stop_tokens=stop_tokens))
+        with plain_linear_layers(inner):
+            return list(generate_tokens(model, prompt.to(fabric.device), max_new_tokens, temperature=0.0, stop_tokens=stop_tokens))
     finally:
         inner.clear_kv_cache()
         model.train()
+
+
+@contextmanager
+def plain_linear_layers(model: Any) -> Iterator[None]:
+    """Within: the Float8Linear layers of `model` (`to_float8`) replaced by plain nn.Linear layers over the same
+    weight and bias Parameters; put back after. The generation engine runs under torch.inference_mode, where
+    torchao's row-wise Float8Linear fails ("aten.reshape.default with axiswise scaling is not supported yet",
+    torchao 0.13-0.18); a sample needs no float8 matmuls."""
+    import sys
+
+    import torch.nn as nn
+
+    float8 = sys.modules.get("torchao.float8.float8_linear")  # loaded only if `to_float8` converted layers
+    found = [] if float8 is None else [
+        (parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+        if isinstance(child, float8.Float8Linear)
+    ]
+    for parent, name, child in found:
+        plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
+        plain.weight, plain.bias = child.weight, child.bias
+        setattr(parent, name, plain)
+    try:
+        yield
+    finally:
+        for parent, name, child in found:
+            setattr(parent, name, child)
 
 
 # ---------------------------------------------------------------------------------------------------------
