@@ -236,6 +236,7 @@ class CausalSelfAttention(nn.Module):
             olmo2 = config.norm_qk_type == "olmo2"  # normalises the flat projections, not each head
             self.norm_q = norm(config, nh * hs if olmo2 else hs)
             self.norm_k = norm(config, ng * hs if olmo2 else hs)
+        self.rope = RoPE(config.rope_n_elem)  # no weights; litgpt/train/fused.py may put a fused kernel here
         self.kv_cache: Optional[KVCache] = None
         self.config = config
         self.sliding_window = (
@@ -263,10 +264,7 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, ng, hs).transpose(1, 2)  # (B, ng, T, hs)
         if c.norm_qk and c.norm_qk_type != "olmo2":
             q, k = self.norm_q(q), self.norm_k(k)
-        n = c.rope_n_elem
-        if n > 0:
-            q = torch.cat((apply_rope(q[..., :n], cos, sin), q[..., n:]), dim=-1)
-            k = torch.cat((apply_rope(k[..., :n], cos, sin), k[..., n:]), dim=-1)
+        q, k = self.rope(q, k, cos, sin)
 
         mask = None
         if input_pos is not None:
@@ -522,6 +520,23 @@ def document_masks(document_ids: torch.Tensor, window: Optional[int] = None) -> 
     distance = idx.unsqueeze(-1) - idx.unsqueeze(-2)
     causal = (same & (distance >= 0)).unsqueeze(1)  # (B, 1, T, T)
     return positions, (causal, None if window is None else causal & (distance < window).unsqueeze(1))
+
+
+class RoPE(nn.Module):
+    """Rotary position embedding of q and k: the first `n_elem` elements of each head turn, the rest stay."""
+
+    def __init__(self, n_elem: int) -> None:
+        super().__init__()
+        self.n_elem = n_elem
+
+    def forward(self, q, k, cos, sin) -> Tuple[torch.Tensor, torch.Tensor]:
+        """q (B, nh, T, hs), k (B, ng, T, hs) rotated by cos, sin of shape (B|1, T, n_elem)."""
+        n = self.n_elem
+        if n == 0:
+            return q, k
+        q = torch.cat((apply_rope(q[..., :n], cos, sin), q[..., n:]), dim=-1)
+        k = torch.cat((apply_rope(k[..., :n], cos, sin), k[..., n:]), dim=-1)
+        return q, k
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
