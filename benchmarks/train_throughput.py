@@ -2,15 +2,18 @@
 
     python benchmarks/train_throughput.py --harness loop              # `litgpt pretrain` with its defaults
     python benchmarks/train_throughput.py --harness step --precision bf16-mixed bf16-true --compile both
+    python benchmarks/train_throughput.py --fused both        # each case with and without liger's fused kernels
 
 `loop` runs the real command (`litgpt.train.pretrain.setup`: Fabric, its default precision and compile setting,
 gradient clipping, the per-step log line) on random tokens and takes the median step time from its CSV log.
 `step` times one bare step (forward with the loss from the hidden states, backward, fused AdamW) with CUDA
-events, for comparing precisions and compile settings.
+events, for comparing precisions and compile settings. `--fused off` runs without the fused RMSNorm, SwiGLU and
+RoPE kernels that training uses on CUDA (`litgpt/train/fused.py`; LITGPT_FUSED_KERNELS=0 for the loop).
 """
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import tempfile
@@ -24,6 +27,7 @@ from common import cuda_time_ms, emit, matmul_peak_tflops, profile_kernels, tabl
 
 from litgpt.config import Config  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
+from litgpt.train import fused as fused_kernels  # noqa: E402
 
 
 def flops_per_token(config: Config, n_params: int, seq: int) -> float:
@@ -33,7 +37,7 @@ def flops_per_token(config: Config, n_params: int, seq: int) -> float:
 
 
 def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bool, iters: int, peak: float, sdpa: str = "default",
-        profile: int = 0) -> dict:
+        profile: int = 0, fused: bool = True) -> dict:
     config = Config.from_name(model_name, block_size=max(seq, Config.from_name(model_name).block_size))
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -44,6 +48,7 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
     # the embedding is a lookup, not a matmul, so its parameters do no FLOPs
     n_params = sum(p.numel() for p in model.parameters()) - model.transformer.wte.weight.numel()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    kernels = fused_kernels.use_fused_kernels(model, torch.device("cuda")) if fused else []
     forward = torch.compile(model) if compile else model
     x = torch.randint(0, config.vocab_size, (micro_batch, seq + 1), device="cuda")
     autocast = precision == "bf16-mixed"
@@ -66,13 +71,14 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
         peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         by_kind = {}
         if profile:
-            by_kind = profile_kernels(step, profile, label=f"{model_name} {micro_batch}x{seq} {precision} compile={compile} sdpa={sdpa} step")
+            label = f"{model_name} {micro_batch}x{seq} {precision} compile={compile} sdpa={sdpa} fused={fused} step"
+            by_kind = profile_kernels(step, profile, label=label)
     tokens_per_s = micro_batch * seq / (ms / 1e3)
     achieved = tokens_per_s * flops_per_token(config, n_params, seq) / 1e12
     return dict(
         bench="train_throughput", harness="step", model=model_name, seq=seq, micro_batch=micro_batch, precision=precision,
-        compile=compile, sdpa=sdpa, step_ms=round(ms, 1), tokens_per_s=round(tokens_per_s), mfu_989=round(achieved / 989, 3),
-        mfu_measured=round(achieved / peak, 3), peak_gib=peak_gib,
+        compile=compile, sdpa=sdpa, fused=", ".join(kernels) or "none", step_ms=round(ms, 1), tokens_per_s=round(tokens_per_s),
+        mfu_989=round(achieved / 989, 3), mfu_measured=round(achieved / peak, 3), peak_gib=peak_gib,
         **({"profile_ms": {kind: round(us / 1e3, 1) for kind, us in by_kind.items()}} if by_kind else {}),
     )
 
@@ -98,23 +104,33 @@ class RandomTokens:
         return None
 
 
-def run_loop(model_name: str, seq: int, micro_batch: int, steps: int, peak: float) -> dict:
-    """`litgpt pretrain` as a user runs it, on random tokens; the median step time of the steps after the first 3."""
+def run_loop(model_name: str, seq: int, micro_batch: int, steps: int, peak: float, fused: bool = True) -> dict:
+    """`litgpt pretrain` as a user runs it, on random tokens; the median step time of the steps after the first 3.
+    Without `fused`, as with LITGPT_FUSED_KERNELS=0 (with it, as LITGPT_FUSED_KERNELS says: all by default)."""
     from litgpt.data.base import DataModule
     from litgpt.train.args import EvalArgs, TrainArgs
     from litgpt.train.pretrain import setup
 
     config = Config.from_name(model_name)
     data = type("RandomTokensModule", (RandomTokens, DataModule), {})(config.vocab_size, steps * micro_batch)
-    with tempfile.TemporaryDirectory() as out:
-        torch.cuda.reset_peak_memory_stats()
-        setup(
-            model_name, out_dir=Path(out), data=data, devices=1, logger_name="csv",
-            train=TrainArgs(save_interval=None, log_interval=1, global_batch_size=micro_batch, micro_batch_size=micro_batch,
-                            max_steps=steps, max_seq_length=seq, max_norm=1.0, lr_warmup_steps=2, min_lr=4e-5),
-            eval=EvalArgs(interval=10**9, initial_validation=False, final_validation=False),
-        )
-        rows = [row for path in Path(out).rglob("metrics.csv") for row in csv.DictReader(path.open()) if row.get("iter_time")]
+    switch = os.environ.get(fused_kernels.ENV)
+    if not fused:
+        os.environ[fused_kernels.ENV] = "0"
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            torch.cuda.reset_peak_memory_stats()
+            setup(
+                model_name, out_dir=Path(out), data=data, devices=1, logger_name="csv",
+                train=TrainArgs(save_interval=None, log_interval=1, global_batch_size=micro_batch, micro_batch_size=micro_batch,
+                                max_steps=steps, max_seq_length=seq, max_norm=1.0, lr_warmup_steps=2, min_lr=4e-5),
+                eval=EvalArgs(interval=10**9, initial_validation=False, final_validation=False),
+            )
+            rows = [row for path in Path(out).rglob("metrics.csv") for row in csv.DictReader(path.open()) if row.get("iter_time")]
+    finally:  # the step harness, later in this process, reads the same switch
+        if switch is None:
+            os.environ.pop(fused_kernels.ENV, None)
+        else:
+            os.environ[fused_kernels.ENV] = switch
     times = [float(row["iter_time"]) for row in rows][3:]
     seconds = statistics.median(times)
     tokens_per_s = micro_batch * seq / seconds
@@ -123,7 +139,8 @@ def run_loop(model_name: str, seq: int, micro_batch: int, steps: int, peak: floa
     achieved = tokens_per_s * flops_per_token(config, n_params, seq) / 1e12
     return dict(
         bench="train_throughput", harness="loop", model=model_name, seq=seq, micro_batch=micro_batch,
-        precision="default (bf16-mixed)", compile="default (yes)", step_ms=round(seconds * 1e3, 1), tokens_per_s=round(tokens_per_s),
+        precision="default (bf16-mixed)", compile="default (yes)", fused=os.environ.get(fused_kernels.ENV, "default (on)") if fused else "off",
+        step_ms=round(seconds * 1e3, 1), tokens_per_s=round(tokens_per_s),
         mfu_989=round(achieved / 989, 3), mfu_measured=round(achieved / peak, 3), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1),
         steps_timed=len(times),
     )
@@ -140,28 +157,32 @@ def main() -> None:
     parser.add_argument("--harness", choices=["loop", "step", "both"], default="both")
     parser.add_argument("--sdpa", nargs="+", choices=["default", "cudnn"], default=["default"], help="attention kernels tried first (step harness)")
     parser.add_argument("--profile", type=int, default=0, help="profile this many steps (step harness) and print where their GPU time goes")
+    parser.add_argument("--fused", choices=["on", "off", "both"], default="on", help="liger-kernel's fused RMSNorm, SwiGLU, RoPE (as training uses them)")
     args = parser.parse_args()
     peak = matmul_peak_tflops()
     emit(dict(bench="matmul_peak", tflops=round(peak, 1)))
     cases = []
+    fused_settings = {"on": [True], "off": [False], "both": [False, True]}[args.fused]
     if args.harness in ("loop", "both"):
-        case = run_loop(args.model, args.seq, args.micro_batch[0], max(args.iters, 6) + 3, peak)
-        emit(case)
-        cases.append(case)
-        torch.cuda.empty_cache()
+        for fused in fused_settings:
+            case = run_loop(args.model, args.seq, args.micro_batch[0], max(args.iters, 6) + 3, peak, fused)
+            emit(case)
+            cases.append(case)
+            torch.cuda.empty_cache()
         if args.harness == "loop":
             args.precision = []
     for precision in args.precision:
         for compile in {"no": [False], "yes": [True], "both": [False, True]}[args.compile]:
-            for mb, sdpa in [(mb, sdpa) for mb in args.micro_batch for sdpa in args.sdpa]:
+            for mb, sdpa, fused in [(mb, sdpa, fused) for mb in args.micro_batch for sdpa in args.sdpa for fused in fused_settings]:
                 try:
-                    case = run(args.model, args.seq, mb, precision, compile, args.iters, peak, sdpa, args.profile)
+                    case = run(args.model, args.seq, mb, precision, compile, args.iters, peak, sdpa, args.profile, fused)
                 except torch.OutOfMemoryError:
-                    case = dict(bench="train_throughput", model=args.model, micro_batch=mb, precision=precision, compile=compile, error="OOM")
+                    case = dict(bench="train_throughput", model=args.model, micro_batch=mb, precision=precision, compile=compile,
+                                fused=fused, error="OOM")
                 torch.cuda.empty_cache()
                 emit(case)
                 cases.append(case)
-    table(cases, ["model", "harness", "precision", "compile", "micro_batch", "tokens_per_s", "mfu_989", "mfu_measured", "peak_gib"])
+    table(cases, ["model", "harness", "precision", "compile", "fused", "micro_batch", "tokens_per_s", "mfu_989", "mfu_measured", "peak_gib"])
 
 
 if __name__ == "__main__":
