@@ -82,7 +82,8 @@ def requested() -> List[str]:
     names = [name.strip() for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in KERNELS]
     if unknown:
-        raise ValueError(f"{ENV}={value}: unknown kernel {', '.join(unknown)}; use 0 (none), 1 (all) or a comma list of {', '.join(KERNELS)}")
+        raise ValueError(f"LITGPT_FUSED_KERNELS={value}: unknown kernel {', '.join(unknown)}; use 0 (none), 1 (all) or a comma "
+                         f"list of {', '.join(KERNELS)}")
     return names
 
 
