@@ -18,7 +18,7 @@ tests run Triton without a GPU), never on the CPU path or for `litgpt --help`.
 
 import importlib.util
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -72,6 +72,9 @@ class FusedRoPE(nn.Module):
         return self.kernel(q, k, cos, sin)
 
 
+FUSED = {"rms_norm": FusedRMSNorm, "swiglu": FusedSwiGLU, "rope": FusedRoPE}
+
+
 def requested() -> List[str]:
     """The kernels `LITGPT_FUSED_KERNELS` asks for: unset or 1 → all, 0 → none, or a comma list of names."""
     value = os.environ.get(ENV, "1").strip()
@@ -99,7 +102,11 @@ def use_fused_kernels(model: nn.Module, device: torch.device) -> List[str]:
     names = requested()
     if not names or not can_run(device) or importlib.util.find_spec("liger_kernel") is None:
         return []
-    from liger_kernel.transformers.functional import liger_rms_norm, liger_rope, liger_swiglu
+    try:
+        from liger_kernel.transformers.functional import liger_rms_norm, liger_rope, liger_swiglu
+    except ImportError as e:  # installed but broken (e.g. built for another torch or Triton): say so, do not guess
+        raise ValueError(f"liger-kernel is installed but does not import ({e}): pip install -U liger-kernel, or set "
+                         f"LITGPT_FUSED_KERNELS=0 to train without fused kernels") from None
 
     kernels = {"rms_norm": liger_rms_norm, "swiglu": liger_swiglu, "rope": liger_rope}
     counts: Dict[str, int] = {}
@@ -111,8 +118,6 @@ def use_fused_kernels(model: nn.Module, device: torch.device) -> List[str]:
                 counts[kind] = counts.get(kind, 0) + 1
     return [f"{LABELS[kind]} ×{counts[kind]}" for kind in KERNELS if kind in counts]
 
-
-FUSED = {"rms_norm": FusedRMSNorm, "swiglu": FusedSwiGLU, "rope": FusedRoPE}
 
 
 def _fusable(module: nn.Module, model: nn.Module) -> Optional[str]:

@@ -78,6 +78,19 @@ def test_the_switch_takes_0_1_or_kernel_names(monkeypatch):
         fused.requested()
 
 
+def test_a_liger_kernel_that_does_not_import_is_one_line(tmp_path, monkeypatch):
+    broken = tmp_path / "liger_kernel"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('built for another torch')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "liger_kernel", raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # what lets the kernels run on CPU tensors, so fusing is tried
+    monkeypatch.delenv(fused.ENV, raising=False)
+    with pytest.raises(ValueError, match=r"^liger-kernel is installed but does not import \(built for another torch\): "
+                                         r"pip install -U liger-kernel, or set LITGPT_FUSED_KERNELS=0"):
+        fused.use_fused_kernels(tiny(), torch.device("cpu"))
+
+
 # Under TRITON_INTERPRET=1 (set before Triton is imported, so in a fresh process) liger's kernels run on CPU tensors.
 # Its RoPE kernel runs there as it is; its RMSNorm and SwiGLU kernels need float scalars and libdevice functions
 # that the interpreter of Triton 3.9 does not provide, so they are checked on CUDA only.
