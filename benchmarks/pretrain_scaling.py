@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -73,8 +73,9 @@ def write_initial_checkpoint(args: argparse.Namespace, folder: Path) -> int:
 
 
 def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: int, init_dir: Path,
-             save_at: Optional[int] = None, resume: Optional[Path] = None) -> Dict:
-    """Run `litgpt pretrain` in a child process; its exit status, output and peak resident memory."""
+             save_at: Optional[int] = None, resume: Optional[Path] = None, extra: Sequence[str] = ()) -> Dict:
+    """Run `litgpt pretrain` (with the flags `extra` besides its own) in a child process; its exit status, output and
+    peak resident memory."""
     optimizer = {"class_path": "torch.optim.AdamW", "init_args": {"lr": args.lr, "weight_decay": 0.1, "betas": [0.9, 0.95]}}
     command = [
         sys.executable, "-m", "litgpt", "pretrain",
@@ -89,6 +90,7 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
     command += ["--resume", str(resume)] if resume else ["--initial_checkpoint_dir", str(init_dir)]
     command += ["--precision", args.precision] if args.precision else []
     command += ["--compile", args.compile] if args.compile != "default" else []
+    command += list(extra)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")]))}
     if args.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""

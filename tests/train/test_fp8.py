@@ -52,3 +52,26 @@ def test_fp8_flag_only_on_pretrain_and_finetune_full(no_torchao):
         assert result.returncode == 0 and "--fp8" not in result.stdout, command
     result = litgpt("--help", env=no_torchao)
     assert result.returncode == 0 and "TRIPWIRE" not in result.stderr, result.stderr[-2000:]
+
+
+def test_loss_curve_benchmark_toy(tmp_path):
+    """benchmarks/fp8_loss_curve.py --toy: two real `litgpt pretrain` runs on the CPU (--fp8 none both times, so equal
+    losses), read back from their logs, compared at steps 2, 3, 4 and plotted."""
+    import json
+    import math
+    import subprocess
+    import sys
+
+    plot = tmp_path / "curve.png"
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    command = [sys.executable, str(ROOT / "benchmarks" / "fp8_loss_curve.py"), "--toy", "--plot", str(plot), "--out", str(tmp_path / "runs")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    emitted = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    runs = [e for e in emitted if e["bench"] == "fp8_loss_curve"]
+    points = [e for e in emitted if e["bench"] == "fp8_loss_point"]
+    assert [r["run"] for r in runs] == ["bf16", "fp8"] and all(r["tokens_per_s"] > 0 and r["fp8"] == "none" for r in runs), runs
+    assert [p["step"] for p in points] == [2, 3, 4], points
+    assert all(math.isfinite(p["loss_bf16"]) and p["loss_fp8"] == p["loss_bf16"] and p["rel_diff"] == 0 for p in points), points
+    assert points[-1]["loss_bf16"] < points[0]["loss_bf16"], points
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,196 @@
+"""fp8 against bf16: `litgpt pretrain` twice on the same data, seed and initial weights, once without and once with
+`--fp8`; the loss curves side by side, the loss at chosen steps with the relative difference, and tokens/s of each.
+
+    python benchmarks/fp8_loss_curve.py                 # one H100/H200: tiny-llama-1.1b, 500 steps of 4 x 2048, --fp8 rowwise
+    python benchmarks/fp8_loss_curve.py --toy           # CPU smoke test: a 2-layer model, 4 steps, --fp8 none both times
+
+Each run is the real command in its own process (`pretrain` of benchmarks/pretrain_scaling.py) on `ZipfTokens`
+(benchmarks/synthetic_tokens.py: the same blocks in the same order for both runs), from one randomly initialised
+checkpoint written first (`--initial_checkpoint_dir`), with the command's defaults otherwise (bf16-mixed, compiled on
+CUDA). The losses come from each run's CSV log (one row per step), tokens/s from the median step time after `--skip`
+steps (compilation). Reported at each step of `--at`: both losses, their relative difference ((fp8 - bf16) / bf16),
+and the same for the mean of the 10 steps up to it (single steps are noisy). The plot (matplotlib, Agg) shows both
+curves and goes to `--plot` (default $OUT/fp8_loss.png when OUT is set, else ./fp8_loss.png).
+
+Zipf tokens are independent draws, so a model learns their unigram law and the loss levels off near its entropy:
+the comparison shows that float8 matmuls train as bf16 ones do over the first hundreds of steps, not how they fare
+on text.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import emit, table  # noqa: E402
+from pretrain_scaling import failure, peak_cuda_gib, pretrain, read_log, write_initial_checkpoint  # noqa: E402
+
+WINDOW = 10  # steps averaged for the smoothed comparison
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-llama-1.1b", help="a registry name, trained from random weights")
+    parser.add_argument("--fp8", default="rowwise", choices=["rowwise", "tensorwise"], help="the --fp8 recipe of the second run")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run; default 500 (4 with --toy)")
+    parser.add_argument("--at", type=int, nargs="+", default=None, help="steps whose losses are compared; default 100 250 500 (2 3 4 with --toy)")
+    parser.add_argument("--micro_batch", type=int, default=None, help="samples per forward; default 4 (2 with --toy)")
+    parser.add_argument("--global_batch", type=int, default=None, help="samples per optimizer step; default --micro_batch")
+    parser.add_argument("--seq", type=int, default=None, help="default 2048 (64 with --toy)")
+    parser.add_argument("--lr", type=float, default=None, help="AdamW's learning rate; default 4e-4 (3e-3 with --toy)")
+    parser.add_argument("--precision", default=None, help="both runs' --precision; default the command's (bf16-mixed on GPUs)")
+    parser.add_argument("--compile", choices=["default", "true", "false"], default="default")
+    parser.add_argument("--skip", type=int, default=None, help="steps left out of the timing (compilation); default 10 (1 with --toy)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
+    parser.add_argument("--plot", type=Path, default=None, help="the PNG to write; default $OUT/fp8_loss.png, or fp8_loss.png")
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs' logs here (weights are deleted after use); a run "
+                        "whose finished log is there already is read, not run again")
+    parser.add_argument("--toy", action="store_true", help="a 2-layer, 64-wide model in 32-true on the CPU, --fp8 none both times")
+    args = parser.parse_args(argv)
+    toy = args.toy
+    for name, full, small in (("steps", 500, 4), ("micro_batch", 4, 2), ("seq", 2048, 64), ("lr", 4e-4, 3e-3), ("skip", 10, 1)):
+        if getattr(args, name) is None:
+            setattr(args, name, small if toy else full)
+    args.at = args.at or ([2, 3, 4] if toy else [100, 250, 500])
+    args.global_batch = args.global_batch or args.micro_batch
+    if args.global_batch % args.micro_batch:
+        parser.error(f"--global_batch {args.global_batch} is not a multiple of --micro_batch {args.micro_batch}")
+    if any(not 0 < step <= args.steps for step in args.at):
+        parser.error(f"--at steps must lie in 1..--steps ({args.steps}), got {args.at}")
+    if args.skip >= args.steps:
+        parser.error(f"--skip ({args.skip}) must be less than --steps ({args.steps})")
+    if toy and args.precision is None:
+        args.precision = "32-true"
+    if args.plot is None:
+        args.plot = Path(os.environ["OUT"]) / "fp8_loss.png" if os.environ.get("OUT") else Path("fp8_loss.png")
+    # what pretrain_scaling.pretrain and write_initial_checkpoint read
+    args.tiny, args.cpu = toy, toy
+    args.label = "toy (2 layers, 64 wide)" if toy else args.model
+    args.recipes = ["none", "none"] if toy else ["none", args.fp8]
+    return args
+
+
+def run_case(args: argparse.Namespace, name: str, recipe: str, out: Path, vocab_size: int) -> Dict:
+    """One `litgpt pretrain` run with `--fp8 recipe`: its losses by step, tokens/s and peak memory (or the error)."""
+    run_dir = out / name
+    log = run_dir / "run.log"
+    if args.out is not None and log.is_file() and "Saved the trained model" in log.read_text(errors="replace") and len(read_log(run_dir)) == args.steps:
+        print(f"Reusing the finished run in {run_dir}", flush=True)  # a second call that continues an interrupted comparison
+        run = dict(status=0, output=log.read_text(errors="replace"), seconds=None)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run = pretrain(args, 1, run_dir, vocab_size, out / "init", extra=["--fp8", recipe])
+    shutil.rmtree(run_dir / "final", ignore_errors=True)
+    case = dict(bench="fp8_loss_curve", run=name, fp8=recipe, model=args.label, steps=args.steps, micro_batch=args.micro_batch,
+                global_batch=args.global_batch, seq=args.seq, precision=args.precision or "bf16-mixed (the default)", wall_s=run["seconds"])
+    if run["status"] != 0:
+        return failure(case, run)
+    rows = read_log(run_dir)
+    if sorted(rows) != list(range(1, args.steps + 1)):
+        return {**case, "error": f"the log has steps {min(rows, default=None)}..{max(rows, default=None)} ({len(rows)}), not 1..{args.steps}"}
+    accum = args.global_batch // args.micro_batch
+    seconds = statistics.median(rows[s]["iter_time"] * accum for s in range(args.skip + 1, args.steps + 1))
+    fp8_line = next((line for line in run["output"].splitlines() if line.startswith("fp8: ")), None)
+    if recipe != "none" and fp8_line is None:
+        return {**case, "error": "no 'fp8: N linear layers train in float8' line: the run did not convert any layer"}
+    return dict(case, tokens_per_s=round(args.global_batch * args.seq / seconds), step_ms=round(seconds * 1e3, 1),
+                peak_gib=peak_cuda_gib(run["output"]), fp8_layers=fp8_line, losses=[rows[s]["loss"] for s in range(1, args.steps + 1)])
+
+
+def compare(args: argparse.Namespace, base: Dict, other: Dict) -> List[Dict]:
+    """The losses of both runs at each step of --at, and their relative differences (single and WINDOW-step means)."""
+    points = []
+    for step in args.at:
+        a, b = base["losses"][step - 1], other["losses"][step - 1]
+        lo = max(0, step - WINDOW)
+        mean_a, mean_b = statistics.fmean(base["losses"][lo:step]), statistics.fmean(other["losses"][lo:step])
+        points.append(dict(bench="fp8_loss_point", step=step, loss_bf16=round(a, 4), loss_fp8=round(b, 4), rel_diff=float(f"{(b - a) / a:.3g}"),
+                           mean10_bf16=round(mean_a, 4), mean10_fp8=round(mean_b, 4), mean10_rel_diff=float(f"{(mean_b - mean_a) / mean_a:.3g}")))
+    return points
+
+
+def plot(args: argparse.Namespace, base: Dict, other: Dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = list(range(1, args.steps + 1))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for case in (base, other):
+        top.plot(steps, case["losses"], label=f"--fp8 {case['fp8']} ({case['tokens_per_s']:,} tok/s)", linewidth=1)
+    top.set_ylabel("training loss")
+    top.set_title(f"litgpt pretrain {args.label}, {args.global_batch} x {args.seq} tokens per step, {base['precision']}")
+    top.legend()
+    bottom.plot(steps, [(b - a) / a for a, b in zip(base["losses"], other["losses"])], linewidth=0.8, color="gray")
+    bottom.axhline(0, color="black", linewidth=0.5)
+    bottom.set_ylabel("(fp8 - bf16) / bf16")
+    bottom.set_xlabel("step")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def check_device(args: argparse.Namespace) -> None:
+    """A clear error before any run: the fp8 comparison needs a CUDA GPU with float8 matmuls and matplotlib."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("matplotlib") is None:
+        sys.exit("fp8_loss_curve: the plot needs matplotlib: pip install matplotlib")
+    if args.toy:
+        return
+    if not torch.cuda.is_available():
+        sys.exit("fp8_loss_curve: --fp8 needs a CUDA GPU of compute capability >= 8.9 and none is visible (--toy runs the CPU smoke test)")
+    if torch.cuda.get_device_capability() < (8, 9):
+        sys.exit(f"fp8_loss_curve: {torch.cuda.get_device_name()} has compute capability {torch.cuda.get_device_capability()}; --fp8 needs >= 8.9")
+    if importlib.util.find_spec("torchao") is None:
+        sys.exit("fp8_loss_curve: --fp8 needs torchao: pip install torchao")
+
+
+def main() -> None:
+    args = parse_args()
+    check_device(args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through `pretrain`, which ends its run
+    out = args.out or Path(tempfile.mkdtemp(prefix="fp8_loss_curve_"))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        vocab_size = write_initial_checkpoint(args, out / "init")
+        cases = []
+        for name, recipe in zip(("bf16", "fp8"), args.recipes):
+            cases.append(run_case(args, name, recipe, out, vocab_size))
+            if "error" in cases[-1]:
+                break
+    finally:  # the weights are large: keep only the logs, and those only in --out
+        shutil.rmtree(out / "init", ignore_errors=True)
+        if args.out is None:
+            shutil.rmtree(out, ignore_errors=True)
+    for case in cases:
+        emit({k: v for k, v in case.items() if k != "losses"})
+    table(cases, ["run", "fp8", "tokens_per_s", "step_ms", "peak_gib", "fp8_layers", "wall_s", "error"])
+    failed = [case for case in cases if "error" in case]
+    if failed:
+        for case in failed:
+            print(f"fp8_loss_curve: the {case['run']} run failed ({case['error']}):", *case.get("output_tail", []), sep="\n  ", file=sys.stderr)
+        sys.exit(1)
+    points = compare(args, *cases)
+    for point in points:
+        emit(point)
+    table(points, ["step", "loss_bf16", "loss_fp8", "rel_diff", "mean10_bf16", "mean10_fp8", "mean10_rel_diff"])
+    plot(args, *cases, args.plot)
+    speedup = cases[1]["tokens_per_s"] / cases[0]["tokens_per_s"]
+    print(f"fp8/bf16 tokens/s: {speedup:.3f}; plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
