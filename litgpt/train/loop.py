@@ -146,7 +146,6 @@ def default_precision() -> str:
 
 
 FP8_RECIPES = ("rowwise", "tensorwise")
-FP8_GPUS = "a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40, RTX 4090)"
 
 
 def check_fp8(fp8: str, precision: Optional[str]) -> None:
@@ -161,11 +160,12 @@ def check_fp8(fp8: str, precision: Optional[str]) -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise ValueError(f"--fp8 {fp8} needs {FP8_GPUS}; no CUDA GPU is available here (leave out --fp8 to train without it)")
+        raise ValueError(f"--fp8 {fp8} needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40, RTX 4090); "
+                         "no CUDA GPU is available here (leave out --fp8 to train without it)")
     capability = torch.cuda.get_device_capability()
     if capability < (8, 9):
-        raise ValueError(f"--fp8 {fp8} needs {FP8_GPUS}; {torch.cuda.get_device_name()} has compute capability "
-                         f"{capability[0]}.{capability[1]}")
+        raise ValueError(f"--fp8 {fp8} needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40, RTX 4090); "
+                         f"{torch.cuda.get_device_name()} has compute capability {capability[0]}.{capability[1]}")
     try:
         import torchao.float8  # noqa: F401
     except ImportError as e:
