@@ -154,7 +154,7 @@ class Server:
         command = [
             sys.executable, "-m", "litgpt", "serve", str(folder), "--port", str(self.port), "--host", HOST,
             "--accelerator", args.device, "--devices", "1", "--precision", args.precision,
-            "--max_new_tokens", str(args.new_tokens), "--stream", "true", "--timeout", str(args.queue_timeout),
+            "--max_new_tokens", str(args.new_tokens), "--stream", str(args.stream).lower(), "--timeout", str(args.queue_timeout),
         ] + (["--compile", args.compile] if args.compile != "default" else []) + (["--max_batch_size", str(max_batch_size)] if max_batch_size else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         self._log = open(log_path, "w")
@@ -217,7 +217,7 @@ class Result:
 
 
 def client(port: int, prompts: List[str], first: int, new_tokens: int, start: threading.Barrier,
-           deadline: List[float], n_requests: Optional[int], result: Result, http_timeout: float, greedy: bool) -> None:
+           deadline: List[float], n_requests: Optional[int], result: Result, http_timeout: float, greedy: bool, stream: bool) -> None:
     """Send streamed requests back to back on one keep-alive connection until the deadline passes (or n_requests
     are done); a 503 is sent again after its Retry-After, another failure is counted and the next request follows."""
     conn = http.client.HTTPConnection(HOST, port, timeout=http_timeout)
@@ -237,9 +237,11 @@ def client(port: int, prompts: List[str], first: int, new_tokens: int, start: th
                     conn.request("POST", "/predict", body=body, headers=headers)
                     response = conn.getresponse()
                     first_piece, data = None, b""
-                    while chunk := response.read1(65536):
+                    while chunk := response.read1(65536) if stream else response.read():
                         first_piece = first_piece or time.perf_counter()
                         data += chunk
+                        if not stream:
+                            break
                 except (OSError, http.client.HTTPException) as error:
                     with result.lock:
                         result.errors.append(f"{type(error).__name__}: {error}")
@@ -257,6 +259,7 @@ def client(port: int, prompts: List[str], first: int, new_tokens: int, start: th
                     with result.lock:
                         result.errors.append(f"HTTP {response.status}: {data[:200]!r}")
                     break
+                # a streamed reply is lines of {"output": piece}; a whole one is {"output": text}
                 pieces = [json.loads(line) for line in data.splitlines() if line.strip()]
                 if any("error" in piece for piece in pieces):
                     with result.lock:
@@ -270,7 +273,7 @@ def client(port: int, prompts: List[str], first: int, new_tokens: int, start: th
 
 
 def run_clients(port: int, prompts: List[str], n_clients: int, new_tokens: int, seconds: float,
-                n_requests: Optional[int], http_timeout: float, greedy: bool) -> Tuple[Result, float]:
+                n_requests: Optional[int], http_timeout: float, greedy: bool, stream: bool) -> Tuple[Result, float]:
     """Start `n_clients` threads together; returns their results and the start time."""
     result = Result()
     barrier = threading.Barrier(n_clients + 1)
@@ -278,7 +281,7 @@ def run_clients(port: int, prompts: List[str], n_clients: int, new_tokens: int, 
     stride = max(1, len(prompts) // n_clients)
     threads = [
         threading.Thread(
-            target=client, args=(port, prompts, i * stride, new_tokens, barrier, deadline, n_requests, result, http_timeout, greedy),
+            target=client, args=(port, prompts, i * stride, new_tokens, barrier, deadline, n_requests, result, http_timeout, greedy, stream),
             daemon=True,
         )
         for i in range(n_clients)
@@ -302,10 +305,10 @@ def percentile(values: List[float], q: float) -> float:
 def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients: int, args: argparse.Namespace, label: str,
             mode: str) -> Dict:
     result, begin = run_clients(server.port, prompts, n_clients, args.new_tokens, args.seconds, args.requests, args.http_timeout,
-                                greedy=mode == "greedy")
+                                greedy=mode == "greedy", stream=args.stream)
     case = dict(
         bench="serve_throughput", model=args.model_label, device=args.device, precision=args.precision, server=label, mode=mode,
-        compile=args.compile, max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens,
+        compile=args.compile, stream=args.stream, max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens,
         new_tokens=args.new_tokens, errors=len(result.errors), retries_503=result.retries,
     )
     if result.errors:
@@ -342,7 +345,7 @@ def serve_cases(folder: Path, log_dir: Path, tokenizer: Tokenizer, prompts: List
                 # step meets this case's batch size before the clock starts)
                 for _ in range(args.warmup):
                     warm = run_clients(server.port, prompts, min(n, server.max_batch_size), args.new_tokens, 0, 1, args.http_timeout,
-                                       greedy=mode == "greedy")[0]
+                                       greedy=mode == "greedy", stream=args.stream)[0]
                     if warm.errors or not warm.done:
                         raise RuntimeError(f"warm-up failed: {warm.errors[:1]}\n{server.log_tail()}")
                 case = measure(server, tokenizer, prompts, n, args, label, mode)
@@ -360,6 +363,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer, width-64 Llama-style model instead (CPU smoke runs)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default=None, help="the server's --precision (default bf16-true on cuda, 32-true on cpu)")
+    parser.add_argument("--stream", action="store_true",
+                        help="stream the replies (the servers' --stream true); default: whole replies, as `litgpt serve` answers by default "
+                             "(time to first token is then the whole reply's)")
     parser.add_argument("--compile", choices=["default", "true", "false"], default="default",
                         help="the servers' --compile (default: theirs, compiled on CUDA)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256], help="concurrent clients, one case each")

@@ -235,6 +235,7 @@ class Answer:
         self.pending: List[List[int]] = []  # each step's released ids, delivered and not yet taken by `updates`
         self.finished = False
         self.cut = False  # a stop string ended the reply's text
+        self.whole = False  # set once the reply is wanted only whole: the batcher then posts only its end
         generator = None
         if s.seed is not None:
             generator = torch.Generator(worker.device).manual_seed(s.seed)
@@ -245,7 +246,8 @@ class Answer:
         def on_update(gen: Generation, released: List[int]) -> None:  # on the batcher's thread
             if text_stop is not None:
                 text_stop(gen, released)  # cancels `gen` once its text holds a stop string
-            mailbox.post(self, list(released), gen.done)
+            if gen.done or not self.whole:  # a reply wanted whole wakes the event loop once, not every step
+                mailbox.post(self, list(released), gen.done)
 
         self.gen.on_update = on_update
 
@@ -291,6 +293,9 @@ class Answer:
             group = 1 if len(taken) <= 2 else MERGED_STEPS
             for start in range(0, len(taken), group):
                 yield [i for released in taken[start : start + group] for i in released]
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
         if self.gen.finish_reason == "error":
             raise RequestError(500, f"Generation failed: {self.gen.error}")
 
@@ -310,8 +315,12 @@ class Answer:
 
     async def text(self) -> str:
         """The whole reply, as `LLM.generate` returns it."""
-        ids = [i async for released in self.updates() for i in released]
-        reply = self.worker.llm.tokenizer.decode(ids)
+        self.whole = True
+        while not self.finished:
+            await self.updated.wait()
+            self.updated.clear()
+        self._raise_if_failed()
+        reply = self.worker.llm.tokenizer.decode(list(self.gen.tokens))  # every id, released by the batcher's thread
         cut = cut_at_first(reply, self.job.settings.stop)
         self.cut = len(cut) < len(reply)
         return cut

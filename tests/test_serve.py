@@ -487,3 +487,41 @@ def _session(sid: int) -> list:
             if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session
                 pids.append(int(proc.name))
     return pids
+
+
+def test_a_reply_wanted_whole_wakes_the_event_loop_at_its_start_and_end_only(llama_dir):
+    """A busy server's event loop shares the process with the batching thread: a non-streamed reply must not wake
+    it at every step (a streamed one does, to send each piece)."""
+    import asyncio
+
+    from litgpt.serve_api import Job, Mailbox, Pool, Settings, Worker
+
+    llm = LLM.load(llama_dir, accelerator="cpu")
+    worker = Worker(llm, 2)
+    ids = llm.tokenizer.encode(PROMPTS[0])
+    expected = llm.generate(PROMPTS[0], max_new_tokens=24, temperature=0)
+
+    async def answer(streamed: bool) -> tuple:
+        pool = Pool([worker], 4, 60)
+        delivered = []
+        deliver = Mailbox._deliver
+
+        def counting(self):
+            delivered.append(1)
+            deliver(self)
+
+        Mailbox._deliver = counting
+        try:
+            answer = pool.start(Job(ids, Settings(max_new_tokens=24, temperature=0.0, top_k=None, top_p=1.0)))
+            await answer.started()
+            text = "".join([piece async for piece in answer.pieces()]) if streamed else await answer.text()
+            answer.close()
+        finally:
+            Mailbox._deliver = deliver
+        return text, len(delivered)
+
+    text, wakes = asyncio.run(answer(streamed=False))
+    assert text == expected and wakes <= 3
+    text, wakes = asyncio.run(answer(streamed=True))
+    assert text == expected and wakes >= 12
+    worker.batcher.close()
