@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from litgpt.model import LLaMAMLP, RMSNorm, RoPE
+from litgpt.model import LLaMAMLP, RMSNorm, RoPE, apply_rope
 
 ENV = "LITGPT_FUSED_KERNELS"
 KERNELS = ("rms_norm", "swiglu", "rope")
@@ -69,6 +69,10 @@ class FusedRoPE(nn.Module):
         self.kernel = kernel
 
     def forward(self, q, k, cos, sin):
+        if q.size(2) == 1:
+            # one position (a decode step of a validation sample): liger's kernel steps from row to row by the stride
+            # of the position dimension, which PyTorch leaves arbitrary at size 1 (wrong rows for a batch of several)
+            return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return self.kernel(q, k, cos, sin)
 
 

@@ -94,6 +94,25 @@ def test_fused_kernels_give_the_models_losses_and_gradients(name, case, monkeypa
     assert_close(losses_and_grads(model, forward, autocast), losses_and_grads(plain, plain, autocast), rtol)
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_sample_generated_through_the_kv_cache_is_the_same(name):
+    """What validation does when finetuning: a prefill, then one-token decode steps (here for two rows at once)."""
+    plain = tiny(**CONFIGS[name][0])
+    model = copy.deepcopy(plain)
+    fused.use_fused_kernels(model, torch.device("cuda"))
+    idx = batch()[0][:, :8]
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        for m in (model, plain):
+            m.set_kv_cache(batch_size=2)
+        prompt = torch.arange(6, device="cuda")
+        logits = [m(idx[:, :6], prompt, input_pos_maxp1=6) for m in (model, plain)]
+        for position in (6, 7):
+            pos = torch.tensor([position], device="cuda")
+            logits += [m(idx[:, position:position + 1], pos) for m in (model, plain)]
+    for got, expected in zip(logits[::2], logits[1::2]):
+        torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2)
+
+
 def test_compiling_the_fused_model_adds_no_graph_breaks():
     idx, targets, document_ids = batch()
     counts = []
