@@ -177,7 +177,11 @@ def to_float8(model: Any, recipe: str) -> int:
     them) for torchao's Float8Linear with `recipe`'s scaling, in place; returns how many. The head, the embedding
     and layers that wrap a linear layer (LoRA, adapters) stay as they are. A Float8Linear keeps the Parameter
     objects `weight` and `bias` in their precision and casts to float8 inside each matmul, so state-dict keys and
-    checkpoints are those of a run without fp8."""
+    checkpoints are those of a run without fp8. The inner dimension of each float8 matmul is padded with zeros to a
+    multiple of 16 (torch._scaled_mm refuses others): the weight-gradient matmul's is the micro-batch's token count,
+    which instruction rows of any length make arbitrary."""
+    import dataclasses
+
     import torch.nn as nn
     from torchao.float8 import Float8LinearConfig, convert_to_float8_training
 
@@ -190,8 +194,8 @@ def to_float8(model: Any, recipe: str) -> int:
         and module.in_features % 16 == 0 and module.out_features % 16 == 0
         and not isinstance(modules[name.rsplit(".", 1)[0]], WrappedLinear)
     }
-    convert_to_float8_training(model, module_filter_fn=lambda module, name: name in chosen,
-                               config=Float8LinearConfig.from_recipe_name(recipe))
+    config = dataclasses.replace(Float8LinearConfig.from_recipe_name(recipe), pad_inner_dim=True)
+    convert_to_float8_training(model, module_filter_fn=lambda module, name: name in chosen, config=config)
     return len(chosen)
 
 
