@@ -8,12 +8,13 @@ LoRA-wrapped or not): state-dict keys, checkpoints, the optimizer's parameters a
     LLaMAMLP: proj(silu(fc_1(x)) * fc_2(x))                 ─► proj(liger SiLU-mul(fc_1(x), fc_2(x)))
     RoPE of the whole head (rope_n_elem == head_size)        ─► liger RoPE (cos, sin as [freqs, freqs], per row)
 
-Everything else stays as it is: LayerNorm, GELU MLPs (GptNeoX, Gemma's GeGLU), mixture-of-experts routers,
-partial rotary embeddings. The fused linear + cross-entropy is our own (`litgpt.loss`) and used everywhere.
+Everything else stays as it is: LayerNorm, GELU MLPs (GptNeoX, Gemma's GeGLU), partial rotary embeddings, a
+mixture of experts' router (its experts are LLaMAMLPs and fuse). The fused linear + cross-entropy is our own
+(`litgpt.loss`) and used everywhere, fused kernels or not.
 
 `LITGPT_FUSED_KERNELS=0` turns this off; a comma list (`rms_norm,swiglu,rope`) fuses only those. liger-kernel is
-imported here only, and only when a kernel is fused: on CUDA (or on CPU tensors under TRITON_INTERPRET=1, how the
-tests run Triton without a GPU), never on the CPU path or for `litgpt --help`.
+imported here only, when fusing on CUDA (or on CPU tensors under TRITON_INTERPRET=1, how the tests run Triton
+without a GPU); never on the CPU path or for `litgpt --help`.
 """
 
 import importlib.util
@@ -123,7 +124,6 @@ def use_fused_kernels(model: nn.Module, device: torch.device) -> List[str]:
     return [f"{LABELS[kind]} ×{counts[kind]}" for kind in KERNELS if kind in counts]
 
 
-
 def _fusable(module: nn.Module, model: nn.Module) -> Optional[str]:
     """Which kernel computes `module` exactly, if one does (exact types: subclasses such as GemmaMLP differ)."""
     if type(module) is RMSNorm:
@@ -146,4 +146,5 @@ def describe(fused: List[str]) -> str:
         return f"Fused kernels: none ({ENV}=0)"
     if importlib.util.find_spec("liger_kernel") is None:
         return "Fused kernels: none, liger-kernel is not installed (pip install liger-kernel)"
-    return "Fused kernels: none fit this model (no RMSNorm, SiLU-gated MLP or whole-head RoPE)"
+    kinds = {"rms_norm": "RMSNorm", "swiglu": "SiLU-gated MLP", "rope": "RoPE of the whole head"}
+    return "Fused kernels: none, this model has no " + " or ".join(kinds[name] for name in requested())
