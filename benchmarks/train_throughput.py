@@ -49,6 +49,8 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
     n_params = sum(p.numel() for p in model.parameters()) - model.transformer.wte.weight.numel()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     kernels = fused_kernels.use_fused_kernels(model, torch.device("cuda")) if fused else []
+    if compile:
+        torch._dynamo.reset()  # each case compiles afresh (fused and plain models differ; dynamo caps recompiles)
     forward = torch.compile(model) if compile else model
     x = torch.randint(0, config.vocab_size, (micro_batch, seq + 1), device="cuda")
     autocast = precision == "bf16-mixed"
