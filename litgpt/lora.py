@@ -40,6 +40,18 @@ class WrappedLinear(nn.Module):
         return self.linear.out_features
 
 
+class PlainLinear(WrappedLinear):
+    """A linear layer of another kind (e.g. torchao's Float8Linear) computed as a plain one: F.linear over its weight
+    and bias as they are at each call (FSDP puts the gathered ones on the wrapped layer just before the forward)."""
+
+    def __init__(self, linear: nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.linear.weight, self.linear.bias)
+
+
 class LoRALinear(WrappedLinear):
     """A frozen linear layer plus a low-rank update on the output slices `parts` [(offset, size), ...]."""
 

@@ -811,13 +811,13 @@ def generate_sample(fabric: "Fabric", model: Any, prompt: "torch.Tensor", max_ne
 
 @contextmanager
 def plain_linear_layers(model: Any) -> Iterator[None]:
-    """Within: the Float8Linear layers of `model` (`to_float8`) replaced by plain nn.Linear layers over the same
-    weight and bias Parameters; put back after. The generation engine runs under torch.inference_mode, where
-    torchao's row-wise Float8Linear fails ("aten.reshape.default with axiswise scaling is not supported yet",
-    torchao 0.13-0.18); a sample needs no float8 matmuls."""
+    """Within: each Float8Linear layer of `model` (`to_float8`) computes the plain matmul over its weight and bias;
+    put back after. The generation engine runs under torch.inference_mode, where torchao's row-wise Float8Linear
+    fails ("aten.reshape.default with axiswise scaling is not supported yet", torchao 0.13-0.18); a sample needs
+    no float8 matmuls."""
     import sys
 
-    import torch.nn as nn
+    from litgpt.lora import PlainLinear
 
     float8 = sys.modules.get("torchao.float8.float8_linear")  # loaded only if `to_float8` converted layers
     found = [] if float8 is None else [
@@ -825,9 +825,7 @@ def plain_linear_layers(model: Any) -> Iterator[None]:
         if isinstance(child, float8.Float8Linear)
     ]
     for parent, name, child in found:
-        plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
-        plain.weight, plain.bias = child.weight, child.bias
-        setattr(parent, name, plain)
+        setattr(parent, name, PlainLinear(child))
     try:
         yield
     finally:
