@@ -133,8 +133,10 @@ report = {{}}
 for label, overrides in CONFIGS.items():
     plain = tiny(**overrides)
     model = copy.deepcopy(plain)
+    parameters = list(model.parameters())
     report[label] = use_fused_kernels(model, torch.device("cpu"))
     assert list(model.state_dict()) == list(plain.state_dict())
+    assert all(a is b for a, b in zip(model.parameters(), parameters))
     idx, targets = torch.randint(0, 64, (2, 12)), torch.randint(0, 64, (2, 12))
     # packed rows: positions restart at each sample's first token, so rows need different cos and sin
     document_ids = torch.tensor([[0] * 5 + [1] * 7, [0] * 3 + [1] * 4 + [2] * 5])
