@@ -109,13 +109,14 @@ def test_pretrain_tensorwise_in_bf16_true_eager(tmp_path, text_dir, fp8_config):
     finite_losses(out, [1, 2, 3])
 
 
-def test_finetune_full_rowwise(tmp_path, tiny_checkpoint):
-    """Instruction rows of varying length; the tiny checkpoint's linear sizes (32, 64) are multiples of 16."""
+def finetune_full(tmp_path: Path, checkpoint: Path, *flags: str):
+    """finetune_full --fp8 rowwise on instruction rows of varying length (micro-batches whose token count is no
+    multiple of 16), with a validation sample; the tiny checkpoint's linear sizes (32, 64) are multiples of 16."""
     import yaml
 
-    config = yaml.safe_load((tiny_checkpoint / "model_config.yaml").read_text())
+    config = yaml.safe_load((checkpoint / "model_config.yaml").read_text())
     config["block_size"] = 256  # room for Alpaca prompts (the weights do not depend on it)
-    (tiny_checkpoint / "model_config.yaml").write_text(yaml.safe_dump(config))
+    (checkpoint / "model_config.yaml").write_text(yaml.safe_dump(config))
     records = [{"instruction": f"Say {word}.", "input": "", "output": f"{word} " * (i + 1)}
                for i, word in enumerate(["hello", "fox", "dog", "one", "two", "three", "four", "five"])]
     data = tmp_path / "sft"
@@ -123,15 +124,20 @@ def test_finetune_full_rowwise(tmp_path, tiny_checkpoint):
     (data / "train.json").write_text(json.dumps(records[2:]))
     (data / "val.json").write_text(json.dumps(records[:2]))
     out = tmp_path / "out"
-    result = litgpt("finetune_full", str(tiny_checkpoint), "--out_dir", str(out), "--fp8", "rowwise", "--data", "JSON",
+    result = litgpt("finetune_full", str(checkpoint), "--out_dir", str(out), "--fp8", "rowwise", "--data", "JSON",
                     "--data.json_path", str(data), "--data.num_workers", "0", "--train.max_steps", "3",
-                    "--train.global_batch_size", "2", "--train.micro_batch_size", "2", "--eval.interval", "2",
-                    "--eval.max_iters", "1", "--eval.max_new_tokens", "4", timeout=900)
+                    "--train.global_batch_size", "2", "--train.micro_batch_size", "1", "--eval.interval", "2",
+                    "--eval.max_iters", "1", "--eval.max_new_tokens", "4", *flags, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "fp8: 10 linear layers train in float8 (rowwise)" in result.stdout.splitlines(), result.stdout[-3000:]
+    assert "Instruction: Say hello." in result.stdout  # the validation sample, generated with plain matmuls
     finite_losses(out, [1, 2, 3])
     generated = litgpt("generate", str(out / "final"), "--prompt", "Say hello.", "--max_new_tokens", "4")
     assert generated.returncode == 0, generated.stderr[-3000:]
+
+
+def test_finetune_full_rowwise(tmp_path, tiny_checkpoint):
+    finetune_full(tmp_path, tiny_checkpoint)
 
 
 def test_without_torchao_is_one_line(tmp_path, fp8_config):
@@ -143,6 +149,12 @@ def test_without_torchao_is_one_line(tmp_path, fp8_config):
     result = litgpt("pretrain", "--model_config", str(fp8_config), "--fp8", "rowwise", "--out_dir", str(tmp_path / "out"), env=env)
     one_line_error(result, "--fp8 rowwise needs torchao's float8 training: pip install torchao")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP with fp8 needs two CUDA GPUs")
+def test_finetune_full_rowwise_on_two_gpus(tmp_path, tiny_checkpoint):
+    """FSDP with validation samples: the sample's plain matmuls read the weights FSDP gathers onto the layers."""
+    finetune_full(tmp_path, tiny_checkpoint, "--devices", "2")
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP with fp8 needs two CUDA GPUs")
