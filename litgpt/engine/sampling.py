@@ -109,10 +109,13 @@ def sample_with(logits: torch.Tensor, settings: torch.Tensor, width: int, unifor
     """`sample_rows` with the settings already on the device (`RowSettings.tensor`, (B, 4)) and `width` the most
     likely tokens any row may pick from."""
     V = logits.size(-1)
+    # chosen in the logits' own dtype (float32 would hold bf16/fp16 values exactly: the same tokens), sparing a
+    # float32 copy of the whole vocabulary every step; only the K kept are converted
     if width < V:
-        values, indices = logits.float().topk(width, dim=-1)  # (B, K), most likely first
+        values, indices = logits.topk(width, dim=-1)  # (B, K), most likely first
     else:
-        values, indices = logits.float().sort(dim=-1, descending=True)
+        values, indices = logits.sort(dim=-1, descending=True)
+    values = values.float()
     K = values.size(-1)
     k, temp, p, is_g = settings.unbind(-1)
     position = torch.arange(K, device=logits.device)
