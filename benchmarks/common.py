@@ -1,10 +1,19 @@
-"""Shared by the benchmark scripts: device ceilings, a CUDA-event timer, and the output format."""
+"""Shared by the benchmark scripts: device ceilings, a CUDA-event timer, the output format, a command runner and a
+random checkpoint folder."""
 
 import json
+import os
+import shutil
+import signal
 import statistics
-from typing import Callable, Dict, List
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
+
+CORPUS = Path(__file__).resolve().parent.parent / "litgpt" / "data" / "corpus"  # tokenizer.json + tokenizer_config.json
 
 
 def cuda_time_ms(fn: Callable[[], object], iters: int, warmup: int) -> List[float]:
@@ -52,6 +61,63 @@ def table(cases: List[Dict], columns: List[str]) -> None:
     print(" | ".join(columns))
     for case in cases:
         print(" | ".join(str(case.get(c, "")) for c in columns))
+
+
+def run_command(command: List[str], log: Path, timeout: float, env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Run `command` with its output in the file `log`; its exit status ("timeout" past `timeout` seconds), output,
+    wall seconds, and the peak resident memory of it and its children."""
+    start = time.time()
+    with open(log, "w") as f:
+        # its own process group (not session: whatever ends this script's session still ends it), so that a
+        # timeout or an interruption also ends the processes it started, one per device
+        child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, process_group=0)
+        timed_out = False
+        try:
+            while True:
+                pid, code, rusage = os.wait4(child.pid, os.WNOHANG)  # the rusage of this child and its children
+                if pid:
+                    break
+                if not timed_out and time.time() - start > timeout:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    timed_out = True
+                time.sleep(0.5)
+        except BaseException:
+            os.killpg(child.pid, signal.SIGKILL)
+            raise
+        child.returncode = os.waitstatus_to_exitcode(code)  # reaped above: keeps Popen from waiting again
+    status = "timeout" if timed_out else child.returncode
+    output = Path(log).read_text(errors="replace")
+    peak_rss_gib = round(rusage.ru_maxrss * 1024 / 2**30, 2)  # Linux counts ru_maxrss in KiB
+    return dict(status=status, output=output, seconds=round(time.time() - start, 1), peak_rss_gib=peak_rss_gib)
+
+
+def write_random_checkpoint(folder: Path, config: Any, device: str, precision: str, seed: int,
+                            edit: Optional[Callable[[Any], None]] = None) -> None:
+    """A checkpoint folder of the litgpt `config`: lit_model.pth (random weights in `precision`'s dtype, changed by
+    `edit(model)` under no_grad first if given), model_config.yaml, and the byte-level BPE tokenizer of
+    litgpt/data/corpus/ (2,048 tokens, `<|endoftext|>` its EOS), which the model's vocabulary must hold."""
+    from litgpt.checkpoint import precision_dtype, save_state_dict_atomic
+    from litgpt.model import GPT
+    from litgpt.tokenizer import Tokenizer
+
+    vocab = Tokenizer(CORPUS).vocab_size
+    if config.padded_vocab_size < vocab:
+        raise ValueError(f"{config.name}'s vocabulary ({config.padded_vocab_size}) is smaller than the tokenizer's ({vocab})")
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = GPT(config)
+    model = model.to(precision_dtype(precision, torch.device(device)))
+    if edit is not None:
+        with torch.no_grad():
+            edit(model)
+    save_state_dict_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "lit_model.pth")
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()  # leave the GPU to the command
+    config.save(folder / "model_config.yaml")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(CORPUS / name, folder / name)
 
 
 KINDS = (  # kernel name fragments, by kind, first match wins

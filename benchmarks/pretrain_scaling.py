@@ -34,16 +34,14 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import emit, table  # noqa: E402
+from common import emit, run_command, table  # noqa: E402
 
 TINY_CONFIG = dict(
     name="tiny", block_size=128, vocab_size=512, padded_vocab_size=512, n_layer=2, n_head=2, n_embd=64,
@@ -95,30 +93,7 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
     if args.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / "run.log"
-    start = time.time()
-    with open(log, "w") as f:
-        # its own process group (not session: whatever ends this script's session still ends it), so that a
-        # timeout or an interruption also ends the processes it started, one per device
-        child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, process_group=0)
-        timed_out = False
-        try:
-            while True:
-                pid, code, rusage = os.wait4(child.pid, os.WNOHANG)  # the rusage of this child and its children
-                if pid:
-                    break
-                if not timed_out and time.time() - start > args.timeout:
-                    os.killpg(child.pid, signal.SIGKILL)
-                    timed_out = True
-                time.sleep(0.5)
-        except BaseException:
-            os.killpg(child.pid, signal.SIGKILL)
-            raise
-        child.returncode = os.waitstatus_to_exitcode(code)  # reaped above: keeps Popen from waiting again
-    status = "timeout" if timed_out else child.returncode
-    output = log.read_text(errors="replace")
-    peak_rss_gib = round(rusage.ru_maxrss * 1024 / 2**30, 2)  # Linux counts ru_maxrss in KiB
-    return dict(status=status, output=output, seconds=round(time.time() - start, 1), peak_rss_gib=peak_rss_gib)
+    return run_command(command, out_dir / "run.log", args.timeout, env)
 
 
 def read_log(out_dir: Path) -> Dict[int, Dict[str, float]]:

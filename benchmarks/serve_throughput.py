@@ -49,16 +49,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import emit, table  # noqa: E402
+from common import CORPUS, emit, table, write_random_checkpoint  # noqa: E402
 
-from litgpt.checkpoint import precision_dtype, save_state_dict_atomic  # noqa: E402
 from litgpt.config import Config  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 from litgpt.prompts import Default, save_prompt_style  # noqa: E402
 from litgpt.tokenizer import Tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "litgpt" / "data" / "corpus"  # tokenizer.json + tokenizer_config.json
 HOST = "127.0.0.1"
 
 
@@ -87,16 +85,9 @@ def write_checkpoint(folder: Path, config: Config, device: str, precision: str, 
 
     Returns the word-token ids.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer(CORPUS)
-    words = word_tokens(tokenizer)
-    if config.padded_vocab_size < tokenizer.vocab_size:
-        raise ValueError(f"{config.name}'s vocabulary ({config.padded_vocab_size}) is smaller than the tokenizer's ({tokenizer.vocab_size})")
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = GPT(config)
-    model = model.to(precision_dtype(precision, torch.device(device)))
-    with torch.no_grad():
+    words = word_tokens(Tokenizer(CORPUS))
+
+    def limit_head(model: GPT) -> None:
         head = model.lm_head.weight
         keep = torch.zeros(head.shape[0], dtype=torch.bool, device=head.device)
         keep[words] = True
@@ -104,12 +95,8 @@ def write_checkpoint(folder: Path, config: Config, device: str, precision: str, 
         head[words[1]] = -head[words[0]]
         if model.lm_head.bias is not None:
             model.lm_head.bias.zero_()
-    save_state_dict_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "lit_model.pth")
-    del model, head
-    if device == "cuda":
-        torch.cuda.empty_cache()  # leave the GPU to the server
-    config.save(folder / "model_config.yaml")
-    shutil.copyfile(CORPUS / "tokenizer.json", folder / "tokenizer.json")
+
+    write_random_checkpoint(folder, config, device, precision, seed, edit=limit_head)
     tokenizer_config = json.loads((CORPUS / "tokenizer_config.json").read_text(encoding="utf-8"))
     tokenizer_config.pop("eos_token", None)  # no stop token: every reply runs to max_new_tokens
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2), encoding="utf-8")
