@@ -142,8 +142,7 @@ class DPO(Method):
           helps={"quantize": 'Quantize the frozen base weights with bitsandbytes (LoRA only; one CUDA GPU, a "-true" precision).',
                  "data": "The preference pairs: `--data Preference --data.json_path prefs.json`.",
                  "eval": "Validation arguments (`--eval.*`; the validation loss is the DPO loss).",
-                 "compile": "Compile the model with torch.compile. Default: on when training on CUDA GPUs without --quantize; "
-                            "false turns it off."})
+                 "compile": "Compile the model with torch.compile."})
 def finetune_dpo(args: SimpleNamespace) -> None:
     """Align a model with preference pairs by DPO: it learns to prefer each chosen answer over the rejected one,
     relative to the frozen base model (tutorials/dpo.md)."""

@@ -59,8 +59,7 @@ FLAGS: Dict[str, Flag] = {
     "access_token": (Optional[str], None, "A Hugging Face token, to download a gated base model."),
     "resume": (Resume, False, "Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest "
                               "if any) or the path of a checkpoint."),
-    "compile": (Optional[bool], None, "Compile the model with torch.compile: faster steps after a slower first one. Default: on "
-                                      "when training on CUDA GPUs without --quantize; false turns it off."),
+    "compile": (bool, False, "Compile the model with torch.compile (faster steps on GPUs after a slower first one)."),
     "fp8": (Literal["none", "rowwise", "tensorwise"], "none",
             "Train the transformer blocks' linear layers with float8 matmuls (torchao's float8 training, with row-wise or "
             "tensor-wise scaling; the weights and checkpoints stay in --precision, which must be bf16-mixed or bf16-true). "
@@ -189,7 +188,7 @@ class FinetuneRun:
     devices: Union[int, str] = 1
     num_nodes: int = 1
     access_token: Optional[str] = None
-    compile: Optional[bool] = None
+    compile: bool = False
     fp8: str = "none"
     config: Any = field(default=None, init=False)
     base_weights: Optional[Path] = field(default=None, init=False)
@@ -216,8 +215,6 @@ def _finetune(run: FinetuneRun) -> None:
     train, method = run.train, run.method
     check_training(train, run.eval, run.optimizer, run.data)
     loop.check_fp8(run.fp8, run.precision)
-    if run.compile is None and run.quantize is not None:
-        run.compile = False  # bitsandbytes' quantized layers run eagerly (the loop compiles a None on CUDA)
     run.checkpoint_dir = _base_folder(Path(run.checkpoint_dir), run.access_token)
     run.base_weights = run.checkpoint_dir / "lit_model.pth"
     if not run.base_weights.is_file():
