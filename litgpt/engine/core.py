@@ -129,6 +129,26 @@ class GraphedStep:
         return views[kind]
 
     def __call__(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
+        try:
+            return self._step(model, tokens, positions, input_pos_maxp1)
+        except Exception as error:  # torch.compile's failures come in many classes; they happen before any kernel runs
+            if not self.compile:
+                raise
+            self._give_up_compiling(error)
+            return self._step(model, tokens, positions, input_pos_maxp1)
+
+    def _give_up_compiling(self, error: Exception) -> None:
+        """Decode uncompiled from now on (a server keeps serving when a shape it meets late fails to compile)."""
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        warnings.warn(f"Decoding without torch.compile from now on: compiling the step failed ({message})")
+        self.compile = False
+        self._fallback = decode_step
+        self._views = weakref.WeakKeyDictionary()
+        self._graphs.clear()
+        self._caches = ()
+        self._capturable = weakref.WeakKeyDictionary()
+
+    def _step(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
         if not (tokens.is_cuda and self._is_capturable(model)):
             return self._fallback(model, tokens, positions, input_pos_maxp1)
         cache_rows, cache_len = kv_cache_shape(model)
@@ -168,6 +188,15 @@ class GraphedStep:
         compiled = self._view(model, "prefill")
 
         def forward(tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: int, logits_at: torch.Tensor) -> torch.Tensor:
+            if not self.compile:  # given up since (`_give_up_compiling`)
+                return model(tokens, positions, input_pos_maxp1=input_pos_maxp1, logits_at=logits_at)
+            try:
+                return compiled_prefill(tokens, positions, input_pos_maxp1, logits_at)
+            except Exception as error:
+                self._give_up_compiling(error)
+                return model(tokens, positions, input_pos_maxp1=input_pos_maxp1, logits_at=logits_at)
+
+        def compiled_prefill(tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: int, logits_at: torch.Tensor) -> torch.Tensor:
             B, T = tokens.shape
             cache_rows, cache_len = kv_cache_shape(model)
             padded = max(16, 1 << (T - 1).bit_length())
@@ -212,6 +241,9 @@ class GraphedStep:
             try:
                 graphs[key] = self._capture(*make())
             except RuntimeError as error:  # e.g. a layer that syncs with the host cannot be captured
+                if self.compile:  # perhaps compiling failed: `__call__` retries uncompiled first
+                    torch.cuda.synchronize()
+                    raise
                 warnings.warn(f"Decoding without CUDA graphs: capturing the step failed ({str(error).splitlines()[0]})")
                 self._capturable[model] = False
                 torch.cuda.synchronize()

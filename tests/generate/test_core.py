@@ -225,3 +225,32 @@ def test_decode_inductor_options_are_all_known_to_this_torch():
         for part in path:
             owner = getattr(owner, part)
         assert hasattr(owner, name), key
+
+
+def test_a_step_that_fails_to_compile_decodes_uncompiled_from_then_on():
+    """A server compiles its step by default: a shape met late that torch.compile cannot handle must not fail
+    every request from then on."""
+    import warnings
+
+    from litgpt.engine.core import GraphedStep, decode_step
+    from litgpt.model import GPT
+    from litgpt.config import Config
+
+    def failing_backend(graph, example_inputs):
+        raise RuntimeError("this backend cannot compile anything")
+
+    torch.manual_seed(0)
+    model = GPT(Config(n_layer=2, n_head=2, n_embd=16, block_size=32, vocab_size=64, padded_vocab_size=64)).eval()
+    model.set_kv_cache(batch_size=2)
+    tokens, positions = torch.tensor([[3], [5]]), torch.tensor([[0], [0]])
+    with torch.inference_mode():
+        expected = decode_step(model, tokens, positions, 1)
+        step = GraphedStep(compile=True, backend=failing_backend, options=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            logits = step(model, tokens, positions, 1)
+            again = step(model, tokens, positions, 1)
+    assert torch.equal(logits, expected) and torch.equal(again, expected)
+    assert not step.compile
+    gave_up = [str(w.message) for w in caught if str(w.message).startswith("Decoding without torch.compile from now on")]
+    assert len(gave_up) == 1 and "\n" not in gave_up[0], gave_up  # said once, in one line
