@@ -167,6 +167,9 @@ def _warm_up(llm: Any, rows: int) -> None:
         print(f"Serving without compiling: torch.compile failed ({message})", file=sys.stderr, flush=True)
         llm.decode_step = fast_decode_step(compile=False)
         return
+    if not getattr(llm.decode_step, "compile", True):  # the step gave up compiling by itself (its warning says why)
+        print("Serving without compiling: torch.compile failed for this model", file=sys.stderr, flush=True)
+        return
     print(f"Compiled in {time.perf_counter() - start:.0f} s", flush=True)
 
 
