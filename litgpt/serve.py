@@ -70,8 +70,8 @@ def serve(
             model's context); elsewhere 8. The served context is what that memory gives each row.
         api_key: Answer 401 to requests without the header `Authorization: Bearer <api_key>` (/health stays open).
         workers_per_device: Model copies per device, each with its own batch.
-        compile: Compile the decode step with torch.compile: about twice the tokens/s of a busy server, for a
-            start-up a minute longer (compiling and warming up happen before the server answers). Default: on for
+        compile: Compile the decode step with torch.compile: a step for many requests about twice as fast, for a
+            start-up up to a minute longer (compiling and warming up happen before the server answers). Default: on for
             CUDA GPUs without --quantize; false turns it off. On GPUs the step replays CUDA graphs either way.
         max_body_bytes: Answer 413 to request bodies larger than this, before reading them.
         max_queue: Requests that may wait for a batch row beyond those generating; more are answered 503 with
