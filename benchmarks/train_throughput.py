@@ -108,7 +108,8 @@ class RandomTokens:
 
 def run_loop(model_name: str, seq: int, micro_batch: int, steps: int, peak: float, fused: bool = True) -> dict:
     """`litgpt pretrain` as a user runs it, on random tokens; the median step time of the steps after the first 3.
-    Without `fused`, as with LITGPT_FUSED_KERNELS=0 (with it, as LITGPT_FUSED_KERNELS says: all by default)."""
+    With `fused`, as LITGPT_FUSED_KERNELS says, or 1 (all, though the run compiles) where it is unset; without, as
+    with LITGPT_FUSED_KERNELS=0."""
     from litgpt.data.base import DataModule
     from litgpt.train.args import EvalArgs, TrainArgs
     from litgpt.train.pretrain import setup
@@ -116,8 +117,8 @@ def run_loop(model_name: str, seq: int, micro_batch: int, steps: int, peak: floa
     config = Config.from_name(model_name)
     data = type("RandomTokensModule", (RandomTokens, DataModule), {})(config.vocab_size, steps * micro_batch)
     switch = os.environ.get(fused_kernels.ENV)
-    if not fused:
-        os.environ[fused_kernels.ENV] = "0"
+    if not fused or switch is None:
+        os.environ[fused_kernels.ENV] = "1" if fused else "0"
     try:
         with tempfile.TemporaryDirectory() as out:
             torch.cuda.reset_peak_memory_stats()
@@ -141,7 +142,7 @@ def run_loop(model_name: str, seq: int, micro_batch: int, steps: int, peak: floa
     achieved = tokens_per_s * flops_per_token(config, n_params, seq) / 1e12
     return dict(
         bench="train_throughput", harness="loop", model=model_name, seq=seq, micro_batch=micro_batch,
-        precision="default (bf16-mixed)", compile="default (yes)", fused=os.environ.get(fused_kernels.ENV, "default (on)") if fused else "off",
+        precision="default (bf16-mixed)", compile="default (yes)", fused=os.environ.get(fused_kernels.ENV, "1") if fused else "off",
         step_ms=round(seconds * 1e3, 1), tokens_per_s=round(tokens_per_s),
         mfu_989=round(achieved / 989, 3), mfu_measured=round(achieved / peak, 3), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1),
         steps_timed=len(times),

@@ -12,7 +12,9 @@ Everything else stays as it is: LayerNorm, GELU MLPs (GptNeoX, Gemma's GeGLU), p
 mixture of experts' router (its experts are LLaMAMLPs and fuse). The fused linear + cross-entropy is our own
 (`litgpt.loss`) and used everywhere, fused kernels or not.
 
-`LITGPT_FUSED_KERNELS=0` turns this off; a comma list (`rms_norm,swiglu,rope`) fuses only those. liger-kernel is
+By default only a model that runs eagerly is fused: under torch.compile inductor fuses these operations itself, and
+liger's kernels under compile have not been measured on a GPU yet (`LITGPT_FUSED_KERNELS=1` fuses compiled models
+too). `LITGPT_FUSED_KERNELS=0` turns this off; a comma list (`rms_norm,swiglu,rope`) fuses only those. liger-kernel is
 imported here only, when fusing on CUDA (or on CPU tensors under TRITON_INTERPRET=1, how the tests run Triton
 without a GPU); never on the CPU path or for `litgpt --help`.
 """
@@ -80,9 +82,10 @@ class FusedRoPE(nn.Module):
 FUSED = {"rms_norm": FusedRMSNorm, "swiglu": FusedSwiGLU, "rope": FusedRoPE}
 
 
-def requested() -> List[str]:
-    """The kernels `LITGPT_FUSED_KERNELS` asks for: unset or 1 → all, 0 → none, or a comma list of names."""
-    value = os.environ.get(ENV, "1").strip()
+def requested(compiling: bool = False) -> List[str]:
+    """The kernels `LITGPT_FUSED_KERNELS` asks for: 1 → all, 0 → none, or a comma list of names; unset → all for a
+    model that runs eagerly, none for a compiled one."""
+    value = os.environ.get(ENV, "0" if compiling else "1").strip()
     if value in ("", "1"):
         return list(KERNELS)
     if value == "0":
@@ -100,11 +103,12 @@ def can_run(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
 
 
-def use_fused_kernels(model: nn.Module, device: torch.device) -> List[str]:
+def use_fused_kernels(model: nn.Module, device: torch.device, compiling: bool = False) -> List[str]:
     """Swap the modules of `model` that liger-kernel fuses exactly for modules that call its kernels (in place, before
     torch.compile and Fabric's setup). Returns what was fused, e.g. ["RMSNorm ×45", "SwiGLU ×22", "RoPE ×22"]; [] on
-    CPU, with `LITGPT_FUSED_KERNELS=0`, without liger-kernel, or when nothing in the model fits."""
-    names = requested()
+    CPU, with `LITGPT_FUSED_KERNELS=0` (or unset and `compiling`), without liger-kernel, or when nothing in the
+    model fits."""
+    names = requested(compiling)
     if not names or not can_run(device) or importlib.util.find_spec("liger_kernel") is None:
         return []
     try:
@@ -138,13 +142,15 @@ def _fusable(module: nn.Module, model: nn.Module) -> Optional[str]:
     return None
 
 
-def describe(fused: List[str]) -> str:
+def describe(fused: List[str], compiling: bool = False) -> str:
     """The start-up line on CUDA: which kernels are fused, or why none is."""
     if fused:
         return "Fused kernels (liger-kernel): " + ", ".join(fused)
-    if not requested():
+    if not requested(compiling):
+        if compiling and ENV not in os.environ:
+            return f"Fused kernels: torch.compile's ({ENV}=1 adds liger-kernel's)"
         return f"Fused kernels: none ({ENV}=0)"
     if importlib.util.find_spec("liger_kernel") is None:
         return "Fused kernels: none, liger-kernel is not installed (pip install liger-kernel)"
     kinds = {"rms_norm": "RMSNorm", "swiglu": "SiLU-gated MLP", "rope": "RoPE of the whole head"}
-    return "Fused kernels: none, this model has no " + " or ".join(kinds[name] for name in requested())
+    return "Fused kernels: none, this model has no " + " or ".join(kinds[name] for name in requested(compiling))

@@ -494,9 +494,10 @@ def _setup_model(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, int, 
     if run.fp8 != "none":
         converted = to_float8(model, run.fp8)
         fabric.print(f"fp8: {converted} linear layers train in float8 ({run.fp8})")
-    if fabric.device.type == "cuda":  # liger-kernel's RMSNorm, SwiGLU, RoPE where they fit (LITGPT_FUSED_KERNELS=0: off)
-        fabric.print(fused.describe(fused.use_fused_kernels(model, fabric.device)))
-    if run.compile or (run.compile is None and fabric.device.type == "cuda"):
+    compiling = bool(run.compile or (run.compile is None and fabric.device.type == "cuda"))
+    if fabric.device.type == "cuda":  # liger-kernel's RMSNorm, SwiGLU, RoPE where they fit (LITGPT_FUSED_KERNELS: train/fused.py)
+        fabric.print(fused.describe(fused.use_fused_kernels(model, fabric.device, compiling), compiling))
+    if compiling:
         if fabric.device.type == "cuda" and n_trainable < n_total and "mixed" in str(fabric.strategy.precision.precision):
             # seen on an H200 (Llama-3.2-1B, LoRA r=8 on query and value, bf16-mixed): compiled, the loss stayed at its
             # first value for 20 steps while the eager run's fell from 11.91 to 11.38; not yet understood

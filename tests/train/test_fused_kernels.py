@@ -73,6 +73,12 @@ def test_the_switch_takes_0_1_or_kernel_names(monkeypatch):
         assert fused.requested() == expected
     monkeypatch.setenv(fused.ENV, "0")
     assert fused.describe([]) == "Fused kernels: none (LITGPT_FUSED_KERNELS=0)"
+    # a compiled model is fused only when asked: inductor fuses these itself
+    monkeypatch.delenv(fused.ENV)
+    assert fused.requested(compiling=True) == [] and fused.requested() == list(fused.KERNELS)
+    assert fused.describe([], compiling=True) == "Fused kernels: torch.compile's (LITGPT_FUSED_KERNELS=1 adds liger-kernel's)"
+    monkeypatch.setenv(fused.ENV, "1")
+    assert fused.requested(compiling=True) == list(fused.KERNELS)
     monkeypatch.setenv(fused.ENV, "rope,layernorm")
     with pytest.raises(ValueError, match=r"^LITGPT_FUSED_KERNELS=rope,layernorm: unknown kernel layernorm; use 0 \(none\), 1 \(all\)"):
         fused.requested()
