@@ -149,8 +149,9 @@ class Batcher:
         device = self.model.lm_head.weight.device
         groups = ((5, 9), (7,)) if self.max_batch_size > 1 else ((7,),)
         for group in groups:  # a greedy row and a sampled one, then a sampled one alone
-            gens = [Generation(torch.arange(length, device=device), 4, temperature=0.8 if i or len(group) == 1 else 0.0, top_k=50)
-                    for i, length in enumerate(group)]
+            new = min(4, self.model.max_seq_length)  # a model of a tiny context still warms up
+            gens = [Generation(torch.arange(max(1, min(length, self.model.max_seq_length - new + 1)), device=device), new,
+                               temperature=0.8 if i or len(group) == 1 else 0.0, top_k=50) for i, length in enumerate(group)]
             for gen in gens:
                 self.add(gen)
             while self.busy:
