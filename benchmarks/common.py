@@ -63,14 +63,15 @@ def table(cases: List[Dict], columns: List[str]) -> None:
         print(" | ".join(str(case.get(c, "")) for c in columns))
 
 
-def run_command(command: List[str], log: Path, timeout: float, env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    """Run `command` with its output in the file `log`; its exit status ("timeout" past `timeout` seconds), output,
+def run_command(command: List[str], log: Path, timeout: float, env: Optional[Dict[str, str]] = None,
+                cwd: Optional[Path] = None) -> Dict[str, Any]:
+    """Run `command` (in the folder `cwd` if given) with its output in the file `log`; its exit status ("timeout" past `timeout` seconds), output,
     wall seconds, and the peak resident memory of it and its children."""
     start = time.time()
     with open(log, "w") as f:
         # its own process group (not session: whatever ends this script's session still ends it), so that a
         # timeout or an interruption also ends the processes it started, one per device
-        child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, process_group=0)
+        child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd, process_group=0)
         timed_out = False
         try:
             while True:

@@ -3,6 +3,7 @@
     python benchmarks/finetune_command.py --out $OUT/finetune_command        # Llama-3.2-1B, 8 x 2048, r 8; compile default, false
     python benchmarks/finetune_command.py --compile true --steps 40          # one setting, more steps
     python benchmarks/finetune_command.py --toy                              # a 2-layer model on the CPU: the plumbing
+    python benchmarks/finetune_command.py --reference                        # and LitGPT 0.5.13 (.ref/, benchmarks/reference.py)
 
 Each case is `python -m litgpt finetune_lora CKPT --data JSON --data.json_path DATA --train.micro_batch_size 8
 --train.global_batch_size 8 --train.max_seq_length 2048 --train.max_steps N --lora_r 8` with evaluation off
@@ -18,6 +19,14 @@ fused kernels) and `--compile` is passed only when the case is not "default". Th
   every micro-batch is full. (They cannot be longer: the command refuses a file whose records are all longer than
   --train.max_seq_length, and cuts samples to it.) The loop feeds a row's first seq - 1 tokens and counts those.
 
+With `--reference [TREE]`, LitGPT 0.5.13's own `finetune_lora` runs last, from its source tree (default
+.ref/litgpt-0.5.13, made by `python benchmarks/reference.py prepare`) in its own process (PYTHONPATH the tree, the
+working directory its run folder), on the same checkpoint folder and data with the same flags; it has no --compile
+(it trains eagerly). Its figures are read the same way from its CSV log, which holds a row per micro-batch (ours,
+one per optimizer step) whose `tokens` count every token of a row (it feeds all seq of them), and its peak from the
+"Memory Used: X GB" line of the report it prints (torch.cuda.max_memory_allocated too). The ratios ours / LitGPT's
+of tokens/s and peak memory are printed last, one line per --compile case.
+
 Read from the run itself: tokens/s per step from its CSV log (that step's counted tokens over its `iter_time` x
 gradient accumulation; the median over the steps after `--skip`, which leaves out compilation), the loop's own
 tokens/s at the last step (its rate over the last 10 steps, as its log line prints it), the first step's seconds
@@ -29,6 +38,7 @@ compilation, training and saving final/.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -39,11 +49,13 @@ from typing import Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+import reference  # noqa: E402
 from common import emit, run_command, table, write_random_checkpoint  # noqa: E402
 from pretrain_scaling import failure, peak_cuda_gib, read_log  # noqa: E402
 from serve_throughput import make_prompts, tiny_config, word_tokens  # noqa: E402
 
 INSTRUCTION = "Continue the story."
+OURS = "this project"
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -61,6 +73,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--timeout", type=float, default=540, help="seconds per run")
     parser.add_argument("--out", type=Path, default=None, help="keep each run's output and CSV log here (weights are deleted)")
+    parser.add_argument("--reference", type=Path, nargs="?", const=reference.DEFAULT_TREE, default=None, metavar="TREE",
+                        help=f"also run {reference.LABEL}'s finetune_lora from this tree (default .ref/litgpt-{reference.VERSION})")
     args = parser.parse_args(argv)
     for name, full, toy in (("steps", 30, 3), ("skip", 5, 1), ("seq", 2048, 128), ("micro_batch", 8, 2)):
         if getattr(args, name) is None:
@@ -113,8 +127,9 @@ def write_data(folder: Path, checkpoint: Path, args: argparse.Namespace) -> None
         raise AssertionError(f"the records tokenize to {sorted(lengths)} tokens, not {args.seq}")
 
 
-def finetune(args: argparse.Namespace, compile: str, inputs: Dict[str, Path], out_dir: Path) -> Dict:
-    """`litgpt finetune_lora` in a child process: its status, output, wall seconds and peak resident memory."""
+def finetune(args: argparse.Namespace, compile: str, inputs: Dict[str, Path], out_dir: Path, tree: Optional[Path] = None) -> Dict:
+    """`litgpt finetune_lora` in a child process (LitGPT's own from `tree` if given): its status, output, wall seconds
+    and peak resident memory."""
     command = [
         sys.executable, "-m", "litgpt", "finetune_lora", str(inputs["checkpoint"]), "--out_dir", str(out_dir),
         "--data", "JSON", "--data.json_path", str(inputs["data"]),
@@ -122,48 +137,84 @@ def finetune(args: argparse.Namespace, compile: str, inputs: Dict[str, Path], ou
         "--train.max_seq_length", str(args.seq), "--train.max_steps", str(args.steps), "--lora_r", str(args.lora_r),
         "--eval.interval", "100000", "--eval.initial_validation", "false", "--eval.final_validation", "false",
     ]
-    command += ["--compile", compile] if compile != "default" else []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+    command += ["--compile", compile] if compile != "default" and tree is None else []
+    if tree is None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+    else:
+        env = reference.env(tree)
     if args.toy:
         env["CUDA_VISIBLE_DEVICES"] = ""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "command.txt").write_text(" ".join(command) + "\n")
-    return run_command(command, out_dir / "run.log", args.timeout, env)
+    return run_command(command, out_dir / "run.log", args.timeout, env, cwd=out_dir if tree is not None else None)
 
 
-def result(args: argparse.Namespace, compile: str, run: Dict, out_dir: Path) -> Dict:
-    """The case of one run: tokens/s from its CSV log, peak memory from its output."""
-    case = dict(bench="finetune_command", model=args.model_label, compile=compile, lora_r=args.lora_r, seq=args.seq,
+def result(args: argparse.Namespace, compile: str, run: Dict, out_dir: Path, label: str = OURS) -> Dict:
+    """The case of one run (ours, or LitGPT's with `label` reference.LABEL): tokens/s from its CSV log, peak memory
+    from its output."""
+    case = dict(bench="finetune_command", run=label, model=args.model_label, compile=compile, lora_r=args.lora_r, seq=args.seq,
                 micro_batch=args.micro_batch, global_batch=args.global_batch, wall_s=run["seconds"])
     if run["status"] != 0:
         return failure(case, run)
     rows = read_log(out_dir)
-    steps = sorted(rows)
+    steps = sorted(rows)  # the CSV's step column: our optimizer steps, LitGPT's micro-batches (iterations)
     accum = args.global_batch // args.micro_batch
+    per_row = accum if label == OURS else 1  # micro-batches per CSV row
+    rows_per_step = accum // per_row
     tokens = {s: rows[s]["tokens"] - rows.get(s - 1, {"tokens": 0})["tokens"] for s in steps}
-    seconds = {s: rows[s]["iter_time"] * accum for s in steps}
-    timed = [s for s in steps if s > args.skip]
+    seconds = {s: rows[s]["iter_time"] * per_row for s in steps}
+    timed = [s for s in steps if s > args.skip * rows_per_step]
     rates = [tokens[s] / seconds[s] for s in timed]
     last = rows[steps[-1]] if steps else {}
     fused = [line for line in run["output"].splitlines() if line.startswith("Fused kernels")]
     case.update(
-        steps=len(steps), steps_timed=len(timed), row_tokens=int(tokens[steps[-1]] // args.global_batch) if steps else None,
+        steps=len(steps) // rows_per_step, steps_timed=len(timed) // rows_per_step,
+        row_tokens=int(tokens[steps[-1]] // (per_row * args.micro_batch)) if steps else None,
         tokens_per_s=round(statistics.median(rates)) if rates else None,
-        step_ms=round(statistics.median(seconds[s] for s in timed) * 1e3, 1) if timed else None,
+        step_ms=round(statistics.median(seconds[s] for s in timed) * rows_per_step * 1e3, 1) if timed else None,
         loop_tokens_per_s=round(last["throughput/tokens_per_sec"]) if "throughput/tokens_per_sec" in last else None,
-        first_step_s=round(seconds[steps[0]], 1) if steps else None,
-        peak_gib=peak_cuda_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
+        first_step_s=round(sum(seconds[s] for s in steps[:rows_per_step]), 1) if steps else None,
+        peak_gib=peak_cuda_gib(run["output"]) if label == OURS else litgpt_peak_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
         final_loss=round(last["loss"], 4) if "loss" in last else None, fused=fused[0] if fused else None,
     )
-    if len(steps) != args.steps:
-        case["error"] = f"logged {len(steps)} steps, not {args.steps}"
+    if len(steps) != args.steps * rows_per_step:
+        case["error"] = f"logged {len(steps)} rows, not {args.steps * rows_per_step} ({args.steps} steps)"
     return case
+
+
+def litgpt_peak_gib(output: str) -> Optional[float]:
+    """The peak LitGPT 0.5.13's finetuning report prints ("| - Memory Used : X GB", CUDA only), in GiB."""
+    found = re.findall(r"Memory Used\s*:\s*([0-9.]+) GB", output)
+    return round(float(found[-1]) * 1e9 / 2**30, 1) if found else None
+
+
+def ratios(cases: List[Dict]) -> List[Dict]:
+    """Ours / LitGPT's tokens/s and peak memory, one per case of ours, when both ran."""
+    theirs = next((c for c in cases if c["run"] == reference.LABEL and "error" not in c), None)
+    out = []
+    for case in cases:
+        if theirs is None or case["run"] != OURS or "error" in case:
+            continue
+        ratio = dict(bench="finetune_command_ratio", compile=case["compile"], against=reference.LABEL)
+        for key in ("tokens_per_s", "peak_gib"):
+            ratio[key] = round(case[key] / theirs[key], 3) if case.get(key) and theirs.get(key) else None
+        out.append(ratio)
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     import torch
 
     args = parse_args(argv)
+    runs = [(OURS, compile, f"compile-{compile}", None) for compile in args.compile]
+    if args.reference is not None:
+        try:
+            tree = reference.tree(args.reference)
+            reference.check(tree)
+        except reference.ReferenceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        runs.append((reference.LABEL, "none (no such flag)", f"litgpt-{reference.VERSION}", tree))
     work = Path(tempfile.mkdtemp(prefix="finetune_command_"))
     out = args.out or work / "runs"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.toy else None
@@ -175,17 +226,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ValueError as error:  # a --seq too short for the prompt, a --model whose vocabulary is too small
             print(f"error: {error}", file=sys.stderr)
             return 2
-        for compile in args.compile:
-            run_dir = out / f"compile-{compile}"
+        for label, compile, folder, tree in runs:
+            run_dir = out / folder
             shutil.rmtree(run_dir, ignore_errors=True)
-            run = finetune(args, compile, inputs, run_dir)
-            cases.append(result(args, compile, run, run_dir))
+            run = finetune(args, compile, inputs, run_dir, tree)
+            cases.append(result(args, compile, run, run_dir, label))
             shutil.rmtree(run_dir / "final", ignore_errors=True)  # the weights; the logs stay in --out
             emit(cases[-1])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    table(cases, ["compile", "steps", "steps_timed", "row_tokens", "tokens_per_s", "loop_tokens_per_s", "step_ms", "first_step_s",
+    table(cases, ["run", "compile", "steps", "steps_timed", "row_tokens", "tokens_per_s", "loop_tokens_per_s", "step_ms", "first_step_s",
                   "peak_gib", "wall_s", "error"])
+    for ratio in ratios(cases):
+        emit(ratio)
+        print(f"ours (compile {ratio['compile']}) / {ratio['against']}: tokens/s x{ratio['tokens_per_s']}, peak memory x{ratio['peak_gib']}")
     return 0 if cases and all("error" not in case for case in cases) else 1
 
 
