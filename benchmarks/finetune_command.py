@@ -38,7 +38,6 @@ compilation, training and saving final/.
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -174,18 +173,12 @@ def result(args: argparse.Namespace, compile: str, run: Dict, out_dir: Path, lab
         step_ms=round(statistics.median(seconds[s] for s in timed) * rows_per_step * 1e3, 1) if timed else None,
         loop_tokens_per_s=round(last["throughput/tokens_per_sec"]) if "throughput/tokens_per_sec" in last else None,
         first_step_s=round(sum(seconds[s] for s in steps[:rows_per_step]), 1) if steps else None,
-        peak_gib=peak_cuda_gib(run["output"]) if label == OURS else litgpt_peak_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
+        peak_gib=peak_cuda_gib(run["output"]) if label == OURS else reference.peak_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
         final_loss=round(last["loss"], 4) if "loss" in last else None, fused=fused[0] if fused else None,
     )
     if len(steps) != args.steps * rows_per_step:
         case["error"] = f"logged {len(steps)} rows, not {args.steps * rows_per_step} ({args.steps} steps)"
     return case
-
-
-def litgpt_peak_gib(output: str) -> Optional[float]:
-    """The peak LitGPT 0.5.13's finetuning report prints ("| - Memory Used : X GB", CUDA only), in GiB."""
-    found = re.findall(r"Memory Used\s*:\s*([0-9.]+) GB", output)
-    return round(float(found[-1]) * 1e9 / 2**30, 1) if found else None
 
 
 def ratios(cases: List[Dict]) -> List[Dict]:

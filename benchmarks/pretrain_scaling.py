@@ -2,6 +2,7 @@
 
     python benchmarks/pretrain_scaling.py --devices 1 2 --resume 2:1          # tiny-llama-1.1b, seq 2048, GPUs
     python benchmarks/pretrain_scaling.py --tiny --devices 1 2 --resume 2:1 1:2   # a 2-layer model, a CPU smoke test
+    python benchmarks/pretrain_scaling.py --devices 1 --resume --global_batch 16 --micro_batch 16 --reference   # beside LitGPT 0.5.13
 
 Each case is the real command (`python -m litgpt pretrain`, in its own process, so several devices start the way
 a user's run starts: FSDP over the GPUs, or DDP over gloo with `--cpu` or without GPUs) on `ZipfTokens`
@@ -25,6 +26,14 @@ same mean loss of the same weights on the same data; only arithmetic differs:
 A resume case N:M saves a checkpoint at step `--resume_at` in the N-device run and continues it on M devices to
 the same last step: the step counter must go on from the checkpoint, and the losses and learning rates of the
 remaining steps must equal the uninterrupted N-device run's (same tolerance).
+
+With `--reference [TREE]`, LitGPT 0.5.13's own `pretrain` also runs on one device, from its source tree (default
+.ref/litgpt-0.5.13, made by `python benchmarks/reference.py prepare`) in its own process (PYTHONPATH the tree and
+benchmarks/, the working directory its run folder), with the same flags, initial checkpoint and ZipfTokens blocks;
+it has no --compile (it always compiles). LitGPT's loop checks two validation batches before training, so with
+--reference every run gets `--data.val_blocks` (a validation set of 2 micro-batches; no run validates during the
+timed steps). Its row is read the same way (its CSV log, its "Memory Used" line for the peak); its losses are
+compared with our 1-device run's (same tolerance), and the ratios ours / LitGPT's of tokens/s and peak memory printed.
 """
 
 import argparse
@@ -41,6 +50,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import reference  # noqa: E402
 from common import emit, run_command, table  # noqa: E402
 
 TINY_CONFIG = dict(
@@ -49,6 +59,7 @@ TINY_CONFIG = dict(
     mlp_class_name="LLaMAMLP", intermediate_size=128,
 )
 LOSS_RTOL = {"32-true": 1e-4}  # every other precision: 1e-2, see the module docstring
+OURS = "this project"
 
 
 def write_initial_checkpoint(args: argparse.Namespace, folder: Path) -> int:
@@ -71,29 +82,40 @@ def write_initial_checkpoint(args: argparse.Namespace, folder: Path) -> int:
 
 
 def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: int, init_dir: Path,
-             save_at: Optional[int] = None, resume: Optional[Path] = None, extra: Sequence[str] = ()) -> Dict:
-    """Run `litgpt pretrain` (with the flags `extra` besides its own) in a child process; its exit status, output and
-    peak resident memory."""
+             save_at: Optional[int] = None, resume: Optional[Path] = None, extra: Sequence[str] = (),
+             tree: Optional[Path] = None) -> Dict:
+    """Run `litgpt pretrain` (with the flags `extra` besides its own; LitGPT's own from `tree` if given) in a child
+    process; its exit status, output and peak resident memory."""
     optimizer = {"class_path": "torch.optim.AdamW", "init_args": {"lr": args.lr, "weight_decay": 0.1, "betas": [0.9, 0.95]}}
     command = [
-        sys.executable, "-m", "litgpt", "pretrain",
-        *(["--model_config", str(init_dir / "model_config.yaml")] if args.tiny else ["--model_name", args.model]),
+        # the model name positional (LitGPT 0.5.13 takes it no other way) and required there even with --model_config,
+        # which wins in both
+        sys.executable, "-m", "litgpt", "pretrain", TINY_CONFIG["name"] if args.tiny else args.model,
+        *(["--model_config", str(init_dir / "model_config.yaml")] if args.tiny else []),
         "--data", "synthetic_tokens.ZipfTokens", "--data.vocab_size", str(vocab_size), "--out_dir", str(out_dir),
         "--devices", str(devices), "--logger_name", "csv", "--optimizer", json.dumps(optimizer), "--seed", str(args.seed),
-        "--train.max_steps", str(args.steps), "--train.global_batch_size", str(args.global_batch),
+        # LitGPT 0.5.13's pretrain ignores max_steps (it warns) and stops, and ends its schedule, at max_tokens; ours
+        # takes the tighter of the two: these are equal
+        "--train.max_steps", str(args.steps), "--train.max_tokens", str(args.steps * args.global_batch * args.seq),
+        "--train.global_batch_size", str(args.global_batch),
         "--train.micro_batch_size", str(args.micro_batch), "--train.max_seq_length", str(args.seq),
         "--train.lr_warmup_steps", "2", "--train.log_interval", "1", "--train.max_norm", "1.0",
         "--train.save_interval", str(save_at) if save_at else "null", "--eval.final_validation", "false",
     ]
     command += ["--resume", str(resume)] if resume else ["--initial_checkpoint_dir", str(init_dir)]
     command += ["--precision", args.precision] if args.precision else []
-    command += ["--compile", args.compile] if args.compile != "default" else []
+    command += ["--compile", args.compile] if args.compile != "default" and tree is None else []
+    command += ["--data.val_blocks", str(2 * args.micro_batch)] if getattr(args, "reference", None) else []
     command += list(extra)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+    if tree is None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+    else:
+        env = reference.env(tree, [str(HERE)])
     if args.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return run_command(command, out_dir / "run.log", args.timeout, env)
+    (out_dir / "command.txt").write_text(" ".join(command) + "\n")
+    return run_command(command, out_dir / "run.log", args.timeout, env, cwd=out_dir if tree is not None else None)
 
 
 def read_log(out_dir: Path) -> Dict[int, Dict[str, float]]:
@@ -125,10 +147,10 @@ def failure(case: Dict, run: Dict) -> Dict:
     return {**case, "error": f"exit {run['status']}", "output_tail": tail}
 
 
-def scaling_case(args: argparse.Namespace, devices: int, run: Dict, out_dir: Path, strategy: str) -> Dict:
-    case = dict(bench="pretrain_scaling", model=args.model_label, devices=devices, strategy=strategy, seq=args.seq,
+def scaling_case(args: argparse.Namespace, devices: int, run: Dict, out_dir: Path, strategy: str, label: str = OURS) -> Dict:
+    case = dict(bench="pretrain_scaling", run=label, model=args.model_label, devices=devices, strategy=strategy, seq=args.seq,
                 global_batch=args.global_batch, micro_batch=args.micro_batch, precision=args.precision or "default",
-                compile=args.compile, wall_s=run["seconds"])
+                compile=args.compile if label == OURS else "always (no such flag)", wall_s=run["seconds"])
     if run["status"] != 0:
         return failure(case, run)
     rows = read_log(out_dir)
@@ -141,7 +163,7 @@ def scaling_case(args: argparse.Namespace, devices: int, run: Dict, out_dir: Pat
     case.update(
         steps=len(steps), steps_timed=len(step_s), step_ms=round(seconds * 1e3, 1), tokens_per_s=round(tokens_per_s),
         tokens_per_s_per_device=round(tokens_per_s / devices), mfu=round(statistics.median(mfu), 3) if mfu else None,
-        peak_gib=peak_cuda_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
+        peak_gib=peak_cuda_gib(run["output"]) if label == OURS else reference.peak_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
         first_losses=[round(rows[s]["loss"], 4) for s in steps[: args.compare_steps]],
         _losses=[rows[s]["loss"] for s in steps[: args.compare_steps]],
     )
@@ -190,6 +212,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs' logs here (weights are deleted after use)")
+    parser.add_argument("--reference", type=Path, nargs="?", const=reference.DEFAULT_TREE, default=None, metavar="TREE",
+                        help=f"also run {reference.LABEL}'s pretrain on 1 device from this tree (default .ref/litgpt-{reference.VERSION})")
     args = parser.parse_args(argv)
     tiny = args.tiny
     for name, full, small in (("seq", 2048, 128), ("global_batch", 64, 8), ("micro_batch", 8, 2), ("steps", 10, 6), ("skip", 3, 1), ("lr", 4e-4, 3e-3)):
@@ -215,6 +239,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def reference_case(args: argparse.Namespace, out: Path, vocab_size: int) -> Dict:
+    """LitGPT 0.5.13's own pretrain on 1 device with the same flags, initial checkpoint and data."""
+    run_dir = out / f"litgpt-{reference.VERSION}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run = pretrain(args, 1, run_dir, vocab_size, out / "init", tree=args.tree)
+    case = scaling_case(args, 1, run, run_dir, "single device", reference.LABEL)
+    shutil.rmtree(run_dir / "final", ignore_errors=True)
+    return case
+
+
 def run_cases(args: argparse.Namespace, out: Path, gpus: int, rtol: float) -> Tuple[List[Dict], List[Dict]]:
     """The scaling cases (one run per device count) and the resume cases, each emitted as it completes."""
     vocab_size = write_initial_checkpoint(args, out / "init")
@@ -232,10 +266,16 @@ def run_cases(args: argparse.Namespace, out: Path, gpus: int, rtol: float) -> Tu
         shutil.rmtree(run_dir / "final", ignore_errors=True)
         if n in args.devices:
             cases.append(case)
-    base = next((c for c in cases if c["devices"] == 1 and "error" not in c), None)
+    if args.reference is not None:
+        cases.append(reference_case(args, out, vocab_size))
+    base = next((c for c in cases if c["devices"] == 1 and c["run"] == OURS and "error" not in c), None)
     for case in cases:
         if base is not None and "error" not in case:
-            case["scaling_efficiency"] = round(case["tokens_per_s_per_device"] / base["tokens_per_s_per_device"], 3)
+            if case["run"] == OURS:
+                case["scaling_efficiency"] = round(case["tokens_per_s_per_device"] / base["tokens_per_s_per_device"], 3)
+            else:  # ours (1 device) over LitGPT's
+                for key in ("tokens_per_s", "peak_gib"):
+                    case[f"ours_over_{key}"] = round(base[key] / case[key], 3) if base.get(key) and case.get(key) else None
             diff = max_rel_diff(case["_losses"], base["_losses"])
             case["loss_max_rel_diff"] = None if diff is None else float(f"{diff:.2g}")
             case["losses_match"] = diff is not None and diff <= rtol
@@ -268,6 +308,13 @@ def main() -> None:
     gpus = 0 if args.cpu else torch.cuda.device_count()
     precision = args.precision or ("bf16-mixed" if gpus else "32-true")
     rtol = LOSS_RTOL.get(precision, 1e-2)
+    if args.reference is not None:
+        try:
+            args.tree = reference.tree(args.reference)
+            reference.check(args.tree, [str(HERE)])
+        except reference.ReferenceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
     out = args.out or Path(tempfile.mkdtemp(prefix="pretrain_scaling_"))
     out.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name(0) if gpus else "cpu"
@@ -279,10 +326,14 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)
-    table(cases, ["devices", "strategy", "tokens_per_s", "tokens_per_s_per_device", "scaling_efficiency", "mfu", "peak_gib",
+    table(cases, ["run", "devices", "strategy", "tokens_per_s", "tokens_per_s_per_device", "scaling_efficiency", "mfu", "peak_gib",
                   "peak_rss_gib", "first_losses", "loss_max_rel_diff", "losses_match", "error"])
     table(resumes, ["saved_with", "resumed_with", "saved_at", "logged_steps", "steps_continue", "loss_max_rel_diff",
                     "lr_max_rel_diff", "total_tokens_continue", "ok", "error"])
+    for case in cases:
+        if case["run"] != OURS and "ours_over_tokens_per_s" in case:
+            print(f"ours (1 device) / {case['run']}: tokens/s x{case['ours_over_tokens_per_s']}, peak memory x{case['ours_over_peak_gib']},"
+                  f" losses match: {case['losses_match']} (max rel diff {case['loss_max_rel_diff']})")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,13 @@ def check(path: Path, extra_paths: List[str] = (), base: Optional[Dict[str, str]
     return str(imported)
 
 
+def peak_gib(output: str) -> Optional[float]:
+    """The peak GPU memory LitGPT 0.5.13's finetuning and pretraining reports print ("Memory Used : X GB", from
+    torch.cuda.max_memory_allocated, CUDA only), in GiB."""
+    found = re.findall(r"Memory Used\s*:\s*([0-9.]+) GB", output)
+    return round(float(found[-1]) * 1e9 / 2**30, 1) if found else None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["prepare", "check"])

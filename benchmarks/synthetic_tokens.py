@@ -7,6 +7,10 @@ same block at the same index, whatever the number of processes, and no file or t
 follow a Zipf law (frequency of the k-th token ∝ 1 / k^exponent), which a model learns within a few steps:
 the loss falls from ln(vocab_size) towards the distribution's entropy, so the first steps' losses tell runs
 that train differently apart (uniform random tokens would leave every run at ln(vocab_size)).
+
+LitGPT 0.5.13's own `pretrain` takes it too (benchmarks/reference.py runs it with benchmarks/ on PYTHONPATH): there
+`litgpt.data.base.DataModule` is LitGPT's, whose `connect` is abstract (so it is written out here) and whose loop
+needs a validation set (it checks two batches before training): give it `--data.val_blocks`.
 """
 
 from dataclasses import dataclass, field
@@ -27,14 +31,20 @@ class ZipfTokens(DataModule):
     """The Zipf exponent; 0 gives uniform tokens"""
     seed: int = 0
     """The seed of the blocks"""
+    val_blocks: int = 0
+    """Blocks in a validation set (the blocks after the training set's); 0: none"""
 
     tokenizer: Optional[Any] = field(default=None, init=False, repr=False)
     batch_size: int = field(default=1, init=False, repr=False)
     max_seq_length: int = field(default=-1, init=False, repr=False)
 
+    def connect(self, tokenizer: Optional[Any] = None, batch_size: int = 1, max_seq_length: Optional[int] = None) -> None:
+        self.tokenizer, self.batch_size = tokenizer, batch_size
+        self.max_seq_length = -1 if max_seq_length is None else max_seq_length
+
     def check(self) -> None:
-        if self.vocab_size < 2 or self.blocks < 1 or self.exponent < 0:
-            raise ValueError(f"ZipfTokens needs vocab_size >= 2, blocks >= 1, exponent >= 0; got {self}")
+        if self.vocab_size < 2 or self.blocks < 1 or self.exponent < 0 or self.val_blocks < 0:
+            raise ValueError(f"ZipfTokens needs vocab_size >= 2, blocks >= 1, exponent >= 0, val_blocks >= 0; got {self}")
         if self.max_seq_length < 1:
             raise ValueError("ZipfTokens needs a sequence length (--train.max_seq_length or the model's block_size)")
 
@@ -43,30 +53,34 @@ class ZipfTokens(DataModule):
 
         # shuffle=False: under several processes Fabric's DistributedSampler deals block i to process i % N, so a
         # global batch holds the same blocks whatever the number of processes
-        return torch.utils.data.DataLoader(_Blocks(self), batch_size=self.batch_size, shuffle=False)
+        return torch.utils.data.DataLoader(_Blocks(self, 0, self.blocks), batch_size=self.batch_size, shuffle=False)
 
     def val_dataloader(self) -> Any:
-        return None
+        import torch
+
+        if not self.val_blocks:
+            return None
+        return torch.utils.data.DataLoader(_Blocks(self, self.blocks, self.val_blocks), batch_size=self.batch_size, shuffle=False)
 
 
 class _Blocks:
-    """The map-style dataset behind `ZipfTokens`."""
+    """The map-style dataset behind `ZipfTokens`: `length` blocks from block `start` on."""
 
-    def __init__(self, data: ZipfTokens) -> None:
+    def __init__(self, data: ZipfTokens, start: int, length: int) -> None:
         import torch
 
-        self.data = data
+        self.data, self.start, self.length = data, start, length
         weights = torch.arange(1, data.vocab_size + 1, dtype=torch.float64) ** -data.exponent
         self.cdf = (weights.cumsum(0) / weights.sum()).float()
 
     def __len__(self) -> int:
-        return self.data.blocks
+        return self.length
 
     def __getitem__(self, i: int) -> Any:
         import torch
 
         if not 0 <= i < len(self):
             raise IndexError(i)
-        generator = torch.Generator().manual_seed(self.data.seed * 1_000_003 + i)
+        generator = torch.Generator().manual_seed(self.data.seed * 1_000_003 + self.start + i)
         u = torch.rand(self.data.max_seq_length + 1, generator=generator)
         return torch.searchsorted(self.cdf, u).clamp_(max=self.data.vocab_size - 1)  # (T + 1,)

@@ -57,3 +57,10 @@ def test_finetune_command_reference_missing_tree(tmp_path):
     assert result.returncode == 2 and result.stdout.count("\n") == 0, result.stdout + result.stderr
     assert result.stderr.strip() == (f"error: no LitGPT 0.5.13 tree at {tmp_path / 'absent'} (no litgpt/__main__.py): run"
                                      " `python benchmarks/reference.py prepare` where the git mirror is, and carry .ref to the device")
+
+
+def test_litgpt_peak_memory_line():
+    # the lines LitGPT 0.5.13 prints on CUDA after finetuning and after pretraining (GB = 1e9 bytes), and none on CPUs
+    assert reference.peak_gib("| Memory Usage\n| - Memory Used               :  45.70 GB          \n---") == 42.6
+    assert reference.peak_gib("| Memory Usage\n| - Memory Used   : 61.23 GB\n") == 57.0
+    assert reference.peak_gib("| - Tok/sec                   :  930.85 tok/s\n") is None
