@@ -15,7 +15,9 @@ used only to end child processes) and requests (its CLI enables URLs in --config
 it). Everything else is optional and not used by the benchmarks' runs: litdata (its streaming data modules; the
 benchmarks give their own data), litserve (`serve`), lm_eval and datasets (`evaluate`), bitsandbytes (--quantize),
 sentencepiece (tokenizer.model files), litlogger / tensorboard / wandb / mlflow (other loggers; the runs log to CSV),
-zstandard and pandas/pyarrow (data preparation scripts).
+zstandard and pandas/pyarrow (data preparation scripts). The H200 image holds all of the needed ones (psutil and
+requests too, by /work/.library/device/KINDS.md's list) but jsonargparse, docstring_parser and typeshed_client, which
+travel as wheels in .whl/ (LitGPT 0.5.13 pins jsonargparse <= 4.41; it runs with 4.53, printing deprecation warnings).
 """
 
 import argparse
