@@ -209,14 +209,15 @@ class Pool:
         self.timeout = timeout
         self._mailbox: Optional[Mailbox] = None
 
-    def start(self, job: Job) -> "Answer":
-        """Hand `job` to the least busy worker; 503 when every row is taken and the queue is full."""
+    def start(self, job: Job, whole: bool = False) -> "Answer":
+        """Hand `job` to the least busy worker; 503 when every row is taken and the queue is full. `whole`: the
+        reply is wanted only whole (not streamed)."""
         if sum(w.in_flight for w in self.workers) >= self.rows + self.max_queue:
             raise RequestError(503, f"The server is busy ({self.rows} requests generating, {self.max_queue} waiting); retry later")
         if self._mailbox is None:
             self._mailbox = Mailbox(asyncio.get_running_loop())
         worker = min(self.workers, key=lambda w: w.in_flight / w.rows)
-        answer = Answer(worker, job, self._mailbox, self.timeout)
+        answer = Answer(worker, job, self._mailbox, self.timeout, whole)
         answer.open()
         return answer
 
@@ -228,14 +229,15 @@ class Answer:
     the task was cancelled, which cancels the generation and frees its row at the batcher's next step.
     """
 
-    def __init__(self, worker: Worker, job: Job, mailbox: Mailbox, timeout: float) -> None:
+    def __init__(self, worker: Worker, job: Job, mailbox: Mailbox, timeout: float, whole: bool = False) -> None:
         s = job.settings
         self.worker, self.job, self.timeout = worker, job, timeout
         self.updated = asyncio.Event()
         self.pending: List[List[int]] = []  # each step's released ids, delivered and not yet taken by `updates`
         self.finished = False
         self.cut = False  # a stop string ended the reply's text
-        self.whole = False  # set once the reply is wanted only whole: the batcher then posts only its end
+        self.whole = whole  # the reply is wanted only whole: the batcher posts only its first tokens and its end
+        posted = [False]
         generator = None
         if s.seed is not None:
             generator = torch.Generator(worker.device).manual_seed(s.seed)
@@ -246,7 +248,8 @@ class Answer:
         def on_update(gen: Generation, released: List[int]) -> None:  # on the batcher's thread
             if text_stop is not None:
                 text_stop(gen, released)  # cancels `gen` once its text holds a stop string
-            if gen.done or not self.whole:  # a reply wanted whole wakes the event loop once, not every step
+            if gen.done or not self.whole or not posted[0]:  # a whole reply wakes the event loop twice, not every step
+                posted[0] = True
                 mailbox.post(self, list(released), gen.done)
 
         self.gen.on_update = on_update
@@ -315,7 +318,6 @@ class Answer:
 
     async def text(self) -> str:
         """The whole reply, as `LLM.generate` returns it."""
-        self.whole = True
         while not self.finished:
             await self.updated.wait()
             self.updated.clear()
@@ -564,7 +566,7 @@ async def _predict(served: Served, request: Any) -> Any:
 
     body, size = await _read_json(request)
     job = await _off_loop(size, predict_job, body, served.prompter, served.defaults, served.vocab_size)
-    answer = served.pool.start(job)
+    answer = served.pool.start(job, whole=not served.stream)
     stream = (_lines(answer), "application/x-ndjson") if served.stream else None
     return await _respond(request, answer, stream, lambda output: JSONResponse({"output": output}))
 
@@ -617,7 +619,7 @@ async def _chat(served: Served, request: Any) -> Any:
 
     body, size = await _read_json(request)
     chat = await _off_loop(size, chat_job, body, served.prompter, served.defaults, served.vocab_size)
-    answer = served.pool.start(chat.job)
+    answer = served.pool.start(chat.job, whole=not chat.stream)
     stream = (_chat_events(answer, served.model_name, chat.include_usage), "text/event-stream") if chat.stream else None
 
     def reply(content: str) -> Any:

@@ -501,27 +501,27 @@ def test_a_reply_wanted_whole_wakes_the_event_loop_at_its_start_and_end_only(lla
     ids = llm.tokenizer.encode(PROMPTS[0])
     expected = llm.generate(PROMPTS[0], max_new_tokens=24, temperature=0)
 
-    async def answer(streamed: bool) -> tuple:
+    async def answer(whole: bool) -> tuple:
         pool = Pool([worker], 4, 60)
-        delivered = []
-        deliver = Mailbox._deliver
+        posts = []
+        post = Mailbox.post
 
-        def counting(self):
-            delivered.append(1)
-            deliver(self)
+        def counting(self, answer, released, done):  # on the batcher's thread
+            posts.append(done)
+            post(self, answer, released, done)
 
-        Mailbox._deliver = counting
+        Mailbox.post = counting
         try:
-            answer = pool.start(Job(ids, Settings(max_new_tokens=24, temperature=0.0, top_k=None, top_p=1.0)))
+            answer = pool.start(Job(ids, Settings(max_new_tokens=24, temperature=0.0, top_k=None, top_p=1.0)), whole=whole)
             await answer.started()
-            text = "".join([piece async for piece in answer.pieces()]) if streamed else await answer.text()
+            text = await answer.text() if whole else "".join([piece async for piece in answer.pieces()])
             answer.close()
         finally:
-            Mailbox._deliver = deliver
-        return text, len(delivered)
+            Mailbox.post = post
+        return text, posts
 
-    text, wakes = asyncio.run(answer(streamed=False))
-    assert text == expected and wakes <= 3
-    text, wakes = asyncio.run(answer(streamed=True))
-    assert text == expected and wakes >= 12
+    text, posts = asyncio.run(answer(whole=True))
+    assert text == expected and posts == [False, True]  # its first tokens, then its end
+    text, posts = asyncio.run(answer(whole=False))
+    assert text == expected and len(posts) >= 12 and posts[-1]  # each step's tokens (the stop watcher may hold some)
     worker.batcher.close()
