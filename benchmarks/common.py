@@ -123,8 +123,12 @@ def write_random_checkpoint(folder: Path, config: Any, device: str, precision: s
 
 KINDS = (  # kernel name fragments, by kind, first match wins
     ("attention", ("flash", "fmha", "attention", "sdpa", "cudnn")),
-    ("matmul", ("gemm", "gemv", "cutlass", "xmma", "nvjet", "cublas", "splitk")),
+    # float8 GEMMs (torch._scaled_mm) are cuBLASLt's sm90_xmma_gemm_e4m3... / nvjet_qqtst_..., PyTorch's row-wise
+    # CUTLASS kernel (cutlass::device_kernel<...enable_3x_kernel_for_sm9x<cutlass::gemm...>) or inductor's Triton
+    # template for _scaled_mm: all matmuls, matched before "triton"
+    ("matmul", ("gemm", "gemv", "cutlass", "xmma", "nvjet", "cublas", "splitk", "scaled_mm", "f8f8bf16")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("liger (fused kernels)", ("_rms_norm_forward", "_rms_norm_backward", "_swiglu_forward", "_swiglu_backward", "_triton_rope")),
     ("triton (fused by inductor)", ("triton",)),
     ("copy / fill", ("memcpy", "memset", "copy", "fill")),
 )

@@ -37,7 +37,7 @@ def flops_per_token(config: Config, n_params: int, seq: int) -> float:
 
 
 def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bool, iters: int, peak: float, sdpa: str = "default",
-        profile: int = 0, fused: bool = True) -> dict:
+        profile: int = 0, fused: bool = True, fp8: str = "none") -> dict:
     config = Config.from_name(model_name, block_size=max(seq, Config.from_name(model_name).block_size))
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -48,6 +48,11 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
     # the embedding is a lookup, not a matmul, so its parameters do no FLOPs
     n_params = sum(p.numel() for p in model.parameters()) - model.transformer.wte.weight.numel()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    if fp8 != "none":  # as the loop does it (`--fp8`): before fusing and compiling
+        from litgpt.train.loop import check_fp8, to_float8
+
+        check_fp8(fp8, precision)
+        to_float8(model, fp8)
     kernels = fused_kernels.use_fused_kernels(model, torch.device("cuda")) if fused else []
     if compile:
         torch._dynamo.reset()  # each case compiles afresh (fused and plain models differ; dynamo caps recompiles)
@@ -81,6 +86,7 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
         bench="train_throughput", harness="step", model=model_name, seq=seq, micro_batch=micro_batch, precision=precision,
         compile=compile, sdpa=sdpa, fused=", ".join(kernels) or "none", step_ms=round(ms, 1), tokens_per_s=round(tokens_per_s),
         mfu_989=round(achieved / 989, 3), mfu_measured=round(achieved / peak, 3), peak_gib=peak_gib,
+        **({"fp8": fp8} if fp8 != "none" else {}),
         **({"profile_ms": {kind: round(us / 1e3, 1) for kind, us in by_kind.items()}} if by_kind else {}),
     )
 
