@@ -224,11 +224,12 @@ def client(port: int, prompts: List[str], first: int, new_tokens: int, start: th
                     conn.request("POST", "/predict", body=body, headers=headers)
                     response = conn.getresponse()
                     first_piece, data = None, b""
-                    while chunk := response.read1(65536) if stream else response.read():
+                    if not stream:  # read() whole: it also leaves the keep-alive connection ready for the next request
+                        data = response.read()
+                        first_piece = time.perf_counter()
+                    while stream and (chunk := response.read1(65536)):
                         first_piece = first_piece or time.perf_counter()
                         data += chunk
-                        if not stream:
-                            break
                 except (OSError, http.client.HTTPException) as error:
                     with result.lock:
                         result.errors.append(f"{type(error).__name__}: {error}")

@@ -155,6 +155,7 @@ def _warm_up(llm: Any, rows: int) -> None:
     a machine torch.compile cannot handle), serve with the uncompiled step, saying so in one line."""
     import time
 
+    from litgpt.checkpoint import first_line
     from litgpt.engine.batcher import Batcher
     from litgpt.engine.core import fast_decode_step
 
@@ -163,8 +164,7 @@ def _warm_up(llm: Any, rows: int) -> None:
     try:
         Batcher(llm.model, rows, step=llm.decode_step).warm_up()
     except Exception as error:  # torch.compile's failures come in many classes
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"Serving without compiling: torch.compile failed ({message})", file=sys.stderr, flush=True)
+        print(f"Serving without compiling: torch.compile failed ({first_line(error)})", file=sys.stderr, flush=True)
         llm.decode_step = fast_decode_step(compile=False)
         return
     if not getattr(llm.decode_step, "compile", True):  # the step gave up compiling by itself (its warning says why)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Uni
 import torch
 from torch import nn
 
+from litgpt.checkpoint import first_line
 from litgpt.model import GPT
 
 StopSequences = Iterable[Union[int, Sequence[int]]]
@@ -139,8 +140,7 @@ class GraphedStep:
 
     def _give_up_compiling(self, error: Exception) -> None:
         """Decode uncompiled from now on (a server keeps serving when a shape it meets late fails to compile)."""
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        warnings.warn(f"Decoding without torch.compile from now on: compiling the step failed ({message})")
+        warnings.warn(f"Decoding without torch.compile from now on: compiling the step failed ({first_line(error)})")
         self.compile = False
         self._fallback = decode_step
         self._views = weakref.WeakKeyDictionary()
@@ -244,7 +244,7 @@ class GraphedStep:
                 if self.compile:  # perhaps compiling failed: `__call__` retries uncompiled first
                     torch.cuda.synchronize()
                     raise
-                warnings.warn(f"Decoding without CUDA graphs: capturing the step failed ({str(error).splitlines()[0]})")
+                warnings.warn(f"Decoding without CUDA graphs: capturing the step failed ({first_line(error)})")
                 self._capturable[model] = False
                 torch.cuda.synchronize()
                 return None
