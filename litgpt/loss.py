@@ -100,7 +100,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 if b is not None:
                     z = z + b
                 loss, grad_z = _block(z, targets[start:end], ignore_index, softcap, any(needs))
-                total += loss
+                # out of place: the returned tensor mutated in place made every gradient zero under torch.compile
+                # (torch 2.11: traced, the backward's inputs came out as zeros), so no compiled run learned
+                total = total + loss
                 if grad_z is None:
                     continue
                 grad_z = grad_z.to(dtype)

@@ -135,14 +135,14 @@ class DPO(Method):
         return dict(zip(names, mean))
 
 
-@_command(("checkpoint_dir", "out_dir", "method", "dpo") + BASE[2:] + LORA + TRAINING, defaults={"out_dir": Path("out/finetune/dpo")},
+@_command(("checkpoint_dir", "out_dir", "method", "dpo") + BASE[2:] + LORA + TRAINING, defaults={"out_dir": Path("out/finetune/dpo"), "compile": False},
           own={"method": (Literal["lora", "full"], "lora", "What trains: lora (low-rank updates; the reference is the same "
                           "model with them off) or full (every weight; the reference is a frozen copy, twice the weights in memory)."),
                "dpo": (DPOArgs, DPOArgs(), "DPO's settings (`--dpo.beta`).")},
           helps={"quantize": 'Quantize the frozen base weights with bitsandbytes (LoRA only; one CUDA GPU, a "-true" precision).',
                  "data": "The preference pairs: `--data Preference --data.json_path prefs.json`.",
                  "eval": "Validation arguments (`--eval.*`; the validation loss is the DPO loss).",
-                 "compile": "Compile the model with torch.compile."})
+                 "compile": "Compile the model with torch.compile (off by default: the policy and the reference are two passes of one model)."})
 def finetune_dpo(args: SimpleNamespace) -> None:
     """Align a model with preference pairs by DPO: it learns to prefer each chosen answer over the rejected one,
     relative to the frozen base model (tutorials/dpo.md)."""

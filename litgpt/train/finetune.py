@@ -59,7 +59,8 @@ FLAGS: Dict[str, Flag] = {
     "access_token": (Optional[str], None, "A Hugging Face token, to download a gated base model."),
     "resume": (Resume, False, "Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest "
                               "if any) or the path of a checkpoint."),
-    "compile": (bool, False, "Compile the model with torch.compile (faster steps on GPUs after a slower first one)."),
+    "compile": (Optional[bool], None, "Compile the model with torch.compile: faster steps after a slower first one. Default: on "
+                                      "when training on CUDA GPUs without --quantize; --compile false trains eagerly."),
     "fp8": (Literal["none", "rowwise", "tensorwise"], "none",
             "Train the transformer blocks' linear layers with float8 matmuls (torchao's float8 training, with row-wise or "
             "tensor-wise scaling; the weights and checkpoints stay in --precision, which must be bf16-mixed or bf16-true). "
@@ -188,7 +189,7 @@ class FinetuneRun:
     devices: Union[int, str] = 1
     num_nodes: int = 1
     access_token: Optional[str] = None
-    compile: bool = False
+    compile: Optional[bool] = None
     fp8: str = "none"
     config: Any = field(default=None, init=False)
     base_weights: Optional[Path] = field(default=None, init=False)
@@ -232,6 +233,8 @@ def _finetune(run: FinetuneRun) -> None:
     run.precision = run.precision or loop.default_precision()
     if run.quantize is not None:
         _check_quantize(run.quantize, run.precision, run.devices * run.num_nodes)
+        if run.compile is None:  # bitsandbytes' quantized layers: not measured compiled
+            run.compile = False
     loop.check_train(train, run.eval, run.devices * run.num_nodes)
     loop.resolve_optimizer(run.optimizer)
     run.resume_path = loop.resolve_resume(run.resume, run.out_dir)

@@ -498,11 +498,6 @@ def _setup_model(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, int, 
     if fabric.device.type == "cuda":  # liger-kernel's RMSNorm, SwiGLU, RoPE where they fit (LITGPT_FUSED_KERNELS: train/fused.py)
         fabric.print(fused.describe(fused.use_fused_kernels(model, fabric.device, compiling), compiling))
     if compiling:
-        if fabric.device.type == "cuda" and n_trainable < n_total and "mixed" in str(fabric.strategy.precision.precision):
-            # seen on an H200 (Llama-3.2-1B, LoRA r=8 on query and value, bf16-mixed): compiled, the loss stayed at its
-            # first value for 20 steps while the eager run's fell from 11.91 to 11.38; not yet understood
-            fabric.print("Warning: a compiled model with frozen weights under mixed precision did not learn on CUDA in our "
-                         "checks (LoRA, bf16-mixed); watch the loss, or leave out --compile")
         model = torch.compile(model)
     return fabric.setup(model), seq_len, strict, flops
 
