@@ -77,9 +77,12 @@ def prepare(dest: Path = DEFAULT_TREE, mirror: Path = DEFAULT_MIRROR) -> Path:
 
 def env(path: Path, extra_paths: List[str] = (), base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """The environment of a child process that runs LitGPT from `path`: its tree first on PYTHONPATH, then
-    `extra_paths` (e.g. benchmarks/ for a data module), never this repository's root."""
+    `extra_paths` (e.g. benchmarks/ for a data module), then the inherited PYTHONPATH's other entries (where carried
+    wheels were installed), never this repository's root."""
     base = dict(os.environ if base is None else base)
-    base["PYTHONPATH"] = os.pathsep.join([str(path), *map(str, extra_paths)])
+    root = Path(__file__).resolve().parent.parent
+    inherited = [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != root]
+    base["PYTHONPATH"] = os.pathsep.join([str(path), *map(str, extra_paths), *inherited])
     return base
 
 
