@@ -67,7 +67,7 @@ def finetune(command: str, checkpoint: Path, data: Path, out: Path, compile: str
         "--train.log_interval", "1", "--eval.interval", "100", "--eval.max_iters", "1", "--logger_name", "csv",
         "--optimizer", json.dumps({"class_path": "torch.optim.AdamW", "init_args": {"lr": COMMANDS[command][1]}}), *COMMANDS[command][0],
     ] + ([] if compile == "default" else ["--compile", compile])
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "litgpt", *args], env=env, capture_output=True, text=True, timeout=600)
 
 
