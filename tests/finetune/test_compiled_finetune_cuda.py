@@ -21,7 +21,7 @@ from litgpt.config import Config
 from litgpt.lora import add_lora, mark_only_lora_as_trainable
 from litgpt.model import GPT
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled LoRA on CUDA: needs a CUDA GPU")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled finetuning on CUDA: needs a CUDA GPU")
 
 
 def lora_grads(compiled: bool, dtype: torch.dtype) -> dict:
