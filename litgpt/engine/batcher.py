@@ -36,7 +36,7 @@ from litgpt.engine.core import (
     kv_cache_shape,
     prefill,
 )
-from litgpt.engine.sampling import RowSettings, check_sampling_args, sample_with, to_device
+from litgpt.engine.sampling import RowSettings, Sampling, check_sampling_args, choose, to_device
 from litgpt.model import GPT, KVCache
 
 # A prefill of a few new rows costs the running rows about one decode step, most of it the host launching the
@@ -206,12 +206,18 @@ class Batcher:
         # a row past its last token (others still going) decodes once more, output unused, at a slot kept inside its
         # own cache row
         longest = min(cache_len, max(g._position for g in self.running) + 1)
-        logits = self.decode_step(self.model, rows.tokens.view(-1, 1), rows.positions.view(-1, 1), longest)
+        sampling = rows.sampling(self.running)
+        tokens, positions = rows.tokens.view(-1, 1), rows.positions.view(-1, 1)
+        fused = getattr(self.decode_step, "decode_and_sample", None)  # GraphedStep: sampling inside the step's graph
+        if fused is not None:
+            sampled = fused(self.model, tokens, positions, longest, sampling)
+        else:
+            sampled = choose(self.decode_step(self.model, tokens, positions, longest), sampling)
         rows.positions = (rows.positions + 1).clamp_(max=cache_len - 1)
         for gen in self.running:
             gen._position += 1
             gen._sampled += 1
-        return rows.sample(logits, self.running)
+        return sampled
 
     def _read(self) -> List[int]:
         """Release the tokens of the last step read back; the rows that finished with them."""
@@ -341,7 +347,7 @@ class _RowState:
         """Append newly admitted rows, their first tokens sampled from their prefill `logits` (len(gens), V)."""
         new = RowSettings([g.temperature for g in gens], [g.top_k for g in gens], [g.top_p for g in gens], logits.size(-1))
         settings = new.tensor(logits.device)
-        tokens = _sample(logits, gens, new.greedy, new.widths, settings)
+        tokens = choose(logits, _sampling(gens, new.greedy, new.widths, settings))
         positions = to_device(torch.tensor([g.prompt.numel() for g in gens]), logits.device)
         if self.tokens is None:
             self.tokens, self.positions, self.settings = tokens, positions, settings
@@ -362,8 +368,9 @@ class _RowState:
         self.greedy = [self.greedy[i] for i in order]
         self.widths = [self.widths[i] for i in order]
 
-    def sample(self, logits: torch.Tensor, gens: List[Generation]) -> torch.Tensor:
-        return _sample(logits, gens, self.greedy, self.widths, self.settings)
+    def sampling(self, gens: List[Generation]) -> Sampling:
+        """What the running rows `gens` sample their next tokens with (`choose`)."""
+        return _sampling(gens, self.greedy, self.widths, self.settings)
 
 
 @torch.inference_mode()
@@ -487,16 +494,16 @@ def _drain(inbox: "queue.SimpleQueue[Optional[Generation]]", block: bool) -> Ite
             return
 
 
-def _sample(logits: torch.Tensor, gens: List[Generation], greedy: List[bool], widths: List[int], settings: torch.Tensor) -> torch.Tensor:
-    """Each row's next token (B,) from logits (B, V) under its own settings, on the device: one batched draw.
+def _sampling(gens: List[Generation], greedy: List[bool], widths: List[int], settings: torch.Tensor) -> Sampling:
+    """How rows `gens` draw their next tokens (`choose`): None when all are greedy, else their settings on the device,
+    the width (most likely tokens) any may pick from, and one uniform number each.
 
     Rows that share a generator (a request with a seed has its own; `generate_batch`'s rows share the caller's)
     draw their uniform numbers from it together, as `sample` does: the same seed gives the same tokens through
     `litgpt generate`, `LLM.generate` and the server. The other rows share one draw from torch's global generator."""
     if all(greedy):
-        return logits.argmax(dim=-1)
-    uniform = _uniform(gens, greedy, logits.device)
-    return sample_with(logits, settings, max(widths), uniform)
+        return None
+    return settings, max(widths), _uniform(gens, greedy, settings.device)
 
 
 def _uniform(gens: List[Generation], greedy: List[bool], device: torch.device) -> torch.Tensor:

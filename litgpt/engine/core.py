@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from litgpt.checkpoint import first_line
+from litgpt.engine.sampling import Sampling, choose
 from litgpt.model import GPT
 
 StopSequences = Iterable[Union[int, Sequence[int]]]
@@ -130,13 +131,24 @@ class GraphedStep:
         return views[kind]
 
     def __call__(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
+        return self._run(model, tokens, positions, input_pos_maxp1, False, None)
+
+    def decode_and_sample(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int],
+                          sampling: Sampling) -> torch.Tensor:
+        """The step and the choice of each row's next token (`litgpt.engine.sampling.choose`) in one graph: the next
+        tokens (B,). Replaying the sampler's kernels with the step's spares the host launching a dozen more kernels
+        a step, and the step's logits are never copied out."""
+        return self._run(model, tokens, positions, input_pos_maxp1, True, sampling)
+
+    def _run(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int], pick: bool,
+             sampling: Sampling) -> torch.Tensor:
         try:
-            return self._step(model, tokens, positions, input_pos_maxp1)
+            return self._step(model, tokens, positions, input_pos_maxp1, pick, sampling)
         except Exception as error:  # torch.compile's failures come in many classes; they happen before any kernel runs
             if not self.compile:
                 raise
             self._give_up_compiling(error)
-            return self._step(model, tokens, positions, input_pos_maxp1)
+            return self._step(model, tokens, positions, input_pos_maxp1, pick, sampling)
 
     def _give_up_compiling(self, error: Exception) -> None:
         """Decode uncompiled from now on (a server keeps serving when a shape it meets late fails to compile)."""
@@ -148,35 +160,48 @@ class GraphedStep:
         self._caches = ()
         self._capturable = weakref.WeakKeyDictionary()
 
-    def _step(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int]) -> torch.Tensor:
-        if not (tokens.is_cuda and self._is_capturable(model)):
-            return self._fallback(model, tokens, positions, input_pos_maxp1)
+    def _step(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int], pick: bool,
+              sampling: Sampling) -> torch.Tensor:
+        """The logits (B, V), or with `pick` the next tokens (B,) chosen under `sampling`."""
+        if not self._graphable(model, tokens):
+            return self._plain(model, tokens, positions, input_pos_maxp1, pick, sampling)
         cache_rows, cache_len = kv_cache_shape(model)
         B, T = tokens.shape
         rows = min(cache_rows, 1 << (B - 1).bit_length())
         length = cache_len
         if cache_len > 256 and input_pos_maxp1 is not None:
             length = min(cache_len, max(256, 1 << (input_pos_maxp1 - 1).bit_length()))
+        # what the graph ends with: the logits, the argmax, or a draw from the `width` most likely tokens
+        width = None if not pick else 0 if sampling is None else sampling[1]
 
         def make() -> Tuple[Callable, Tuple[torch.Tensor, ...]]:
             view = self._view(model, "one" if rows * T == 1 else "rows") if T == 1 or self.compile else model
 
-            def forward(tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-                return view(tokens, positions, input_pos_maxp1=length)[:, -1]
+            def forward(tokens: torch.Tensor, positions: torch.Tensor, settings: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+                logits = view(tokens, positions, input_pos_maxp1=length)[:, -1]
+                if width is None:
+                    return logits
+                return choose(logits, None if width == 0 else (settings, width, uniform))
 
-            # filled with this step's real inputs: capturing runs the step, and must write what the replay will
-            static = (torch.zeros(rows, T, dtype=tokens.dtype, device=tokens.device), torch.zeros(rows, T, dtype=positions.dtype, device=positions.device))
-            static[0][:B].copy_(tokens)
-            static[1][:B].copy_(positions)
+            # filled with this step's real inputs: capturing runs the step, and must write what the replay will; the
+            # padding rows sample as greedy ones (settings [k 1, temperature 1, top_p 1, greedy])
+            static = (torch.zeros(rows, T, dtype=tokens.dtype, device=tokens.device),
+                      torch.zeros(rows, T, dtype=positions.dtype, device=positions.device),
+                      torch.ones(rows, 4, device=tokens.device), torch.zeros(rows, device=tokens.device))
+            _fill(static, B, tokens, positions, sampling)
             return forward, static
 
-        entry = self._entry(model, ("decode", rows, T, length), make)
+        entry = self._entry(model, ("decode", rows, T, length, width), make)
         if entry is None:
-            return self._fallback(model, tokens, positions, input_pos_maxp1)
-        entry["inputs"][0][:B].copy_(tokens)
-        entry["inputs"][1][:B].copy_(positions)
+            return self._plain(model, tokens, positions, input_pos_maxp1, pick, sampling)
+        _fill(entry["inputs"], B, tokens, positions, sampling)
         entry["graph"].replay()
         return entry["output"][:B].clone()
+
+    def _plain(self, model: GPT, tokens: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: Optional[int], pick: bool,
+               sampling: Sampling) -> torch.Tensor:
+        logits = self._fallback(model, tokens, positions, input_pos_maxp1)
+        return choose(logits, sampling) if pick else logits
 
     def prefill_forward(self, model: GPT) -> Optional[Callable]:
         """With `compile`, on CUDA: a forward for `prefill` (the model's blocks compiled for any length, dynamic
@@ -221,6 +246,9 @@ class GraphedStep:
 
         return forward
 
+    def _graphable(self, model: GPT, tokens: torch.Tensor) -> bool:
+        return tokens.is_cuda and self._is_capturable(model)
+
     def _is_capturable(self, model: GPT) -> bool:
         if model not in self._capturable:
             quantized = any(type(m).__module__.startswith("bitsandbytes") for m in model.modules())
@@ -264,6 +292,16 @@ class GraphedStep:
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             output = forward(*inputs)
         return {"graph": graph, "inputs": inputs, "output": output}
+
+
+def _fill(static: Tuple[torch.Tensor, ...], B: int, tokens: torch.Tensor, positions: torch.Tensor, sampling: Sampling) -> None:
+    """Copy a step's inputs into a graph's static ones (whose rows past B are padding)."""
+    static[0][:B].copy_(tokens)
+    static[1][:B].copy_(positions)
+    if sampling is not None:
+        settings, _, uniform = sampling
+        static[2][:B].copy_(settings)
+        static[3][:B].copy_(uniform)
 
 
 def fast_decode_step(compile: bool = False) -> DecodeStep:

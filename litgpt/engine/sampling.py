@@ -1,8 +1,12 @@
 """Turning next-token logits into tokens: top-k, then temperature, then top-p (nucleus) sampling."""
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
+
+# What a batch samples with, on the device: None when every row is greedy, else (settings (B, 4) as
+# `RowSettings.tensor` gives them, the width `sample_with` reads, uniform numbers (B,))
+Sampling = Optional[Tuple[torch.Tensor, int, torch.Tensor]]
 
 # Temperatures below float32's smallest normal number sample as greedy: float32 holds them only roughly (1e-40)
 # or as 0 (1e-46), and 0/0 would make the most likely token's logit nan.
@@ -82,14 +86,16 @@ def sample_rows(
 
 class RowSettings:
     """Rows' sampling settings as `sample_with` reads them: `rows` of [top_k, temperature, top_p, greedy] (top_k
-    capped at the vocabulary, the temperature at least `GREEDY_BELOW`), `widths`, the most likely tokens each row may
-    pick from (1 for a greedy row), and `width`, their largest."""
+    capped at the vocabulary, the temperature at least `GREEDY_BELOW`), `widths`, how many of the most likely tokens
+    each row's draw looks at (1 for a greedy row; else its top_k rounded up to a power of two, at most the
+    vocabulary: the decode step's CUDA graph is captured once per width, and top_k 40 and 50 share one), and
+    `width`, their largest. Looking at more tokens than top_k changes nothing: the draw masks those past it."""
 
     def __init__(self, temperature: Sequence[float], top_k: Sequence[Optional[int]], top_p: Sequence[float], vocab: int) -> None:
         self.greedy = [is_greedy(t, k) for t, k in zip(temperature, top_k)]
         ks = [vocab if k is None else min(int(k), vocab) for k in top_k]
         self.rows = [[float(k), max(t, GREEDY_BELOW), p, float(g)] for k, t, p, g in zip(ks, temperature, top_p, self.greedy)]
-        self.widths = [1 if g else k for g, k in zip(self.greedy, ks)]
+        self.widths = [1 if g else min(vocab, 1 << (k - 1).bit_length()) for g, k in zip(self.greedy, ks)]
         self.width = max(self.widths, default=1)
 
     def tensor(self, device: torch.device) -> torch.Tensor:
@@ -128,3 +134,11 @@ def sample_with(logits: torch.Tensor, settings: torch.Tensor, width: int, unifor
     choice = torch.searchsorted(cdf, target, right=True).clamp_(max=K - 1)  # (B, 1)
     choice = choice.masked_fill(is_g[:, None].bool(), 0)
     return indices.gather(-1, choice).squeeze(-1)
+
+
+def choose(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """Next tokens (B,) from logits (B, V): the argmax when `sampling` is None (every row greedy), else `sample_with`."""
+    if sampling is None:
+        return logits.argmax(dim=-1)
+    settings, width, uniform = sampling
+    return sample_with(logits, settings, width, uniform)
