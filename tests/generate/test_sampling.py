@@ -107,3 +107,18 @@ def test_sample_equals_sample_rows_with_the_generators_draw():
         got = sample(logits, 0.8, 10, 0.9, generator=torch.Generator().manual_seed(seed))
         u = torch.rand(1, generator=torch.Generator().manual_seed(seed))
         assert torch.equal(got, sample_rows(logits, [0.8], [10], [0.9], u))
+
+
+def test_widths_round_up_to_a_power_of_two_and_looking_wider_draws_the_same():
+    from litgpt.engine.sampling import RowSettings, sample_with
+
+    settings = RowSettings([0.8, 0.0, 1.0, 0.7], [50, None, 40, 3000], [1.0, 1.0, 0.9, 1.0], vocab=1000)
+    assert settings.widths == [64, 1, 64, 1000] and settings.width == 1000
+    torch.manual_seed(0)
+    logits = torch.randn(64, 1000)
+    rows = RowSettings([0.8] * 64, [50] * 64, [0.9] * 64, vocab=1000).tensor(torch.device("cpu"))
+    uniform = torch.rand(64)
+    exact = sample_with(logits, rows, 50, uniform)
+    assert torch.equal(sample_with(logits, rows, 64, uniform), exact)
+    assert torch.equal(sample_with(logits, rows, 1000, uniform), exact)
+    assert not torch.equal(sample_with(logits, rows.clone().index_fill_(1, torch.tensor([0]), 1000.0), 64, uniform), exact)
