@@ -547,7 +547,14 @@ def _start_monitors(t: _Training) -> None:
 def _validation(t: _Training) -> float:
     """Validate, log and print the loss, and show the sample (if any)."""
     fabric, state, sample = t.fabric, t.state, t.run.sample
-    loss = validate(fabric, t.model, t.val_loader, t.run.eval.max_iters, t.seq_len, t.ignore_index, t.run.method.loss)
+    rng = _rng_if_compiled(t)
+    try:
+        loss = validate(fabric, t.model, t.val_loader, t.run.eval.max_iters, t.seq_len, t.ignore_index, t.run.method.loss)
+    except Exception as error:
+        if not _compile_failed(t, error):
+            raise
+        _set_rng(rng)
+        loss = validate(fabric, t.model, t.val_loader, t.run.eval.max_iters, t.seq_len, t.ignore_index, t.run.method.loss)
     state["history"].append({"step": state["step_count"], "val_loss": loss})
     fabric.log_dict({"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}, step=state["step_count"])
     t.progress.print(f"step {state['step_count']}: val loss {loss:.4f}, val ppl {math.exp(min(loss, 50)):.2f}")
@@ -557,17 +564,35 @@ def _validation(t: _Training) -> float:
 
 
 def _optimizer_step(t: _Training) -> None:
-    """One optimizer step: `accum` micro-batches of forward and backward, clipping, the scheduled lr, the step."""
+    """One optimizer step: `accum` micro-batches of forward and backward, clipping, the scheduled lr, the step.
+    Should compiling fail (`torch.compile` compiles at the first call, and again for a new shape), the step starts
+    over eagerly on the same micro-batches (`_compile_failed`)."""
     fabric, model, opt, state, session = t.fabric, t.model, t.optimizer, t.state, t.session
     train = t.run.train
-    for micro in range(t.accum):
-        batch = next(t.batches)
-        input_ids, _ = split_batch(batch, t.seq_len)  # counted below
-        with fabric.no_backward_sync(model, enabled=micro < t.accum - 1):
-            # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
-            loss = t.run.method.loss(model, batch, t.seq_len, t.ignore_index)
-            fabric.backward(loss / t.accum)
-        state["loss_sum"] += loss.detach()
+    batches: List[Any] = []  # this step's micro-batches so far, to start over with
+    losses: List[Any] = []
+    rng = _rng_if_compiled(t)  # and the random state (dropout) they started with
+    while len(losses) < t.accum:
+        micro = len(losses)
+        if micro == len(batches):
+            batches.append(next(t.batches))
+        batch = batches[micro]
+        try:
+            with fabric.no_backward_sync(model, enabled=micro < t.accum - 1):
+                # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
+                loss = t.run.method.loss(model, batch, t.seq_len, t.ignore_index)
+                fabric.backward(loss / t.accum)
+        except Exception as error:
+            if not _compile_failed(t, error):
+                raise
+            _set_rng(rng)
+            opt.zero_grad(set_to_none=True)
+            losses = []
+            continue
+        losses.append(loss.detach())
+    for loss, batch in zip(losses, batches):
+        input_ids, _ = split_batch(batch, t.seq_len)
+        state["loss_sum"] += loss
         state["loss_count"] += 1
         state["iter_num"] += 1
         state["tokens"] += input_ids.numel()
@@ -582,6 +607,48 @@ def _optimizer_step(t: _Training) -> None:
     opt.zero_grad(set_to_none=True)
     state["step_count"] += 1
     session["steps"] += 1
+
+
+def _rng_if_compiled(t: _Training) -> Optional[Tuple[Any, Any]]:
+    """The random generators' states while the model is compiled (a failed compilation moves them), else None."""
+    import torch
+
+    if not hasattr(getattr(t.model, "_forward_module", None), "_orig_mod"):
+        return None
+    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+
+def _set_rng(state: Optional[Tuple[Any, Any]]) -> None:
+    import torch
+
+    if state is not None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state_all(state[1])
+
+
+def _compile_failed(t: _Training, error: Exception) -> bool:
+    """Whether `error` came from torch.compile compiling the model (a missing C compiler for Triton, a GPU that
+    Triton does not support, an inductor bug); if so, the model runs eagerly from now on, with a one-line warning.
+    torch.compile compiles before any kernel runs: the failed call changed nothing but the gradients it may have
+    accumulated, which the caller clears."""
+    import torch
+
+    from litgpt.checkpoint import first_line
+
+    inner = getattr(t.model, "_forward_module", None)
+    compiled = hasattr(inner, "_orig_mod")  # a torch.compile'd module
+    from_compiler = isinstance(error, torch._dynamo.exc.TorchDynamoException) or type(error).__module__.startswith(
+        ("torch._inductor", "torch._dynamo", "triton"))
+    if not (compiled and from_compiler):
+        return False
+    t.model._forward_module = inner._orig_mod
+    cause: BaseException = error  # dynamo wraps the compiler's own error ("backend='inductor' raised:")
+    while (getattr(cause, "inner_exception", None) or cause.__cause__) is not None:
+        cause = getattr(cause, "inner_exception", None) or cause.__cause__
+    t.fabric.print(f"Warning: compiling the model failed ({type(cause).__name__}: {first_line(cause)}); training "
+                   "without torch.compile (--compile false skips it)")
+    return True
 
 
 def _log_step(t: _Training, step_start: float) -> None:
@@ -800,12 +867,18 @@ def generate_sample(fabric: "Fabric", model: Any, prompt: "torch.Tensor", max_ne
     if max_new_tokens < 1:
         return []
     model.eval()
+    # forwards go through Fabric's wrapper, so precision and sharding apply as in training, but not through
+    # torch.compile: token-by-token decoding with a KV cache would compile graphs of its own, at every new length
+    compiled = getattr(model, "_forward_module", None)
+    if hasattr(compiled, "_orig_mod"):
+        model._forward_module = compiled._orig_mod
     try:
         ensure_kv_cache(inner, 1, prompt.numel() + max_new_tokens - 1)
-        # forwards go through the wrapper, so precision and sharding apply as in training
         with plain_linear_layers(inner):
             return list(generate_tokens(model, prompt.to(fabric.device), max_new_tokens, temperature=0.0, stop_tokens=stop_tokens))
     finally:
+        if hasattr(compiled, "_orig_mod"):
+            model._forward_module = compiled
         inner.clear_kv_cache()
         model.train()
 

@@ -171,3 +171,33 @@ def test_pretraining_init_depends_on_the_seed_alone():
     proj = states[0]["transformer.h.0.attn.proj.weight"]
     assert proj.std() < states[0]["transformer.h.0.attn.qkv.weight"].std()  # the residual projections are smaller
     assert states[0]["transformer.h.0.attn.qkv.bias"].abs().max() == 0
+
+
+def test_the_validation_sample_of_a_compiled_model_decodes_without_compiling():
+    from lightning.fabric import Fabric
+
+    from litgpt.config import Config
+    from litgpt.engine.batcher import generate_tokens
+    from litgpt.model import GPT
+    from litgpt.train.loop import generate_sample
+
+    torch.manual_seed(0)
+    model = GPT(Config(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=64, padded_vocab_size=64))
+    compiles = []
+
+    def backend(graph, example_inputs):
+        compiles.append(graph)
+        return graph.forward
+
+    fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
+    wrapped = fabric.setup(torch.compile(model, backend=backend))
+    compiled = wrapped._forward_module
+    prompt = torch.tensor([1, 2, 3])
+    got = generate_sample(fabric, wrapped, prompt, max_new_tokens=5)
+    assert compiles == [] and wrapped._forward_module is compiled and wrapped.training
+    model.eval()
+    model.set_kv_cache(1, max_seq_length=8)
+    assert got == list(generate_tokens(model, prompt, 5, temperature=0.0))
+    model.clear_kv_cache()
+    wrapped(torch.tensor([[1, 2, 3]]))  # training still goes through the compiled module
+    assert compiles
