@@ -11,7 +11,7 @@ Cases, all over the same random logits (B, V) with the server's default settings
 - topk: its top-k alone (`logits.topk(width)`);
 - two-stage topk: the top-k of the vocabulary cut into chunks, then of the chunks' winners (the same set of
   values; a candidate for a faster top-k when few rows hold a long vocabulary);
-- the sampling tail: sample_with's work after the top-k (mask, softmax, cumulative sums, the draw).
+- the sampling tail: sample_with's work after the top-k (`draw`: mask, softmax, cumulative sums, the draw).
 "eager µs" is wall time per call with the host launching each kernel (torch.cuda.synchronize after the loop,
 divided by the calls); "graph µs" replays a CUDA graph of the same call, which is how `GraphedStep` runs it since
 sampling moved into the step's graph. The host's share of a step is about the difference.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import emit, table  # noqa: E402
 
-from litgpt.engine.sampling import RowSettings, sample_with  # noqa: E402
+from litgpt.engine.sampling import RowSettings, draw, sample_with  # noqa: E402
 
 
 def two_stage_topk(logits: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
@@ -88,22 +88,13 @@ def main(argv: List[str] = None) -> None:
         settings, width = rs.tensor(torch.device(device)), rs.width
         uniform = torch.rand(B, device=device)
         values, indices = logits.topk(width, dim=-1)
-        k, temp, p, _ = settings.unbind(-1)
-
-        def tail() -> torch.Tensor:  # sample_with after its top-k
-            v = values.float().masked_fill(torch.arange(width, device=device) >= k[:, None], float("-inf"))
-            probs = ((v - v[:, :1]) / temp[:, None]).softmax(dim=-1)
-            probs = probs.masked_fill(((probs.cumsum(dim=-1) - probs) >= p[:, None]) & (p[:, None] < 1.0), 0.0)
-            cdf = probs.cumsum(dim=-1)
-            choice = torch.searchsorted(cdf, uniform[:, None] * cdf[:, -1:], right=True).clamp_(max=width - 1)
-            return indices.gather(-1, choice)
 
         ways: Dict[str, Callable[[], torch.Tensor]] = {
             "argmax": lambda: logits.argmax(dim=-1),
             "sample_with": lambda: sample_with(logits, settings, width, uniform),
             "topk": lambda: logits.topk(width, dim=-1).values,
             "two-stage topk": lambda: two_stage_topk(logits, width),
-            "sampling tail": tail,
+            "sampling tail": lambda: draw(values, indices, settings, uniform),
         }
         assert torch.equal(two_stage_topk(logits, width), logits.topk(width, dim=-1).values)
         for name, fn in ways.items():

@@ -114,23 +114,28 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 def sample_with(logits: torch.Tensor, settings: torch.Tensor, width: int, uniform: torch.Tensor) -> torch.Tensor:
     """`sample_rows` with the settings already on the device (`RowSettings.tensor`, (B, 4)) and `width` the most
     likely tokens any row may pick from."""
-    V = logits.size(-1)
     # chosen in the logits' own dtype (float32 would hold bf16/fp16 values exactly: the same tokens), sparing a
     # float32 copy of the whole vocabulary every step; only the K kept are converted
-    if width < V:
+    if width < logits.size(-1):
         values, indices = logits.topk(width, dim=-1)  # (B, K), most likely first
     else:
         values, indices = logits.sort(dim=-1, descending=True)
+    return draw(values, indices, settings, uniform)
+
+
+def draw(values: torch.Tensor, indices: torch.Tensor, settings: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """`sample_with` after its top-k: each row's token (B,) from its K most likely `values` (B, K, most likely first)
+    and their token ids `indices`."""
     values = values.float()
     K = values.size(-1)
     k, temp, p, is_g = settings.unbind(-1)
-    position = torch.arange(K, device=logits.device)
+    position = torch.arange(K, device=values.device)
     values = values.masked_fill(position >= k[:, None], float("-inf"))
     probs = ((values - values[:, :1]) / temp[:, None]).softmax(dim=-1)  # shifted: no overflow at tiny temperatures
     # the nucleus: drop a token once the more likely ones reach top_p; the most likely always stays
     probs = probs.masked_fill(((probs.cumsum(dim=-1) - probs) >= p[:, None]) & (p[:, None] < 1.0), 0.0)
     cdf = probs.cumsum(dim=-1)
-    target = uniform.to(device=logits.device, dtype=cdf.dtype)[:, None] * cdf[:, -1:]
+    target = uniform.to(device=values.device, dtype=cdf.dtype)[:, None] * cdf[:, -1:]
     choice = torch.searchsorted(cdf, target, right=True).clamp_(max=K - 1)  # (B, 1)
     choice = choice.masked_fill(is_g[:, None].bool(), 0)
     return indices.gather(-1, choice).squeeze(-1)

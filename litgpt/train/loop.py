@@ -547,14 +547,8 @@ def _start_monitors(t: _Training) -> None:
 def _validation(t: _Training) -> float:
     """Validate, log and print the loss, and show the sample (if any)."""
     fabric, state, sample = t.fabric, t.state, t.run.sample
-    rng = _rng_if_compiled(t)
-    try:
-        loss = validate(fabric, t.model, t.val_loader, t.run.eval.max_iters, t.seq_len, t.ignore_index, t.run.method.loss)
-    except Exception as error:
-        if not _compile_failed(t, error):
-            raise
-        _set_rng(rng)
-        loss = validate(fabric, t.model, t.val_loader, t.run.eval.max_iters, t.seq_len, t.ignore_index, t.run.method.loss)
+    loss = _eager_if_compiling_fails(
+        t, lambda: validate(fabric, t.model, t.val_loader, t.run.eval.max_iters, t.seq_len, t.ignore_index, t.run.method.loss))
     state["history"].append({"step": state["step_count"], "val_loss": loss})
     fabric.log_dict({"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}, step=state["step_count"])
     t.progress.print(f"step {state['step_count']}: val loss {loss:.4f}, val ppl {math.exp(min(loss, 50)):.2f}")
@@ -566,30 +560,24 @@ def _validation(t: _Training) -> float:
 def _optimizer_step(t: _Training) -> None:
     """One optimizer step: `accum` micro-batches of forward and backward, clipping, the scheduled lr, the step.
     Should compiling fail (`torch.compile` compiles at the first call, and again for a new shape), the step starts
-    over eagerly on the same micro-batches (`_compile_failed`)."""
+    over eagerly on the same micro-batches (`_eager_if_compiling_fails`)."""
     fabric, model, opt, state, session = t.fabric, t.model, t.optimizer, t.state, t.session
     train = t.run.train
     batches: List[Any] = []  # this step's micro-batches so far, to start over with
-    losses: List[Any] = []
-    rng = _rng_if_compiled(t)  # and the random state (dropout) they started with
-    while len(losses) < t.accum:
-        micro = len(losses)
-        if micro == len(batches):
-            batches.append(next(t.batches))
-        batch = batches[micro]
-        try:
+
+    def forward_backward() -> List[Any]:
+        losses = []
+        for micro in range(t.accum):
+            if micro == len(batches):
+                batches.append(next(t.batches))
             with fabric.no_backward_sync(model, enabled=micro < t.accum - 1):
                 # the model computes the loss from its hidden states, never holding the full logits (litgpt/loss.py)
-                loss = t.run.method.loss(model, batch, t.seq_len, t.ignore_index)
+                loss = t.run.method.loss(model, batches[micro], t.seq_len, t.ignore_index)
                 fabric.backward(loss / t.accum)
-        except Exception as error:
-            if not _compile_failed(t, error):
-                raise
-            _set_rng(rng)
-            opt.zero_grad(set_to_none=True)
-            losses = []
-            continue
-        losses.append(loss.detach())
+            losses.append(loss.detach())
+        return losses
+
+    losses = _eager_if_compiling_fails(t, forward_backward, undo=lambda: opt.zero_grad(set_to_none=True))
     for loss, batch in zip(losses, batches):
         input_ids, _ = split_batch(batch, t.seq_len)
         state["loss_sum"] += loss
@@ -609,46 +597,45 @@ def _optimizer_step(t: _Training) -> None:
     session["steps"] += 1
 
 
-def _rng_if_compiled(t: _Training) -> Optional[Tuple[Any, Any]]:
-    """The random generators' states while the model is compiled (a failed compilation moves them), else None."""
-    import torch
-
-    if not hasattr(getattr(t.model, "_forward_module", None), "_orig_mod"):
-        return None
-    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+def _compiled(model: Any) -> Optional[Any]:
+    """The torch.compile'd module inside Fabric's wrapper `model`, if the model runs compiled."""
+    inner = getattr(model, "_forward_module", None)
+    return inner if hasattr(inner, "_orig_mod") else None
 
 
-def _set_rng(state: Optional[Tuple[Any, Any]]) -> None:
-    import torch
-
-    if state is not None:
-        torch.set_rng_state(state[0])
-        if state[1] is not None:
-            torch.cuda.set_rng_state_all(state[1])
-
-
-def _compile_failed(t: _Training, error: Exception) -> bool:
-    """Whether `error` came from torch.compile compiling the model (a missing C compiler for Triton, a GPU that
-    Triton does not support, an inductor bug); if so, the model runs eagerly from now on, with a one-line warning.
-    torch.compile compiles before any kernel runs: the failed call changed nothing but the gradients it may have
-    accumulated, which the caller clears."""
+def _eager_if_compiling_fails(t: _Training, run: Callable[[], Any], undo: Optional[Callable[[], None]] = None) -> Any:
+    """`run()`; should torch.compile fail to compile the model in it (a missing C compiler for Triton, a GPU that
+    Triton does not support, an inductor bug), the model runs eagerly from then on, with a one-line warning, and
+    `run()` again: from the random state it began with (a failed compilation moves it; dropout reads it), after
+    `undo()` (e.g. clearing the gradients a failed step accumulated). torch.compile compiles before any kernel of
+    the call runs, so nothing else changed."""
     import torch
 
     from litgpt.checkpoint import first_line
 
-    inner = getattr(t.model, "_forward_module", None)
-    compiled = hasattr(inner, "_orig_mod")  # a torch.compile'd module
-    from_compiler = isinstance(error, torch._dynamo.exc.TorchDynamoException) or type(error).__module__.startswith(
-        ("torch._inductor", "torch._dynamo", "triton"))
-    if not (compiled and from_compiler):
-        return False
-    t.model._forward_module = inner._orig_mod
-    cause: BaseException = error  # dynamo wraps the compiler's own error ("backend='inductor' raised:")
-    while (getattr(cause, "inner_exception", None) or cause.__cause__) is not None:
-        cause = getattr(cause, "inner_exception", None) or cause.__cause__
-    t.fabric.print(f"Warning: compiling the model failed ({type(cause).__name__}: {first_line(cause)}); training "
-                   "without torch.compile (--compile false skips it)")
-    return True
+    compiled = _compiled(t.model)
+    if compiled is None:
+        return run()
+    rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        return run()
+    except Exception as error:
+        from_compiler = isinstance(error, torch._dynamo.exc.TorchDynamoException) or type(error).__module__.startswith(
+            ("torch._inductor", "torch._dynamo", "triton"))
+        if not from_compiler:
+            raise
+        cause: BaseException = error  # dynamo wraps the compiler's own error ("backend='inductor' raised:")
+        while (getattr(cause, "inner_exception", None) or cause.__cause__) is not None:
+            cause = getattr(cause, "inner_exception", None) or cause.__cause__
+        t.fabric.print(f"Warning: compiling the model failed ({type(cause).__name__}: {first_line(cause)}); training "
+                       "without torch.compile (--compile false skips it)")
+    t.model._forward_module = compiled._orig_mod
+    torch.set_rng_state(rng[0])
+    if rng[1] is not None:
+        torch.cuda.set_rng_state_all(rng[1])
+    if undo is not None:
+        undo()
+    return run()
 
 
 def _log_step(t: _Training, step_start: float) -> None:
@@ -869,15 +856,15 @@ def generate_sample(fabric: "Fabric", model: Any, prompt: "torch.Tensor", max_ne
     model.eval()
     # forwards go through Fabric's wrapper, so precision and sharding apply as in training, but not through
     # torch.compile: token-by-token decoding with a KV cache would compile graphs of its own, at every new length
-    compiled = getattr(model, "_forward_module", None)
-    if hasattr(compiled, "_orig_mod"):
+    compiled = _compiled(model)
+    if compiled is not None:
         model._forward_module = compiled._orig_mod
     try:
         ensure_kv_cache(inner, 1, prompt.numel() + max_new_tokens - 1)
         with plain_linear_layers(inner):
             return list(generate_tokens(model, prompt.to(fabric.device), max_new_tokens, temperature=0.0, stop_tokens=stop_tokens))
     finally:
-        if hasattr(compiled, "_orig_mod"):
+        if compiled is not None:
             model._forward_module = compiled
         inner.clear_kv_cache()
         model.train()
