@@ -18,26 +18,26 @@ LENGTHS = [9, 30, 5, 17, 12]
 SAMPLED = [(0.8, 50, 1.0, 1), (0.0, None, 1.0, None), (1.0, None, 0.9, 2), (0.7, 5, 1.0, 3), (1.2, 50, 0.8, 4)]
 
 
-def model_for_test():
+def model_for_test(device="cuda"):
     torch.manual_seed(0)
     config = Config(n_layer=2, n_head=8, n_query_groups=2, n_embd=256, block_size=256, vocab_size=320, padded_vocab_size=320,
                     intermediate_size=512, norm_class_name="RMSNorm", mlp_class_name="LLaMAMLP", bias=False,
                     parallel_residual=False, rotary_percentage=1.0)
-    with torch.device("cuda"):
+    with torch.device(device):
         return GPT(config).eval()
 
 
-def generation(prompt, n, row, sampled):
+def generation(prompt, n, row, sampled, device):
     if not sampled:
-        return Generation(torch.tensor(prompt, device="cuda"), n, temperature=0.0)
+        return Generation(torch.tensor(prompt, device=device), n, temperature=0.0)
     temperature, top_k, top_p, seed = SAMPLED[row]
-    generator = None if seed is None else torch.Generator("cuda").manual_seed(seed)
-    return Generation(torch.tensor(prompt, device="cuda"), n, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    generator = None if seed is None else torch.Generator(device).manual_seed(seed)
+    return Generation(torch.tensor(prompt, device=device), n, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
 
 
-def run(model, step, max_batch_size, sampled=False):
+def run(model, step, max_batch_size, sampled=False, device="cuda"):
     batcher = Batcher(model, max_batch_size=max_batch_size, step=step, cache_multiple=16)
-    gens = [generation(p, n, row, sampled) for row, (p, n) in enumerate(zip(PROMPTS, LENGTHS))]
+    gens = [generation(p, n, row, sampled, device) for row, (p, n) in enumerate(zip(PROMPTS, LENGTHS))]
     for gen in gens:
         batcher.add(gen)
     batcher.run()
