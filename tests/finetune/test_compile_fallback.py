@@ -3,38 +3,24 @@ goes on eagerly with a one-line warning instead of failing: the same losses as `
 failure is made here by replacing inductor's entry point with one that raises, in the command's own process."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from test_finetune_sigkill import REPO_ROOT, logged
+from test_finetune_sigkill import finetune, logged
 
-SCRIPT = """
-import sys
+BROKEN_COMPILER = """
 import torch._inductor.compile_fx as compile_fx
 
 def broken(*args, **kwargs):
     raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.")
 
 compile_fx.compile_fx = broken
-from litgpt.__main__ import main
-main(sys.argv[1:])
 """
 
 
-def finetune(checkpoint, data, out, *extra):
-    args = [
-        "finetune_lora", str(checkpoint), "--out_dir", str(out), "--precision", "32-true", "--data", "JSON",
-        "--data.json_path", str(data), "--data.prompt_style", "alpaca", "--data.val_split_fraction", "0.25",
-        "--data.num_workers", "0", "--train.max_steps", "4", "--train.global_batch_size", "2",
-        "--train.micro_batch_size", "1", "--train.lr_warmup_steps", "1", "--train.save_interval", "100",
-        "--train.log_interval", "1", "--eval.interval", "2", "--eval.max_iters", "1",
-        "--logger_name", "csv", "--lora_r", "4", "--lora_alpha", "8",
-        "--optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.02}}', *extra,
-    ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", SCRIPT, *args], env=env, capture_output=True, text=True, timeout=600)
+def run(checkpoint, data, out, *extra):
+    """finetune_lora (test_finetune_sigkill's short run) of 4 steps, validating every 2, with a compiler that fails."""
+    return finetune(checkpoint, data, out, "--data.val_split_fraction", "0.25", "--train.max_steps", "4",
+                    "--eval.interval", "2", *extra, preamble=BROKEN_COMPILER)
 
 
 @pytest.mark.parametrize("initial_validation", ["false", "true"])  # the first compiled call: a training step, or validation
@@ -43,9 +29,9 @@ def test_a_failing_compiler_falls_back_to_eager_training(tmp_path, tiny_checkpoi
     data = tmp_path / "data.json"
     data.write_text(json.dumps(records))
     validation = ("--eval.initial_validation", initial_validation)
-    eager = finetune(tiny_checkpoint, data, tmp_path / "eager", "--compile", "false", *validation)
+    eager = run(tiny_checkpoint, data, tmp_path / "eager", "--compile", "false", *validation)
     assert eager.returncode == 0, eager.stderr[-2000:]
-    fallback = finetune(tiny_checkpoint, data, tmp_path / "fallback", "--compile", "true", *validation)
+    fallback = run(tiny_checkpoint, data, tmp_path / "fallback", "--compile", "true", *validation)
     assert fallback.returncode == 0, fallback.stderr[-2000:]
     warnings = [line for line in fallback.stdout.splitlines() if line.startswith("Warning: compiling the model failed")]
     assert len(warnings) == 1, fallback.stdout[-3000:]

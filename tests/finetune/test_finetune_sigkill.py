@@ -30,9 +30,10 @@ main(sys.argv[1:])
 """
 
 
-def run_killable(command: str, checkpoint: Path, out: Path, data: List[str], *extra: str, kill_at: int = 0) -> subprocess.CompletedProcess:
+def run_killable(command: str, checkpoint: Path, out: Path, data: List[str], *extra: str, kill_at: int = 0,
+                 preamble: str = "") -> subprocess.CompletedProcess:
     """`litgpt COMMAND` (a LoRA finetuning) of 8 short steps in a subprocess that SIGKILLs itself at step `kill_at`
-    (0: never); `data` are the --data flags."""
+    (0: never); `data` are the --data flags; `preamble` is Python code the process runs first."""
     args = [
         command, str(checkpoint), "--out_dir", str(out), "--precision", "32-true", *data, "--data.num_workers", "0",
         "--train.max_steps", "8", "--train.global_batch_size", "2", "--train.micro_batch_size", "1",
@@ -41,12 +42,12 @@ def run_killable(command: str, checkpoint: Path, out: Path, data: List[str], *ex
         "--optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.02}}', *extra,
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "KILL_AT_STEP": str(kill_at)}
-    return subprocess.run([sys.executable, "-c", SCRIPT, *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", preamble + SCRIPT, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def finetune(checkpoint: Path, data: Path, out: Path, *extra: str, kill_at: int = 0) -> subprocess.CompletedProcess:
+def finetune(checkpoint: Path, data: Path, out: Path, *extra: str, kill_at: int = 0, preamble: str = "") -> subprocess.CompletedProcess:
     json_data = ["--data", "JSON", "--data.json_path", str(data), "--data.prompt_style", "alpaca"]
-    return run_killable("finetune_lora", checkpoint, out, json_data, "--logger_name", "csv", *extra, kill_at=kill_at)
+    return run_killable("finetune_lora", checkpoint, out, json_data, "--logger_name", "csv", *extra, kill_at=kill_at, preamble=preamble)
 
 
 def logged(out_dir: Path) -> dict:

@@ -10,7 +10,6 @@ from litgpt.engine.core import GraphedStep
 from test_graphed_rows_cuda import LENGTHS, model_for_test, run  # the same model, rows and settings
 
 
-
 class Replay:
     def __init__(self, forward, inputs, output):
         self.forward, self.inputs, self.output = forward, inputs, output
