@@ -40,14 +40,17 @@ LAYERS = 5 * FP8_MODEL["n_layer"]
 OPTIMIZER = json.dumps({"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}})
 
 
-def pretrain(out: Path, text_dir: Path, config: Path, *flags: str):
-    return litgpt(
+def pretrain(out: Path, text_dir: Path, config: Path, fp8: str, *flags: str):
+    """`litgpt pretrain --fp8 FP8` of the tiny config, which must succeed and say that its layers train in float8."""
+    result = litgpt(
         "pretrain", "--model_config", str(config), "--data", "TextFiles", "--data.train_data_path", str(text_dir),
         "--data.num_workers", "0", "--tokenizer_dir", str(CORPUS), "--out_dir", str(out), "--logger_name", "csv",
         "--optimizer", OPTIMIZER, "--train.global_batch_size", "8", "--train.micro_batch_size", "4",
         "--train.max_seq_length", "32", "--train.lr_warmup_steps", "2", "--train.log_interval", "1",
-        "--eval.interval", "4", "--eval.max_iters", "2", *flags, timeout=900,
+        "--eval.interval", "4", "--eval.max_iters", "2", "--fp8", fp8, *flags, timeout=900,
     )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"fp8: {LAYERS} linear layers train in float8 ({fp8})" in result.stdout.splitlines(), result.stdout[-3000:]
 
 
 @pytest.fixture
@@ -73,9 +76,7 @@ def test_pretrain_rowwise_trains_saves_plain_weights_generates_and_resumes(tmp_p
     from litgpt.model import GPT
 
     out = tmp_path / "out"
-    result = pretrain(out, text_dir, fp8_config, "--fp8", "rowwise", "--train.max_steps", "8", "--train.save_interval", "4")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"fp8: {LAYERS} linear layers train in float8 (rowwise)" in result.stdout.splitlines(), result.stdout[-3000:]
+    pretrain(out, text_dir, fp8_config, "rowwise", "--train.max_steps", "8", "--train.save_interval", "4")
     losses = finite_losses(out, list(range(1, 9)))
     assert losses[-1] < losses[0] - 0.5, losses
 
@@ -91,10 +92,8 @@ def test_pretrain_rowwise_trains_saves_plain_weights_generates_and_resumes(tmp_p
     assert generated.returncode == 0, generated.stderr[-3000:]
 
     resumed = tmp_path / "resumed"
-    result = pretrain(resumed, text_dir, fp8_config, "--fp8", "rowwise", "--train.max_steps", "8",
-                      "--resume", str(out / "step-00000004" / "lit_model.pth"))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"fp8: {LAYERS} linear layers train in float8 (rowwise)" in result.stdout.splitlines()
+    pretrain(resumed, text_dir, fp8_config, "rowwise", "--train.max_steps", "8",
+             "--resume", str(out / "step-00000004" / "lit_model.pth"))
     again = finite_losses(resumed, [5, 6, 7, 8])
     # the same weights, data and kernels; only the order of a few GPU sums may differ
     assert all(abs(a - b) < 0.05 for a, b in zip(again, losses[4:])), (again, losses[4:])
@@ -102,10 +101,7 @@ def test_pretrain_rowwise_trains_saves_plain_weights_generates_and_resumes(tmp_p
 
 def test_pretrain_tensorwise_in_bf16_true_eager(tmp_path, text_dir, fp8_config):
     out = tmp_path / "out"
-    result = pretrain(out, text_dir, fp8_config, "--fp8", "tensorwise", "--precision", "bf16-true", "--compile", "false",
-                      "--train.max_steps", "3")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"fp8: {LAYERS} linear layers train in float8 (tensorwise)" in result.stdout.splitlines()
+    pretrain(out, text_dir, fp8_config, "tensorwise", "--precision", "bf16-true", "--compile", "false", "--train.max_steps", "3")
     finite_losses(out, [1, 2, 3])
 
 
@@ -161,9 +157,6 @@ def test_finetune_full_rowwise_on_two_gpus(tmp_path, tiny_checkpoint):
 def test_pretrain_rowwise_on_two_gpus(tmp_path, text_dir, fp8_config):
     """FSDP (Lightning's FSDPStrategy, FSDP1 with use_orig_params) over Float8Linear layers."""
     out = tmp_path / "out"
-    result = pretrain(out, text_dir, fp8_config, "--fp8", "rowwise", "--devices", "2", "--train.max_steps", "4",
-                      "--train.save_interval", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"fp8: {LAYERS} linear layers train in float8 (rowwise)" in result.stdout.splitlines()
+    pretrain(out, text_dir, fp8_config, "rowwise", "--devices", "2", "--train.max_steps", "4", "--train.save_interval", "2")
     finite_losses(out, [1, 2, 3, 4])
     assert (out / "final" / "lit_model.pth").is_file()
