@@ -9,6 +9,14 @@ server's defaults (temperature 0.8, top_k 50) and "greedy" (temperature 0). When
 so `--clients` stay in flight. `--phases` synchronises the device around each part of a step (slower, but it says
 where the time goes: prefill, decode forward, sampling and the host's bookkeeping); `--cprofile` prints the
 host's busiest functions.
+
+A shared system prompt, and what copying its keys and values saves (`Batcher(reuse_prefixes=...)`), both in one run:
+
+    python benchmarks/batcher_profile.py --model Llama-3.2-1B --clients 64 --shared_prefix 1024 --reuse true false
+
+Each prompt is then `--shared_prefix` fixed tokens followed by `--prompt_tokens` random ones; the figures add the
+prompt tokens prefilled and copied per second, and the mean time to first token (from `add` to the step that
+reads it back).
 """
 
 import argparse
@@ -20,7 +28,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
+from common import emit  # noqa: E402
+
 from litgpt.config import Config  # noqa: E402
 from litgpt.engine.batcher import Batcher, Generation  # noqa: E402
 from litgpt.engine.core import ensure_kv_cache, fast_decode_step  # noqa: E402
@@ -31,13 +42,19 @@ def run(batcher: Batcher, model: GPT, args: argparse.Namespace, temperature: flo
     device = model.lm_head.weight.device
     vocab = model.config.vocab_size
     g = torch.Generator().manual_seed(0)
+    shared = torch.randint(0, vocab, (args.shared_prefix,), generator=g)
     done = [0, 0]  # sequences, tokens
+    ttft = [0.0, 0]  # seconds, sequences
 
     def new() -> Generation:
-        prompt = torch.randint(0, vocab, (args.prompt_tokens,), generator=g).to(device)
+        prompt = torch.cat((shared, torch.randint(0, vocab, (args.prompt_tokens,), generator=g))).to(device)
         gen = Generation(prompt, args.new_tokens, temperature=temperature, top_k=50)
+        added = time.perf_counter()
 
         def on_update(s: Generation, released: list) -> None:
+            if released and len(s.tokens) == len(released):
+                ttft[0] += time.perf_counter() - added
+                ttft[1] += 1
             if s.done:
                 done[0] += 1
                 done[1] += len(s.tokens)
@@ -48,6 +65,7 @@ def run(batcher: Batcher, model: GPT, args: argparse.Namespace, temperature: flo
 
     for _ in range(args.clients):
         batcher.add(new())
+    counted = (batcher.prefilled_tokens, batcher.reused_tokens)
     start = time.perf_counter()
     steps = 0
     while time.perf_counter() - start < seconds:
@@ -56,7 +74,10 @@ def run(batcher: Batcher, model: GPT, args: argparse.Namespace, temperature: flo
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    return dict(tokens_per_s=round(done[1] / elapsed), steps_per_s=round(steps / elapsed, 1), finished=done[0])
+    return dict(tokens_per_s=round(done[1] / elapsed), steps_per_s=round(steps / elapsed, 1), finished=done[0],
+                ttft_ms=round(1000 * ttft[0] / max(1, ttft[1]), 1),
+                prefilled_per_s=round((batcher.prefilled_tokens - counted[0]) / elapsed),
+                reused_per_s=round((batcher.reused_tokens - counted[1]) / elapsed))
 
 
 class Phases:
@@ -68,8 +89,8 @@ class Phases:
             setattr(batcher, name, self.timed(name, getattr(batcher, name)))
         import litgpt.engine.batcher as module
 
-        self.sample = module._sample
-        module._sample = self.timed("sample", module._sample)
+        self.sample = module.choose  # sampling after the step (inside it when the step is a GraphedStep)
+        module.choose = self.timed("sample", module.choose)
         self.step = batcher.decode_step
         batcher.decode_step = self.timed("forward", batcher.decode_step)
 
@@ -87,6 +108,38 @@ class Phases:
         return wrapper
 
 
+def case(batcher: Batcher, model: GPT, args_c: argparse.Namespace, temperature: float, label: dict) -> None:
+    """Warm up, then measure (and with --phases / --cprofile, take apart) one case; prints it as a JSON line."""
+    run(batcher, model, args_c, temperature, 2.0)  # warm-up: graphs for the batch sizes met
+    while batcher.busy:
+        for gen in batcher.running + list(batcher.waiting):
+            gen.on_update = None
+        batcher.run()
+    profiler = cProfile.Profile() if args_c.cprofile else None
+    profiler and profiler.enable()
+    result = run(batcher, model, args_c, temperature, args_c.seconds)
+    profiler and profiler.disable()
+    emit({**label, **result})
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+    for gen in batcher.running + list(batcher.waiting):
+        gen.on_update = None
+    batcher.run()
+    if args_c.phases:
+        phases = Phases(batcher)
+        run(batcher, model, args_c, temperature, args_c.seconds / 2)
+        print(f"  phases (s, device synced): { {k: round(v, 3) for k, v in phases.totals.items()} }", flush=True)
+        for name in ("_admit", "_decode", "_read"):
+            delattr(batcher, name)
+        batcher.decode_step = phases.step
+        import litgpt.engine.batcher as module
+
+        module.choose = phases.sample
+        for gen in batcher.running + list(batcher.waiting):
+            gen.on_update = None
+        batcher.run()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Llama-3.2-1B")
@@ -99,6 +152,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--phases", action="store_true")
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--shared_prefix", type=int, default=0, help="fixed tokens that every prompt begins with")
+    parser.add_argument("--reuse", nargs="+", choices=["true", "false"], default=["true"],
+                        help="copy shared prompt prefixes from running rows (Batcher's reuse_prefixes), or not; both: one case each")
+    parser.add_argument("--modes", nargs="+", choices=["greedy", "sampled"], default=["greedy", "sampled"])
     args = parser.parse_args()
 
     from litgpt.serve import plan_rows
@@ -113,37 +170,12 @@ def main() -> None:
     ensure_kv_cache(model, rows, context)
     print(f"{args.model}: {rows} rows x {context} tokens", flush=True)
     batcher = Batcher(model, rows, step=fast_decode_step(args.compile))
-    for clients in args.clients:
-        for mode, temperature in (("greedy", 0.0), ("sampled", 0.8)):
-            args_c = argparse.Namespace(**{**vars(args), "clients": clients})
-            run(batcher, model, args_c, temperature, 2.0)  # warm-up: graphs for the batch sizes met
-            while batcher.busy:
-                for gen in batcher.running + list(batcher.waiting):
-                    gen.on_update = None
-                batcher.run()
-            profiler = cProfile.Profile() if args.cprofile else None
-            profiler and profiler.enable()
-            result = run(batcher, model, args_c, temperature, args.seconds)
-            profiler and profiler.disable()
-            print(f"clients {clients} {mode}: {result}", flush=True)
-            if profiler:
-                pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
-            for gen in batcher.running + list(batcher.waiting):
-                gen.on_update = None
-            batcher.run()
-            if args.phases:
-                phases = Phases(batcher)
-                run(batcher, model, args_c, temperature, args.seconds / 2)
-                print(f"  phases (s, device synced): { {k: round(v, 3) for k, v in phases.totals.items()} }", flush=True)
-                for name in ("_admit", "_decode", "_read"):
-                    delattr(batcher, name)
-                batcher.decode_step = phases.step
-                import litgpt.engine.batcher as module
-
-                module._sample = phases.sample
-                for gen in batcher.running + list(batcher.waiting):
-                    gen.on_update = None
-                batcher.run()
+    modes = [(mode, 0.0 if mode == "greedy" else 0.8) for mode in args.modes]
+    for clients, reuse, (mode, temperature) in ((c, r, m) for c in args.clients for r in args.reuse for m in modes):
+        batcher.reuse_prefixes = reuse == "true"
+        label = dict(bench="batcher_profile", model=args.model, clients=clients, mode=mode, shared_prefix=args.shared_prefix,
+                     prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, reuse=reuse == "true")
+        case(batcher, model, argparse.Namespace(**{**vars(args), "clients": clients}), temperature, label)
 
 
 if __name__ == "__main__":

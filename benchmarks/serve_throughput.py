@@ -23,7 +23,9 @@ So that every reply is exactly `--new_tokens` tokens and countable from its text
   decode to nothing), and any sequence of word tokens decodes to text that encodes back to the same ids.
   Two word rows are each other's negatives, so the best word logit is never below the zeros. The head's cost
   does not depend on its values.
-The prompts are random word-token sequences of exactly `--prompt_tokens` ids. Each reply's tokens are counted
+The prompts are random word-token sequences of exactly `--prompt_tokens` ids, after `--shared_prefix` ids that
+are the same in every prompt (default none; the server copies a shared prefix's keys and values from a running
+request's instead of computing them again). Each reply's tokens are counted
 by encoding its text again (the "exact" column: every reply had exactly `--new_tokens`).
 """
 
@@ -107,16 +109,18 @@ def write_checkpoint(folder: Path, config: Config, device: str, precision: str, 
     return words
 
 
-def make_prompts(tokenizer: Tokenizer, words: List[int], n_prompts: int, length: int, seed: int) -> List[str]:
-    """Texts of `length` random word tokens each, checked to encode to exactly those ids."""
+def make_prompts(tokenizer: Tokenizer, words: List[int], n_prompts: int, length: int, seed: int, shared: int = 0) -> List[str]:
+    """Texts of `shared` random word tokens, the same in every prompt (a system prompt), then `length` more random
+    word tokens each, checked to encode to exactly those ids."""
     rng = random.Random(seed)
     text_of = {i: tokenizer.decode([i]) for i in words}
+    prefix = [rng.choice(words) for _ in range(shared)]
     prompts = []
     for _ in range(n_prompts):
-        ids = [rng.choice(words) for _ in range(length)]
+        ids = prefix + [rng.choice(words) for _ in range(length)]
         text = "".join(text_of[i] for i in ids)
         if tokenizer.encode(text).tolist() != ids:
-            raise AssertionError(f"a prompt does not encode back to its {length} ids")
+            raise AssertionError(f"a prompt does not encode back to its {len(ids)} ids")
         prompts.append(text)
     return prompts
 
@@ -297,7 +301,7 @@ def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients:
     case = dict(
         bench="serve_throughput", model=args.model_label, device=args.device, precision=args.precision, server=label, mode=mode,
         compile=args.compile, stream=args.stream, max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens,
-        new_tokens=args.new_tokens, errors=len(result.errors), retries_503=result.retries,
+        shared_prefix=args.shared_prefix, new_tokens=args.new_tokens, errors=len(result.errors), retries_503=result.retries,
     )
     if result.errors:
         case.update(first_error=result.errors[0])
@@ -363,6 +367,8 @@ def main() -> None:
     parser.add_argument("--no_baseline", action="store_true", help="skip the one-at-a-time (--max_batch_size 1) server")
     parser.add_argument("--prompt_tokens", type=int, default=128)
     parser.add_argument("--new_tokens", type=int, default=128)
+    parser.add_argument("--shared_prefix", type=int, default=0,
+                        help="this many tokens, the same for every request, come before each prompt's --prompt_tokens (a system prompt)")
     parser.add_argument("--seconds", type=float, default=30.0, help="each client sends requests for this long (per case)")
     parser.add_argument("--requests", type=int, default=None, help="instead of --seconds: this many requests per client")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up rounds before each case")
@@ -381,8 +387,10 @@ def main() -> None:
     max_batch_size = args.max_batch_size
     config = tiny_config() if args.tiny else Config.from_name(args.model)
     args.model_label = config.name
-    if args.prompt_tokens + args.new_tokens > config.block_size:
-        parser.error(f"--prompt_tokens + --new_tokens exceeds {config.name}'s context ({config.block_size})")
+    if args.shared_prefix < 0:
+        parser.error("--shared_prefix must not be negative")
+    if args.shared_prefix + args.prompt_tokens + args.new_tokens > config.block_size:
+        parser.error(f"--shared_prefix + --prompt_tokens + --new_tokens exceeds {config.name}'s context ({config.block_size})")
 
     folder = args.checkpoint_dir
     if folder is not None and (folder / "lit_model.pth").is_file() and not (folder / "serve_bench").is_file():
@@ -393,7 +401,8 @@ def main() -> None:
         start = time.perf_counter()
         words = write_checkpoint(folder, config, args.device, args.precision, args.seed)
         tokenizer = Tokenizer(folder)
-        prompts = make_prompts(tokenizer, words, n_prompts=max(256, 4 * max(clients)), length=args.prompt_tokens, seed=args.seed)
+        prompts = make_prompts(tokenizer, words, n_prompts=max(256, 4 * max(clients)), length=args.prompt_tokens, seed=args.seed,
+                               shared=args.shared_prefix)
         print(f"checkpoint {folder} written in {time.perf_counter() - start:.1f} s; {len(words)} word tokens", file=sys.stderr, flush=True)
         cases = serve_cases(folder, work, tokenizer, prompts, args, max_batch_size, clients, "batched")
         if not args.no_baseline:

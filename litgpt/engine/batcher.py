@@ -12,7 +12,9 @@ back the previous step's tokens (stop handling, releasing, retiring finished row
 sequences into free rows: the device works while the host keeps the books. A finished sequence frees its row by
 moving the last running row into it, so running rows are always rows 0..n-1, which is what the model's KV cache
 feeds. Every row decodes as it would alone: stale cache slots past a row's position are hidden by the causal mask
-and overwritten before they are read.
+and overwritten before they are read. A sequence admitted while others run, whose prompt begins as a running
+row's does (a system prompt, few-shot examples), copies that row's keys and values for the shared part and
+prefills only the rest.
 
 The pieces are the core's (`prefill`, the decode steps, `StopWatcher`) and the sampler's (`sample_with`).
 """
@@ -22,7 +24,7 @@ import threading
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 
@@ -45,6 +47,11 @@ from litgpt.model import GPT, KVCache
 ADMIT_GROUP = 8
 ADMIT_WAIT = 4
 ADMIT_ALONE_BELOW = 16  # fewer running rows than this: admit at once
+# A new sequence whose prompt begins as a running row's does (a shared system prompt, few-shot examples) copies
+# that row's keys and values for the shared part instead of computing them again, when they share at least
+# REUSE_MIN tokens; prompts are matched in whole blocks of REUSE_BLOCK tokens.
+REUSE_BLOCK = 16
+REUSE_MIN = 64
 
 
 @dataclass(eq=False)
@@ -85,6 +92,8 @@ class Generation:
     _position: int = field(default=0, init=False, repr=False)  # the cache slot of the token to be fed next
     _sampled: int = field(default=0, init=False, repr=False)  # tokens sampled, read back or not
     _generated: int = field(default=0, init=False, repr=False)  # tokens read back
+    _ids: Optional[List[int]] = field(default=None, init=False, repr=False)  # the prompt's ids, once matched
+    _keys: Optional[List[int]] = field(default=None, init=False, repr=False)  # hashes of its leading blocks
 
     def cancel(self) -> None:
         """Stop generating; takes effect at the batcher's next step (safe from any thread)."""
@@ -106,10 +115,13 @@ class Batcher:
         cache_multiple: KV-cache lengths are rounded up to this many positions to spare reallocations.
         draft: a draft/verify policy (`litgpt.engine.speculative.Speculation`): each step then runs one of its rounds
             on the single running row (which makes one or more tokens) in place of the decode step.
+        reuse_prefixes: a sequence whose prompt shares its first tokens (whole blocks of REUSE_BLOCK, at least
+            REUSE_MIN) with a running row's, or with one admitted in the same step, copies their keys and values and
+            prefills only the rest. `reused_tokens` and `prefilled_tokens` count the prompt tokens copied and computed.
     """
 
     def __init__(self, model: GPT, max_batch_size: int, step: Optional[DecodeStep] = None, cache_multiple: int = 256,
-                 draft: Optional[Any] = None) -> None:
+                 draft: Optional[Any] = None, reuse_prefixes: bool = True) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if draft is not None and max_batch_size != 1:
@@ -124,6 +136,11 @@ class Batcher:
         self._rows = _RowState()  # the running rows' next tokens, positions and sampling settings, on the device
         self._unread: Optional[Tuple[List[Generation], _TokenReader]] = None  # tokens sampled, not yet read back
         self._held = 0  # steps the first waiting sequence has been held back for a group to gather
+        self.reuse_prefixes = reuse_prefixes
+        self._prefixes: Dict[int, Dict[Generation, None]] = {}  # block hash -> running sequences whose prompts have it
+        self._indexed: Set[Generation] = set()
+        self.reused_tokens = 0
+        self.prefilled_tokens = 0
 
     @property
     def busy(self) -> bool:
@@ -192,6 +209,7 @@ class Batcher:
             for gen in self.running:
                 self._finish(gen, [], "error", error)
             self.running, self._rows, self._unread = [], _RowState(), None
+            self._prefixes, self._indexed = {}, set()
             raise
 
     def run(self) -> None:
@@ -268,18 +286,8 @@ class Batcher:
             return False
         # every row needs its prompt plus all but the last new token in the cache
         self._ensure_cache(max(s.prompt.numel() + s.max_new_tokens - 1 for s in self.running + new))
-        first = len(self.running)
-        device = self.model.lm_head.weight.device
-        prompts = [s.prompt.to(device) for s in new]
         try:
-            if first == 0:  # the rows are the cache's first ones: the step's own (compiled, graphed) prefill can run
-                forward = getattr(self.decode_step, "prefill_forward", None)
-                start = min(min(s.cached for s in new), min(p.numel() for p in prompts) - 1)
-                logits = prefill(self.model, prompts, start=start, forward=forward(self.model) if forward else None)
-            else:
-                with _cache_rows(self.model, first, first + len(new)):
-                    # eager: the rows' cache views are new objects each time, which a compiled prefill would recompile for
-                    logits = prefill(self.model, prompts)  # (len(new), V)
+            new, logits = self._prefill(new, len(self.running))
         except Exception as error:
             for gen in new:
                 self._finish(gen, [], "error", error)
@@ -292,6 +300,72 @@ class Batcher:
         self._rows.add(logits, new)
         self.running.extend(new)
         return True
+
+    def _prefill(self, new: List[Generation], first: int) -> Tuple[List[Generation], torch.Tensor]:
+        """Prefill `new` into the free rows from `first` on; the sequences in their row order, and their logits
+        (len(new), V). With `reuse_prefixes`, those whose prompts begin with REUSE_MIN or more tokens of a running
+        row's prompt, or of one prefilled just before them, copy that row's keys and values for the shared part and
+        prefill only the rest, after the others."""
+        leaders, followers = self._plan(new)
+        logits = [self._prefill_rows(leaders, first, 0)] if leaders else []
+        if followers:
+            rows = {gen: row for row, gen in enumerate(self.running + leaders)}
+            start = min(n for _, n, _ in followers)  # one prefill: each copies as many as the least shared
+            _copy_cache_rows(self.model, [rows[source] for _, _, source in followers], first + len(leaders), start)
+            logits.append(self._prefill_rows([gen for gen, _, _ in followers], first + len(leaders), start))
+            self.reused_tokens += start * len(followers)
+        return leaders + [gen for gen, _, _ in followers], logits[0] if len(logits) == 1 else torch.cat(logits)
+
+    def _prefill_rows(self, gens: List[Generation], row: int, start: int) -> torch.Tensor:
+        """Prefill `gens` into rows row, row + 1, ..., their first `start` tokens already there; their logits."""
+        device = self.model.lm_head.weight.device
+        prompts = [g.prompt.to(device) for g in gens]
+        if row == 0:  # the rows are the cache's first ones: the step's own (compiled, graphed) prefill can run
+            forward = getattr(self.decode_step, "prefill_forward", None)
+            start = min(min(g.cached for g in gens), min(p.numel() for p in prompts) - 1)
+            logits = prefill(self.model, prompts, start=start, forward=forward(self.model) if forward else None)
+        else:
+            with _cache_rows(self.model, row, row + len(gens)):
+                # eager: the rows' cache views are new objects each time, which a compiled prefill would recompile for
+                logits = prefill(self.model, prompts, start=start)
+        self.prefilled_tokens += sum(p.numel() for p in prompts) - start * len(prompts)
+        return logits
+
+    def _plan(self, new: List[Generation]) -> Tuple[List[Generation], List[Tuple[Generation, int, Generation]]]:
+        """`new` as those to prefill whole (leaders) and those to copy a prompt prefix for (followers: each with the
+        tokens it shares and the running sequence or leader it shares them with)."""
+        if not self.reuse_prefixes or any(g.cached for g in new):  # generate_batch's cached tokens: its own scheme
+            return new, []
+        self._index(self.running)
+        leaders: List[Generation] = []
+        followers = []
+        for gen in new:
+            n, source = self._shared_prefix(gen)
+            if n:
+                followers.append((gen, n, source))
+            else:
+                leaders.append(gen)
+                self._index([gen])
+        return leaders, followers
+
+    def _index(self, gens: List[Generation]) -> None:
+        """Offer `gens`' prompts as sources of prefixes (`_shared_prefix`)."""
+        for gen in gens:
+            if gen not in self._indexed:
+                self._indexed.add(gen)
+                for key in _prefix_keys(gen):
+                    self._prefixes.setdefault(key, {})[gen] = None
+
+    def _shared_prefix(self, gen: Generation) -> Tuple[int, Optional[Generation]]:
+        """The most leading prompt tokens (whole blocks, at least REUSE_MIN, never the whole prompt) that `gen`
+        shares with an indexed sequence, and that sequence; (0, None) if fewer."""
+        keys = _prefix_keys(gen)
+        for blocks in range(len(keys), REUSE_MIN // REUSE_BLOCK - 1, -1):
+            for source in self._prefixes.get(keys[blocks - 1], ()):
+                n = blocks * REUSE_BLOCK
+                if source._ids[:n] == gen._ids[:n]:  # not merely an equal hash
+                    return n, source
+        return 0, None
 
     def _finish(self, gen: Generation, released: List[int], reason: str, error: Optional[BaseException] = None) -> None:
         gen.tokens.extend(released)
@@ -306,14 +380,25 @@ class Batcher:
         for row in sorted(rows, reverse=True):  # the last row is then never one still to remove
             if reason is not None:
                 self._finish(self.running[row], [], reason)
+            self._unindex(self.running[row])
             last = len(self.running) - 1
             if row != last:
-                _copy_cache_row(self.model, last, row, self.running[last]._position + 1)
+                _copy_cache_rows(self.model, [last], row, self.running[last]._position + 1)
                 self.running[row] = self.running[last]
                 order[row] = order[last]
             self.running.pop()
             order.pop()
         self._rows.keep(order)
+
+    def _unindex(self, gen: Generation) -> None:
+        """Forget `gen`'s prompt as a source of prefixes (`reuse_prefixes`)."""
+        if gen in self._indexed:
+            self._indexed.discard(gen)
+            for key in gen._keys:
+                holders = self._prefixes[key]
+                del holders[gen]
+                if not holders:
+                    del self._prefixes[key]
 
     def _ensure_cache(self, length: int) -> None:
         """A KV cache of max_batch_size rows of at least `length` positions, keeping the running rows' contents."""
@@ -567,9 +652,25 @@ def _cache_rows(model: GPT, start: int, stop: int) -> Iterator[None]:
             block.attn.kv_cache = cache
 
 
-def _copy_cache_row(model: GPT, source: int, target: int, length: int) -> None:
-    """Copy the first `length` positions of KV-cache row `source` into row `target`, in every layer."""
+def _copy_cache_rows(model: GPT, sources: List[int], target: int, length: int) -> None:
+    """Copy the first `length` positions of KV-cache rows `sources` into rows target, target + 1, ..., in every layer."""
+    stop = target + len(sources)
+    one = all(s == sources[0] for s in sources)  # e.g. every new row shares the same running row's system prompt
+    index = slice(sources[0], sources[0] + 1) if one else torch.tensor(sources, device=model.transformer.h[0].attn.kv_cache.k.device)
     for block in model.transformer.h:
         cache = block.attn.kv_cache
-        cache.k[target, :, :length] = cache.k[source, :, :length]
-        cache.v[target, :, :length] = cache.v[source, :, :length]
+        cache.k[target:stop, :, :length] = cache.k[index, :, :length]
+        cache.v[target:stop, :, :length] = cache.v[index, :, :length]
+
+
+def _prefix_keys(gen: Generation) -> List[int]:
+    """Hashes of `gen`'s prompt's first REUSE_BLOCK, 2 * REUSE_BLOCK, ... tokens, each hashing the one before and its
+    block (never the whole prompt: a prefill needs at least one token); kept on `gen` with its ids."""
+    if gen._keys is None:
+        gen._ids = gen.prompt.tolist()
+        keys, key = [], 0
+        for end in range(REUSE_BLOCK, len(gen._ids), REUSE_BLOCK):
+            key = hash((key, tuple(gen._ids[end - REUSE_BLOCK : end])))
+            keys.append(key)
+        gen._keys = keys
+    return gen._keys

@@ -72,6 +72,61 @@ def test_sampling_per_row_with_its_own_generator(model):
     assert sampled.tokens == expected and greedy.tokens == alone(model, PROMPTS[0], 10)
 
 
+SYSTEM = [0] + [(7 * i) % 290 + 2 for i in range(99)]  # 100 tokens that several prompts begin with
+OTHER = [0] + [(11 * i) % 290 + 3 for i in range(79)]  # 80
+
+
+def test_prompts_sharing_a_running_rows_prefix_copy_its_cache_and_decode_as_alone(model):
+    running = [SYSTEM + [5, 6], OTHER + [9, 9, 9]]
+    joining = [SYSTEM + [9], OTHER[:70] + [11, 12, 13], [0, 3, 4], SYSTEM[:60] + [8]]  # the last two share < 64
+    expected = [alone(model, p, 8) for p in running + joining]
+    batcher = Batcher(model, max_batch_size=6)
+    gens = [Generation(torch.tensor(p), 8, temperature=0.0) for p in running + joining]
+    for gen in gens[:2]:
+        batcher.add(gen)
+    batcher.step()  # the first two are prefilled and decode
+    for gen in gens[2:]:
+        batcher.add(gen)
+    batcher.run()
+    assert [g.tokens for g in gens] == expected
+    # the two sharing 96 and 64 tokens (whole blocks of 16) with different running rows copied 64 each
+    assert batcher.reused_tokens == 2 * 64
+    assert batcher.prefilled_tokens == sum(map(len, running + joining)) - 2 * 64
+
+
+def test_prompts_admitted_together_copy_the_prefix_of_the_first_that_has_it(model):
+    prompts = [[0, 3, 4], SYSTEM + [5, 6], OTHER + [7], SYSTEM[:90] + [9], OTHER + [8, 8]]
+    expected = [alone(model, p, 6) for p in prompts]
+    batcher = Batcher(model, max_batch_size=5)  # an empty batch: all five join at once
+    gens = [Generation(torch.tensor(p), 6, temperature=0.0) for p in prompts]
+    for gen in gens:
+        batcher.add(gen)
+    batcher.run()
+    assert [g.tokens for g in gens] == expected
+    # the first with each prefix is prefilled whole; the last two copy 80 and 80 tokens (whole blocks) from them
+    assert batcher.reused_tokens == 2 * 80
+
+
+def test_rows_leaving_take_their_prompts_out_of_the_prefixes_to_copy(model):
+    batcher = Batcher(model, max_batch_size=4)
+    first = Generation(torch.tensor(SYSTEM + [5]), 2, temperature=0.0)
+    keep = Generation(torch.tensor([0, 3, 4]), 12, temperature=0.0)
+    for gen in (first, keep):
+        batcher.add(gen)
+    batcher.step()
+    batcher.add(Generation(torch.tensor(SYSTEM + [7]), 8, temperature=0.0))  # shares the running first's prefix
+    batcher.step()
+    assert batcher.reused_tokens == 96
+    while not first.done:
+        batcher.step()
+    batcher.step()
+    late = Generation(torch.tensor(SYSTEM + [8]), 4, temperature=0.0)
+    batcher.add(late)
+    batcher.run()
+    assert batcher.reused_tokens == 2 * 96  # from the second, still running; none left from the first
+    assert not batcher._prefixes and late.tokens == alone(model, SYSTEM + [8], 4)
+
+
 def test_too_long_is_rejected_before_it_runs(model):
     batcher = Batcher(model, max_batch_size=1)
     with pytest.raises(ValueError, match="exceeds the model's context length"):

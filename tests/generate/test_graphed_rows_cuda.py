@@ -65,3 +65,22 @@ def test_sampling_inside_the_graph_draws_what_sampling_after_it_draws(max_batch_
     inside = run(model, GraphedStep(), max_batch_size, sampled=True)
     assert inside == after
     assert [len(t) for t in inside] == LENGTHS and len({tuple(t) for t in inside}) == len(inside)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs and Triton decode kernels)")
+def test_prompts_copying_a_shared_prefix_through_the_graphed_loop_decode_as_computed_whole():
+    shared = [1] + [(7 * i) % 300 + 2 for i in range(95)]  # 96 tokens, copied in whole blocks of 16
+    prompts = [shared + [5], [1, 3], shared + [9, 9], shared[:70] + [11], shared + [4, 4, 4]]
+
+    def tokens(step, reuse):
+        batcher = Batcher(model, max_batch_size=3, step=step, cache_multiple=16, reuse_prefixes=reuse)
+        gens = [Generation(torch.tensor(p, device="cuda"), 12, temperature=0.0) for p in prompts]
+        for gen in gens:
+            batcher.add(gen)
+        batcher.run()
+        return [g.tokens for g in gens], batcher.reused_tokens
+
+    model = model_for_test()
+    expected, none = tokens(decode_step, False)
+    got, reused = tokens(GraphedStep(), True)
+    assert got == expected and none == 0 and reused > 0
