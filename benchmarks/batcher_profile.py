@@ -17,6 +17,11 @@ A shared system prompt, and what copying its keys and values saves (`Batcher(reu
 Each prompt is then `--shared_prefix` fixed tokens followed by `--prompt_tokens` random ones; the figures add the
 prompt tokens prefilled and copied per second, and the mean time to first token (from `add` to the step that
 reads it back).
+
+Long prompts among short ones, prefilled a chunk a step or whole (`Batcher(prefill_chunk=...)`; 0 = whole): the
+running rows' inter-token gaps (p99 and max) say how long a long prefill holds them up.
+
+    python benchmarks/batcher_profile.py --clients 64 --long_prompt_tokens 8192 --long_every 16 --prefill_chunk 2048 0
 """
 
 import argparse
@@ -33,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import emit  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
-from litgpt.engine.batcher import Batcher, Generation  # noqa: E402
+from litgpt.engine.batcher import PREFILL_CHUNK, Batcher, Generation  # noqa: E402
 from litgpt.engine.core import ensure_kv_cache, fast_decode_step  # noqa: E402
 from litgpt.model import GPT  # noqa: E402
 
@@ -45,16 +50,24 @@ def run(batcher: Batcher, model: GPT, args: argparse.Namespace, temperature: flo
     shared = torch.randint(0, vocab, (args.shared_prefix,), generator=g)
     done = [0, 0]  # sequences, tokens
     ttft = [0.0, 0]  # seconds, sequences
+    gaps: list = []  # seconds between a sequence's releases
+    made = [0]
 
     def new() -> Generation:
-        prompt = torch.cat((shared, torch.randint(0, vocab, (args.prompt_tokens,), generator=g))).to(device)
-        gen = Generation(prompt, args.new_tokens, temperature=temperature, top_k=50)
-        added = time.perf_counter()
+        made[0] += 1
+        long = args.long_every and made[0] % args.long_every == 0
+        own = torch.randint(0, vocab, (args.long_prompt_tokens if long else args.prompt_tokens,), generator=g)
+        gen = Generation(torch.cat((shared, own)).to(device), args.new_tokens, temperature=temperature, top_k=50)
+        last = [time.perf_counter()]
 
         def on_update(s: Generation, released: list) -> None:
+            now = time.perf_counter()
             if released and len(s.tokens) == len(released):
-                ttft[0] += time.perf_counter() - added
+                ttft[0] += now - last[0]
                 ttft[1] += 1
+            elif released:
+                gaps.append(now - last[0])
+            last[0] = now
             if s.done:
                 done[0] += 1
                 done[1] += len(s.tokens)
@@ -76,6 +89,8 @@ def run(batcher: Batcher, model: GPT, args: argparse.Namespace, temperature: flo
     elapsed = time.perf_counter() - start
     return dict(tokens_per_s=round(done[1] / elapsed), steps_per_s=round(steps / elapsed, 1), finished=done[0],
                 ttft_ms=round(1000 * ttft[0] / max(1, ttft[1]), 1),
+                itl_p99_ms=round(1000 * sorted(gaps)[int(0.99 * (len(gaps) - 1))], 2) if gaps else None,
+                itl_max_ms=round(1000 * max(gaps), 2) if gaps else None,
                 prefilled_per_s=round((batcher.prefilled_tokens - counted[0]) / elapsed),
                 reused_per_s=round((batcher.reused_tokens - counted[1]) / elapsed))
 
@@ -156,6 +171,10 @@ def main() -> None:
     parser.add_argument("--reuse", nargs="+", choices=["true", "false"], default=["true"],
                         help="copy shared prompt prefixes from running rows (Batcher's reuse_prefixes), or not; both: one case each")
     parser.add_argument("--modes", nargs="+", choices=["greedy", "sampled"], default=["greedy", "sampled"])
+    parser.add_argument("--long_prompt_tokens", type=int, default=0, help="the random tokens of a long prompt")
+    parser.add_argument("--long_every", type=int, default=0, help="every this many new prompts is a long one (0: none)")
+    parser.add_argument("--prefill_chunk", type=int, nargs="+", default=[PREFILL_CHUNK],
+                        help="Batcher's prefill_chunk (0: whole prompts); several: one case each")
     args = parser.parse_args()
 
     from litgpt.serve import plan_rows
@@ -171,10 +190,12 @@ def main() -> None:
     print(f"{args.model}: {rows} rows x {context} tokens", flush=True)
     batcher = Batcher(model, rows, step=fast_decode_step(args.compile))
     modes = [(mode, 0.0 if mode == "greedy" else 0.8) for mode in args.modes]
-    for clients, reuse, (mode, temperature) in ((c, r, m) for c in args.clients for r in args.reuse for m in modes):
-        batcher.reuse_prefixes = reuse == "true"
+    cases = [(c, r, k, m) for c in args.clients for r in args.reuse for k in args.prefill_chunk for m in modes]
+    for clients, reuse, chunk, (mode, temperature) in cases:
+        batcher.reuse_prefixes, batcher.prefill_chunk = reuse == "true", chunk
         label = dict(bench="batcher_profile", model=args.model, clients=clients, mode=mode, shared_prefix=args.shared_prefix,
-                     prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, reuse=reuse == "true")
+                     prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, reuse=reuse == "true",
+                     long_prompt_tokens=args.long_prompt_tokens, long_every=args.long_every, prefill_chunk=chunk)
         case(batcher, model, argparse.Namespace(**{**vars(args), "clients": clients}), temperature, label)
 
 

@@ -14,7 +14,8 @@ moving the last running row into it, so running rows are always rows 0..n-1, whi
 feeds. Every row decodes as it would alone: stale cache slots past a row's position are hidden by the causal mask
 and overwritten before they are read. A sequence admitted while others run, whose prompt begins as a running
 row's does (a system prompt, few-shot examples), copies that row's keys and values for the shared part and
-prefills only the rest.
+prefills only the rest. A long prompt joining running rows is prefilled a chunk a step, between their decode
+steps, into a cache of its own, so that they are not held up for the whole of it.
 
 The pieces are the core's (`prefill`, the decode steps, `StopWatcher`) and the sampler's (`sample_with`).
 """
@@ -52,6 +53,10 @@ ADMIT_ALONE_BELOW = 16  # fewer running rows than this: admit at once
 # REUSE_MIN tokens; prompts are matched in whole blocks of REUSE_BLOCK tokens.
 REUSE_BLOCK = 16
 REUSE_MIN = 64
+# A prompt of more than PREFILL_CHUNK tokens still to compute, admitted while rows run, is prefilled PREFILL_CHUNK
+# tokens a step, into a cache of its own, and joins when it is complete: the running rows wait for one chunk a step
+# rather than for the whole prompt.
+PREFILL_CHUNK = 2048
 
 
 @dataclass(eq=False)
@@ -118,10 +123,12 @@ class Batcher:
         reuse_prefixes: a sequence whose prompt shares its first tokens (whole blocks of REUSE_BLOCK, at least
             REUSE_MIN) with a running row's, or with one admitted in the same step, copies their keys and values and
             prefills only the rest. `reused_tokens` and `prefilled_tokens` count the prompt tokens copied and computed.
+        prefill_chunk: a prompt with more tokens than this to compute, admitted while rows run, is prefilled this many
+            tokens a step (between decode steps) before it joins; 0 prefills every prompt whole.
     """
 
     def __init__(self, model: GPT, max_batch_size: int, step: Optional[DecodeStep] = None, cache_multiple: int = 256,
-                 draft: Optional[Any] = None, reuse_prefixes: bool = True) -> None:
+                 draft: Optional[Any] = None, reuse_prefixes: bool = True, prefill_chunk: int = PREFILL_CHUNK) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if draft is not None and max_batch_size != 1:
@@ -141,10 +148,12 @@ class Batcher:
         self._indexed: Set[Generation] = set()
         self.reused_tokens = 0
         self.prefilled_tokens = 0
+        self.prefill_chunk = prefill_chunk
+        self._chunked: Optional[_Chunked] = None  # the sequence being prefilled a chunk a step
 
     @property
     def busy(self) -> bool:
-        return bool(self.waiting or self.running)
+        return bool(self.waiting or self.running or self._chunked)
 
     def check(self, gen: Generation) -> None:
         """Raise ValueError if `gen` can never run: bad settings, or longer than the model's context."""
@@ -201,7 +210,8 @@ class Batcher:
                     self._release(gen, self.draft.round(self.model, gen))
                     finished = [0] if gen.done else []
             self._remove(finished)
-            admitted = self._admit()
+            admitted = self._prefill_chunk()
+            admitted = self._admit() or admitted
             # the sampled tokens to read back next step: every row's; with a draft policy only a new row's first one
             if self.running and (self.draft is None or admitted):
                 self._unread = (list(self.running), _TokenReader(self._rows.tokens))
@@ -268,7 +278,7 @@ class Batcher:
 
     def _admit(self) -> bool:
         """Prefill waiting sequences into free rows, sampling their first tokens; whether any joined."""
-        free = self.max_batch_size - len(self.running)
+        free = self.max_batch_size - len(self.running) - (self._chunked is not None)  # its row is kept for it
         if not self.waiting or not free:
             return False
         if len(self.running) >= ADMIT_ALONE_BELOW and len(self.waiting) < min(free, ADMIT_GROUP) and self._held < ADMIT_WAIT:
@@ -276,12 +286,20 @@ class Batcher:
             return False
         self._held = 0
         new: List[Generation] = []
-        while self.waiting and len(self.running) + len(new) < self.max_batch_size:
+        held: List[Generation] = []  # long prompts waiting for the one being prefilled in chunks
+        while self.waiting and len(new) < free:
             gen = self.waiting.popleft()
             if gen._cancelled:
                 self._finish(gen, [], "cancelled")
+            elif self._chunk(gen, others=bool(self.running or new or self.waiting)):
+                if self._chunked is None:
+                    self._start_chunks(gen)
+                    free -= 1
+                else:
+                    held.append(gen)
             else:
                 new.append(gen)
+        self.waiting.extendleft(reversed(held))
         if not new:
             return False
         # every row needs its prompt plus all but the last new token in the cache
@@ -292,6 +310,11 @@ class Batcher:
             for gen in new:
                 self._finish(gen, [], "error", error)
             raise
+        self._join(new, logits)
+        return True
+
+    def _join(self, new: List[Generation], logits: torch.Tensor) -> None:
+        """Start decoding `new`, just prefilled into the rows after the running ones, from their last `logits`."""
         for gen in new:
             gen._position = gen.prompt.numel()
             gen._sampled = 1
@@ -299,6 +322,66 @@ class Batcher:
                 self.draft.admit(gen)
         self._rows.add(logits, new)
         self.running.extend(new)
+
+    def _chunk(self, gen: Generation, others: bool) -> bool:
+        """Whether to prefill `gen` a chunk a step: when `others` (sequences running or joining with it) would wait
+        for more than `prefill_chunk` prompt tokens of it (and, in a prefill with them, have their rows padded to its
+        length), after what it could copy from a running row (`reuse_prefixes`)."""
+        if not (others and self.prefill_chunk and gen.prompt.numel() > self.prefill_chunk):
+            return False
+        if not self.reuse_prefixes:
+            return True
+        self._index(self.running)
+        return gen.prompt.numel() - self._shared_prefix(gen)[0] > self.prefill_chunk
+
+    def _start_chunks(self, gen: Generation) -> None:
+        """Begin prefilling `gen` a chunk a step (`_prefill_chunk`), into a cache of its own: a copy of a running row's
+        keys and values for the prompt prefix they share (`reuse_prefixes`), if any."""
+        cache = []
+        for block in self.model.transformer.h:
+            k = block.attn.kv_cache.k  # (rows, groups, positions, head size)
+            shape = (1, k.size(1), gen.prompt.numel(), k.size(3))
+            cache.append((torch.empty(shape, dtype=k.dtype, device=k.device), torch.empty(shape, dtype=k.dtype, device=k.device)))
+        done, source = self._shared_prefix(gen) if self.reuse_prefixes else (0, None)
+        if done:
+            row = self.running.index(source)
+            for block, (k, v) in zip(self.model.transformer.h, cache):
+                k[:, :, :done] = block.attn.kv_cache.k[row : row + 1, :, :done]
+                v[:, :, :done] = block.attn.kv_cache.v[row : row + 1, :, :done]
+            self.reused_tokens += done
+        self._chunked = _Chunked(gen, cache, done)
+
+    def _prefill_chunk(self) -> bool:
+        """Prefill the next chunk of the sequence being prefilled in chunks; when its prompt is complete, it joins the
+        running rows (whether it did). A failure fails that sequence alone: the running rows' cache is not involved."""
+        chunked = self._chunked
+        if chunked is None:
+            return False
+        gen = chunked.gen
+        if gen._cancelled:
+            self._chunked = None
+            self._finish(gen, [], "cancelled")
+            return False
+        length = gen.prompt.numel()
+        end = min(length, chunked.done + self.prefill_chunk)
+        try:
+            with _caches(self.model, chunked.cache):
+                logits = prefill(self.model, [gen.prompt[:end].to(self.model.lm_head.weight.device)], start=chunked.done)
+            self.prefilled_tokens += end - chunked.done
+            chunked.done = end
+            if end < length:
+                return False
+            self._chunked = None
+            self._ensure_cache(max(g.prompt.numel() + g.max_new_tokens - 1 for g in self.running + [gen]))
+            row = len(self.running)
+            for block, (k, v) in zip(self.model.transformer.h, chunked.cache):
+                block.attn.kv_cache.k[row, :, :length] = k[0]
+                block.attn.kv_cache.v[row, :, :length] = v[0]
+        except Exception as error:
+            self._chunked = None
+            self._finish(gen, [], "error", error)
+            return False
+        self._join([gen], logits)
         return True
 
     def _prefill(self, new: List[Generation], first: int) -> Tuple[List[Generation], torch.Tensor]:
@@ -414,6 +497,16 @@ class Batcher:
             cache = block.attn.kv_cache
             cache.k[:n, :, : k.size(2)] = k[:n]
             cache.v[:n, :, : v.size(2)] = v[:n]
+
+
+@dataclass(eq=False)
+class _Chunked:
+    """A sequence being prefilled a chunk a step: its own KV cache (keys, values per layer, one row of its prompt's
+    length) and how many prompt tokens are in it."""
+
+    gen: Generation
+    cache: List[Tuple[torch.Tensor, torch.Tensor]]
+    done: int
 
 
 class _RowState:
@@ -637,14 +730,20 @@ def _notify(gen: Generation, released: List[int]) -> None:
         gen.cancel()
 
 
-@contextmanager
-def _cache_rows(model: GPT, start: int, stop: int) -> Iterator[None]:
+def _cache_rows(model: GPT, start: int, stop: int) -> Any:
     """Let the model see KV-cache rows start..stop-1 as its whole cache (rows 0..), e.g. to prefill new sequences."""
+    return _caches(model, [(b.attn.kv_cache.k[start:stop], b.attn.kv_cache.v[start:stop]) for b in model.transformer.h])
+
+
+@contextmanager
+def _caches(model: GPT, tensors: List[Tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+    """Let the model see `tensors` (keys, values per layer) as its KV cache: views of its own cache's rows, or a
+    sequence's own cache while it is prefilled in chunks."""
     caches = [block.attn.kv_cache for block in model.transformer.h]
     try:
-        for block, cache in zip(model.transformer.h, caches):
-            view = KVCache(0, 1, 0, 1)  # an empty shell, then the rows as views of the real cache
-            view.k, view.v = cache.k[start:stop], cache.v[start:stop]
+        for block, (k, v) in zip(model.transformer.h, tensors):
+            view = KVCache(0, 1, 0, 1)  # an empty shell, then the tensors
+            view.k, view.v = k, v
             block.attn.kv_cache = view
         yield
     finally:

@@ -127,6 +127,66 @@ def test_rows_leaving_take_their_prompts_out_of_the_prefixes_to_copy(model):
     assert not batcher._prefixes and late.tokens == alone(model, SYSTEM + [8], 4)
 
 
+LONG = [0] + [(13 * i) % 290 + 5 for i in range(33)]  # 34 tokens
+
+
+def test_a_long_prompt_joining_running_rows_is_prefilled_a_chunk_a_step_while_they_decode(model):
+    prompts = [[0, 3, 4], LONG, LONG[:20] + [9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9], [0, 8, 9]]
+    expected = [alone(model, p, 10) for p in prompts]
+    batcher = Batcher(model, max_batch_size=4, prefill_chunk=8, reuse_prefixes=False)
+    gens = [Generation(torch.tensor(p), 10, temperature=0.0) for p in prompts]
+    batcher.add(gens[0])
+    batcher.step()
+    for gen in gens[1:]:
+        batcher.add(gen)
+    batcher.step()  # the short one joins; the first long one starts; the second long one waits for it
+    assert batcher.running == [gens[0], gens[3]] and batcher._chunked.gen is gens[1] and list(batcher.waiting) == [gens[2]]
+    released = len(gens[0].tokens)
+    for _ in range(4):  # 34 tokens, 8 a step: four chunks, and the fifth joins it
+        batcher.step()
+    assert gens[1] not in batcher.running and len(gens[0].tokens) == released + 4  # the running rows went on decoding
+    batcher.step()
+    assert gens[1] in batcher.running
+    batcher.run()
+    assert [g.tokens for g in gens] == expected
+    assert batcher.prefilled_tokens == sum(map(len, prompts))
+
+
+def test_a_long_prompt_copies_the_prefix_it_shares_with_a_running_row_into_its_own_cache(model):
+    batcher = Batcher(model, max_batch_size=3, prefill_chunk=8)
+    source = Generation(torch.tensor(SYSTEM + [5]), 30, temperature=0.0)
+    batcher.add(source)
+    batcher.step()
+    sharing = Generation(torch.tensor(SYSTEM + LONG), 6, temperature=0.0)  # shares 96 (whole blocks): 38 to compute
+    batcher.add(sharing)
+    batcher.step()
+    assert batcher._chunked.gen is sharing
+    batcher.run()
+    assert sharing.tokens == alone(model, SYSTEM + LONG, 6) and source.tokens == alone(model, SYSTEM + [5], 30)
+    assert batcher.reused_tokens == 96 and batcher.prefilled_tokens == len(SYSTEM) + 1 + len(SYSTEM + LONG) - 96
+
+
+def test_a_long_prompt_cancelled_while_prefilled_in_chunks_gives_up_its_row(model):
+    batcher = Batcher(model, max_batch_size=2, prefill_chunk=8)
+    other = Generation(torch.tensor([0, 3, 4]), 12, temperature=0.0)
+    batcher.add(other)
+    batcher.step()
+    cancelled = Generation(torch.tensor(LONG), 6, temperature=0.0)
+    later = Generation(torch.tensor(LONG), 6, temperature=0.0)
+    batcher.add(cancelled)
+    batcher.step()
+    short = Generation(torch.tensor([0, 8, 9]), 4, temperature=0.0)
+    batcher.add(later)  # no row for either: the other one runs, and the long one's row is kept for it
+    batcher.add(short)
+    batcher.step()
+    assert batcher._chunked.gen is cancelled and list(batcher.waiting) == [later, short]
+    cancelled.cancel()
+    batcher.run()
+    assert cancelled.finish_reason == "cancelled" and not cancelled.tokens
+    assert later.tokens == alone(model, LONG, 6) and other.tokens == alone(model, [0, 3, 4], 12)
+    assert short.tokens == alone(model, [0, 8, 9], 4)
+
+
 def test_too_long_is_rejected_before_it_runs(model):
     batcher = Batcher(model, max_batch_size=1)
     with pytest.raises(ValueError, match="exceeds the model's context length"):
