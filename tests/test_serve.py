@@ -439,6 +439,29 @@ def test_streamed_tokens_arrive_while_the_reply_is_generated(one_row_stream_serv
     assert len(pieces) > 100 and arrivals[0] < 0.25 * total, f"first piece at {arrivals[0]:.2f} s of {total:.2f} s"
 
 
+def test_a_busy_server_paces_each_stream_while_one_alone_gets_every_step(endless_dir, tmp_path):
+    """Twelve replies streamed at once (more than BUSY_STREAMS): each gets an event per STREAM_INTERVAL_S at most,
+    not one per step, while a reply streamed alone gets one per step (or per few when the event loop is behind)."""
+    from litgpt.serve_api import STREAM_INTERVAL_S
+
+    def stream(url, n):
+        arrivals = []
+        with requests.post(f"{url}/predict", json=dict(prompt="Hi", max_new_tokens=n, temperature=0), stream=True, timeout=120) as response:
+            for line in response.iter_lines():
+                if line:
+                    arrivals.append(time.perf_counter())
+        return len(arrivals), arrivals[-1] - arrivals[0]
+
+    with running_server(endless_dir, tmp_path, "--max_batch_size", "12", "--stream", "true") as url:
+        alone, _ = stream(url, 300)
+        with ThreadPoolExecutor(12) as pool:
+            busy = list(pool.map(lambda _: stream(url, 300), range(12)))
+    assert alone >= 300 / 4  # MERGED_STEPS
+    # paced while 9 or more stream; the last few to finish stream alone a little while
+    events, span = sorted(busy)[len(busy) // 2]
+    assert events <= span / STREAM_INTERVAL_S + 12 and events < 0.6 * alone, (alone, busy)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_shutdown_finishes_in_flight_requests_and_leaves_nothing(endless_dir, tmp_path, llm, sig):
     """From a parent process: the signal stops the server, the request in flight is answered in full, no process
