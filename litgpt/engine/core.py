@@ -372,12 +372,15 @@ class StopWatcher:
         self.sequences = [tuple(s) if isinstance(s, (list, tuple)) else (int(s),) for s in stop_tokens]
         self.sequences = [s for s in self.sequences if s]
         self.longest = max((len(s) for s in self.sequences), default=0)
+        self._starts = {s[0] for s in self.sequences}
         self.include_stop = include_stop
         self.held: List[int] = []
         self.stopped = False
 
     def push(self, token: int) -> List[int]:
         """Add a generated token; the tokens now safe to show."""
+        if not self.held and token not in self._starts:  # most tokens: neither a stop nor the start of one
+            return [token]
         self.held.append(token)
         for sequence in self.sequences:
             if tuple(self.held[-len(sequence) :]) == sequence:
