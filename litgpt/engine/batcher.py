@@ -419,6 +419,8 @@ class Batcher:
         tokens it shares and the running sequence or leader it shares them with)."""
         if not self.reuse_prefixes or any(g.cached for g in new):  # generate_batch's cached tokens: its own scheme
             return new, []
+        if not self.running and len(new) == 1:  # nothing to share with (e.g. `litgpt generate`)
+            return new, []
         self._index(self.running)
         leaders: List[Generation] = []
         followers = []
