@@ -308,6 +308,28 @@ def test_chat_template_exception_is_400(raising_chat_dir, tmp_path):
         assert reply.choices[0].finish_reason in ("stop", "length")
 
 
+def test_requests_sharing_a_long_system_prompt_answer_as_alone(openai_server, chat_dir):
+    """Eight chat requests at once with one long system prompt: those that join while others run copy its keys and
+    values (prefix reuse) and still answer as each does alone, greedy and seeded."""
+    import openai
+
+    system = "You are a terse assistant for llama farmers. " * 12  # well over 64 tokens
+    llm = LLM.load(chat_dir, accelerator="cpu")
+    client = openai.OpenAI(base_url=f"{openai_server}/v1", api_key="not-needed")
+    jobs = [(prompt, seed) for prompt in PROMPTS for seed in (None, 3)]
+
+    def ask(job):
+        prompt, seed = job
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        sampling = dict(temperature=0) if seed is None else dict(temperature=1.0, seed=seed)
+        return client.chat.completions.create(model="tiny", messages=messages, max_tokens=10, **sampling).choices[0].message.content
+
+    alone = [ask(job) for job in jobs]
+    assert alone[::2] == [llm.generate(p, sys_prompt=system, max_new_tokens=10, temperature=0.0) for p in PROMPTS]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        assert list(pool.map(ask, jobs)) == alone
+
+
 def test_a_bad_request_among_good_ones_changes_nothing(server, stream_server, llm):
     """Three good requests (greedy, seeded, streamed) and a bad one at once: the good replies are those made alone."""
     key = {"Authorization": "Bearer sesame"}
