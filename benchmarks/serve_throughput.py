@@ -146,7 +146,8 @@ class Server:
             sys.executable, "-m", "litgpt", "serve", str(folder), "--port", str(self.port), "--host", HOST,
             "--accelerator", args.device, "--devices", "1", "--precision", args.precision,
             "--max_new_tokens", str(args.new_tokens), "--stream", str(args.stream).lower(), "--timeout", str(args.queue_timeout),
-        ] + (["--compile", args.compile] if args.compile != "default" else []) + (["--max_batch_size", str(max_batch_size)] if max_batch_size else [])
+        ] + (["--compile", args.compile] if args.compile != "default" else []) + (["--max_batch_size", str(max_batch_size)] if max_batch_size else []) \
+          + (["--engine", args.engine] if args.engine != "default" else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(
@@ -300,7 +301,7 @@ def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients:
                                 greedy=mode == "greedy", stream=args.stream)
     case = dict(
         bench="serve_throughput", model=args.model_label, device=args.device, precision=args.precision, server=label, mode=mode,
-        compile=args.compile, stream=args.stream, max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens,
+        compile=args.compile, engine=args.engine, stream=args.stream, max_batch_size=server.max_batch_size, clients=n_clients, prompt_tokens=args.prompt_tokens,
         shared_prefix=args.shared_prefix, new_tokens=args.new_tokens, errors=len(result.errors), retries_503=result.retries,
     )
     if result.errors:
@@ -358,6 +359,8 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true",
                         help="stream the replies (the servers' --stream true); default: whole replies, as `litgpt serve` answers by default "
                              "(time to first token is then the whole reply's)")
+    parser.add_argument("--engine", choices=["default", "process", "thread"], default="default",
+                        help="the servers' --engine (default: theirs, the token loop in a process of its own)")
     parser.add_argument("--compile", choices=["default", "true", "false"], default="default",
                         help="the servers' --compile (default: theirs, compiled on CUDA)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256], help="concurrent clients, one case each")

@@ -38,6 +38,7 @@ def serve(
     max_body_bytes: int = 4 * 2**20,
     max_queue: Optional[int] = None,
     grace_period: float = 30.0,
+    engine: Literal["process", "thread"] = "process",
 ) -> None:
     """Serve a model over HTTP: POST /predict {"prompt": ...} answers {"output": ...}.
 
@@ -77,6 +78,9 @@ def serve(
         max_queue: Requests that may wait for a batch row beyond those generating; more are answered 503 with
             Retry-After. Default: four times the rows, at least 64.
         grace_period: Seconds that requests in flight may take to finish after SIGTERM/SIGINT.
+        engine: Where each model copy's token loop runs: "process", a process of its own, so that handling HTTP
+            never holds it up; "thread", a thread of the server's process (which then shares Python's interpreter
+            lock with the HTTP event loop).
     """
     from litgpt.serve_api import MAX_TEMPERATURE
 
@@ -98,6 +102,8 @@ def serve(
         raise ValueError(f"api_path must start with '/' and not be /health or /info, got {api_path!r}")
     if api_key is not None and not api_key:
         raise ValueError("api_key must not be empty")
+    if engine not in ("process", "thread"):
+        raise ValueError(f"engine must be 'process' or 'thread', got {engine!r}")
     from litgpt.engine.devices import resolve_accelerator
 
     accelerator = resolve_accelerator(accelerator)
@@ -112,32 +118,76 @@ def serve(
     if not (checkpoint_dir / "lit_model.pth").is_file():
         raise FileNotFoundError(f"No lit_model.pth in {str(checkpoint_dir)!r}; convert a Hugging Face folder with `litgpt convert_to_litgpt`")
 
-    from litgpt.serve_api import Pool, Prompter, Served, Settings, build_app
+    from litgpt.serve_api import Settings
 
     count = (_cuda_count() if devices == "auto" else devices) if accelerator == "cuda" else 1
     if compile is None:
         compile = accelerator == "cuda" and quantize is None
     load = dict(precision=precision, quantize=quantize, compile=compile)
-    workers = [_worker(checkpoint_dir, accelerator, index, max_batch_size, load) for index in range(count) for _ in range(workers_per_device)]
+    workers: list = []
+    try:
+        for index in [i for i in range(count) for _ in range(workers_per_device)]:
+            workers.append(_worker(checkpoint_dir, accelerator, index, max_batch_size, load, engine))
+        _serve(workers, checkpoint_dir, accelerator, host, port, grace_period, timeout, max_queue, Settings(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p), dict(
+            api_path=api_path, stream=stream, openai_spec=openai_spec, api_key=api_key, max_body_bytes=max_body_bytes))
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+def _serve(workers: list, checkpoint_dir: Path, accelerator: str, host: str, port: int, grace_period: float, timeout: int,
+           max_queue: Optional[int], defaults: Any, options: dict) -> None:
+    from litgpt.serve_api import Pool, Prompter, Served, build_app
+
     rows = sum(w.rows for w in workers)
     pool = Pool(workers, max_queue if max_queue is not None else max(64, 4 * rows), timeout)
     llm = workers[0].llm
     served = Served(
-        pool=pool, prompter=Prompter(llm.tokenizer, llm.prompt_style, min(w.context for w in workers)),
-        defaults=Settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p),
-        vocab_size=llm.config.padded_vocab_size, model_name=checkpoint_dir.name, api_path=api_path, stream=stream,
-        openai_spec=openai_spec, api_key=api_key, max_body_bytes=max_body_bytes,
+        pool=pool, prompter=Prompter(llm.tokenizer, llm.prompt_style, min(w.context for w in workers)), defaults=defaults,
+        vocab_size=llm.config.padded_vocab_size, model_name=checkpoint_dir.name, **options,
     )
     print(f"Serving {checkpoint_dir.name} on http://{host}:{port}: {len(workers)} model cop{'ies' if len(workers) > 1 else 'y'} on {accelerator}, "
           f"max_batch_size {workers[0].rows}, context {served.prompter.context_length} tokens, queue {pool.max_queue}", flush=True)
     _run(build_app(served), host, port, grace_period)
 
 
-def _worker(checkpoint_dir: Path, accelerator: str, index: int, max_batch_size: Optional[int], load: dict) -> Any:
-    """A model copy on device `index`, its batch rows and served context planned from the memory left."""
+def _worker(checkpoint_dir: Path, accelerator: str, index: int, max_batch_size: Optional[int], load: dict, engine: str) -> Any:
+    """A model copy on device `index` with its token loop (in a process of its own with `engine="process"`)."""
+    from litgpt.api import LLM
+    from litgpt.serve_api import Worker
+
+    if engine == "process":
+        from litgpt.engine.remote import EngineProcess
+
+        llm = LLM.load(str(checkpoint_dir), distribute=None)  # the tokenizer and prompt style; the weights load there
+        engine_process = EngineProcess(_engine, checkpoint_dir, accelerator, index, max_batch_size, load, on_exit=_stop_serving)
+        return Worker(llm, engine=engine_process)
+    return Worker(*_load(checkpoint_dir, accelerator, index, max_batch_size, load))
+
+
+def _stop_serving(reason: str) -> None:
+    """A token loop's process ended unasked (killed, out of memory): say so and stop the server as SIGTERM does (it
+    then ends by that signal, non-zero), rather than answer every request with an error."""
+    import os
+    import signal
+
+    print(f"litgpt serve: error: {reason}; stopping the server", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _engine(checkpoint_dir: Path, accelerator: str, index: int, max_batch_size: Optional[int], load: dict) -> Tuple[Any, Any]:
+    """In the token loop's process (`EngineProcess`): the batcher over a model copy, and the tokenizer's decode."""
+    from litgpt.engine.batcher import Batcher
+
+    llm, rows = _load(checkpoint_dir, accelerator, index, max_batch_size, load)
+    return Batcher(llm.model, rows, step=llm.decode_step), llm.tokenizer.decode
+
+
+def _load(checkpoint_dir: Path, accelerator: str, index: int, max_batch_size: Optional[int], load: dict) -> Tuple[Any, int]:
+    """A model copy on device `index`, and its batch rows; those and the served context planned from the memory left."""
     from litgpt.api import LLM
     from litgpt.engine.core import ensure_kv_cache
-    from litgpt.serve_api import Worker
 
     llm = LLM.load(str(checkpoint_dir), distribute=None)
     llm.distribute(accelerator=accelerator, devices=[index] if accelerator == "cuda" else 1, **load)
@@ -147,7 +197,7 @@ def _worker(checkpoint_dir: Path, accelerator: str, index: int, max_batch_size: 
         ensure_kv_cache(llm.model, rows, context)  # claimed now: the batcher never grows it, so never runs out mid-batch
     if load["compile"]:
         _warm_up(llm, rows)
-    return Worker(llm, rows)
+    return llm, rows
 
 
 def _warm_up(llm: Any, rows: int) -> None:

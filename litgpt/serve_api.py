@@ -1,15 +1,18 @@
-"""The HTTP server behind `litgpt serve`: one process, one event loop, and a continuous batcher per model copy.
+"""The HTTP server behind `litgpt serve`: one event loop, and a continuous batcher per model copy in a process of its
+own (or, with `--engine thread`, on a thread of the server's).
 
     client ─► BodyLimit (413 from Content-Length or the bytes read, before any parsing)
            ─► route: API key (401) ─► JSON (415/400) ─► every field checked, prompt laid out and tokenized (400 naming
               the field) ─► Pool.submit (503 with Retry-After when the queue is full)
-           ─► a worker's BackgroundBatcher thread: joins the running batch at its next step
+           ─► a worker's token loop (`EngineProcess`, or a `BackgroundBatcher` thread): joins the running batch at
+              its next step
            ─► tokens back through a Mailbox (one wake-up of the event loop per step) ─► the reply, whole or streamed
 
 A request that waits longer than `timeout` for its first token is answered 504; a client that goes away (or a
 request task that is cancelled) cancels its generation, and the batcher frees the row at its next step. On
 SIGTERM/SIGINT uvicorn stops accepting, lets the requests in flight finish for `grace_period` seconds, then
-cancels them; everything lives in this one process, so nothing outlives it or holds the port.
+cancels them. The token loop's process ignores those signals (Ctrl+C reaches the whole process group) and ends
+when the server closes its pipe, however the server ended, so nothing outlives it or holds the port.
 
     POST api_path               {"prompt": ...} -> {"output": text}, or {"output": piece} lines with --stream
     POST /v1/chat/completions   OpenAI's chat completions (with --openai_spec), streamed as server-sent events
@@ -191,16 +194,39 @@ class Mailbox:
 
 
 class Worker:
-    """One model copy and its batcher thread; `rows` sequences decode together, each within `context` tokens."""
+    """One model copy and its token loop: in a process of its own (`engine`, an `EngineProcess`), or on a thread of
+    this one over `llm`'s model. `rows` sequences decode together, each within `context` tokens; `llm` gives the
+    tokenizer and prompt style (without `engine`, the model too)."""
 
-    def __init__(self, llm: Any, rows: int) -> None:
+    def __init__(self, llm: Any, rows: int = 0, engine: Optional[Any] = None) -> None:
         self.llm = llm
-        self.rows = rows
-        self.context = llm.model.max_seq_length
-        self.device = llm.model.lm_head.weight.device
+        self.engine = engine
+        if engine is None:
+            self.rows, self.context = rows, llm.model.max_seq_length
+            self.batcher = BackgroundBatcher(Batcher(llm.model, rows, step=llm.decode_step))
+        else:
+            self.rows, self.context = engine.info["rows"], engine.info["context"]
+            self.batcher = engine
         self.stop_tokens = llm.prompt_style.stop_tokens(llm.tokenizer)
-        self.batcher = BackgroundBatcher(Batcher(llm.model, rows, step=llm.decode_step))
         self.in_flight = 0  # submitted and not yet finished (event-loop side)
+
+    def submit(self, gen: Generation, stops: List[str]) -> None:
+        """Queue `gen`, cancelled once its decoded text holds one of `stops`; ValueError if it can never run."""
+        if self.engine is not None:
+            self.engine.submit(gen, stops)
+            return
+        if stops:
+            text_stop, post = stop_at_text(self.llm.tokenizer.decode, stops), gen.on_update
+
+            def on_update(gen: Generation, released: List[int]) -> None:
+                text_stop(gen, released)  # cancels `gen` once its text holds a stop string
+                post(gen, released)
+
+            gen.on_update = on_update
+        self.batcher.submit(gen)
+
+    def close(self) -> None:
+        self.batcher.close()
 
 
 class Pool:
@@ -244,16 +270,10 @@ class Answer:
         self.cut = False  # a stop string ended the reply's text
         self.whole = whole  # the reply is wanted only whole: the batcher posts only its first tokens and its end
         posted = [False]
-        generator = None
-        if s.seed is not None:
-            generator = torch.Generator(worker.device).manual_seed(s.seed)
         self.gen = Generation(job.ids, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                              stop_tokens=worker.stop_tokens, generator=generator)
-        text_stop = stop_at_text(worker.llm.tokenizer.decode, s.stop) if s.stop else None
+                              stop_tokens=worker.stop_tokens, seed=s.seed)
 
-        def on_update(gen: Generation, released: List[int]) -> None:  # on the batcher's thread
-            if text_stop is not None:
-                text_stop(gen, released)  # cancels `gen` once its text holds a stop string
+        def on_update(gen: Generation, released: List[int]) -> None:  # on the batcher's (or the engine's receiving) thread
             if gen.done or not self.whole or not posted[0]:  # a whole reply wakes the event loop twice, not every step
                 posted[0] = True
                 mailbox.post(self, list(released), gen.done)
@@ -268,7 +288,7 @@ class Answer:
             self.finished = True
             return
         try:
-            self.worker.batcher.submit(self.gen)
+            self.worker.submit(self.gen, self.job.settings.stop)
         except ValueError as error:  # the batcher's own checks, which the request's already cover
             self.close()
             raise _bad(str(error)) from None

@@ -484,17 +484,18 @@ def test_a_busy_server_paces_each_stream_while_one_alone_gets_every_step(endless
     assert events <= span / STREAM_INTERVAL_S + 12 and events < 0.6 * alone, (alone, busy)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_shutdown_finishes_in_flight_requests_and_leaves_nothing(endless_dir, tmp_path, llm, sig):
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)])
+def test_shutdown_finishes_in_flight_requests_and_leaves_nothing(endless_dir, tmp_path, llm, sig, group):
     """From a parent process: the signal stops the server, the request in flight is answered in full, no process
-    of the server's session survives and the port can be bound again."""
+    of the server's session survives and the port can be bound again. `group`: sent to the server's whole process
+    group, its token loop's process too, as Ctrl+C in a terminal does."""
     with running_server(endless_dir, tmp_path, "--grace_period", "20") as url:
         port = int(url.rsplit(":", 1)[1])
         pid = _server_pid(port)
         with ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(predict, url, prompt="Hi", max_new_tokens=1500, temperature=0)
             time.sleep(0.5)
-            os.kill(pid, sig)
+            (os.killpg if group else os.kill)(pid, sig)
             response = in_flight.result()
         assert response.status_code == 200
         assert response.json()["output"] == LLM.load(endless_dir, accelerator="cpu").generate("Hi", max_new_tokens=1500, temperature=0.0)
@@ -506,6 +507,53 @@ def test_shutdown_finishes_in_flight_requests_and_leaves_nothing(endless_dir, tm
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
             s.listen()
+
+
+def test_a_token_loop_process_killed_stops_the_server_with_an_error(endless_dir, tmp_path):
+    """The token loop's process killed (as the kernel's out-of-memory killer would): the request in flight fails, and
+    the server stops with one line saying why, leaving no process."""
+    with running_server(endless_dir, tmp_path) as url:
+        port = int(url.rsplit(":", 1)[1])
+        pid = _server_pid(port)
+        engine = [p for p in _session(pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(engine) == 1, engine  # the token loop runs in a process of its own (beside multiprocessing's tracker)
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(predict, url, prompt="Hi", max_new_tokens=1500, temperature=0)
+            time.sleep(0.5)
+            os.kill(engine[0], signal.SIGKILL)
+            response = in_flight.result()
+        assert response.status_code == 500 and "token loop's process ended" in response.text, (response.status_code, response.text)
+        deadline = time.monotonic() + 20
+        while _session(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _session(pid), f"processes of the server's session survive: {_session(pid)}"
+        log = (tmp_path / f"server-{port}.log").read_text()
+        assert "litgpt serve: error: The token loop's process ended (exit code -9); stopping the server" in log, log[-2000:]
+        assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_checkpoint_that_fails_to_load_in_the_token_loops_process_is_one_line(llama_dir, tmp_path):
+    """The weights load in the token loop's process: what fails there is said by the server in one line, exit 1."""
+    broken = tmp_path / "broken"
+    shutil.copytree(llama_dir, broken)
+    (broken / "lit_model.pth").write_bytes(b"not a checkpoint")
+    env = {**os.environ, "PYTHONPATH": str(Path(litgpt.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", CLI, "serve", str(broken), "--port", str(free_port()), "--accelerator", "cpu"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("litgpt serve: error:") and "lit_model.pth" in lines[-1], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
+def test_the_token_loop_on_a_thread_of_the_server_answers_the_same(server, llm, tmp_path, llama_dir):
+    """--engine thread: the token loop in the server's own process, no other process; replies as alone."""
+    with running_server(llama_dir, tmp_path, "--engine", "thread", "--max_batch_size", "4") as url:
+        pid = _server_pid(int(url.rsplit(":", 1)[1]))
+        assert _session(pid) == [pid]  # no token loop's process, nor multiprocessing's tracker
+        with ThreadPoolExecutor(len(PROMPTS)) as pool:
+            replies = list(pool.map(lambda p: predict(url, prompt=p, max_new_tokens=12, temperature=0).json()["output"], PROMPTS))
+    assert replies == [llm.generate(p, max_new_tokens=12, temperature=0.0) for p in PROMPTS]
 
 
 def _server_pid(port: int) -> int:

@@ -69,6 +69,8 @@ class Generation:
         temperature, top_k, top_p: sampling settings, as in `sample`.
         stop_tokens: token sequences that end generation (not released).
         generator: the random generator for sampling; None uses torch's global one.
+        seed: without `generator`, sample with a generator of this seed, made on the model's device when the sequence
+            is queued (where it runs: a request served by a token loop in another process carries only its seed).
         on_update: called (from the batcher's thread) with the sequence and the token ids that a step released,
             whenever there are some or the sequence has finished. It must be quick; it may call `cancel()`.
         include_stop: release the stop sequence that ended generation too.
@@ -83,6 +85,7 @@ class Generation:
     top_p: float = 1.0
     stop_tokens: StopSequences = ()
     generator: Optional[torch.Generator] = None
+    seed: Optional[int] = None
     on_update: Optional[Callable[["Generation", List[int]], None]] = None
     include_stop: bool = False
     cached: int = 0
@@ -103,6 +106,20 @@ class Generation:
     def cancel(self) -> None:
         """Stop generating; takes effect at the batcher's next step (safe from any thread)."""
         self._cancelled = True
+
+
+def check_generation(gen: Generation, context: int) -> None:
+    """Raise ValueError if `gen` can never run on a model of `context` tokens: bad settings, or too long."""
+    check_sampling_args(gen.temperature, gen.top_k, gen.top_p)
+    if gen.prompt.dim() != 1 or gen.prompt.numel() == 0:
+        raise ValueError("The prompt must be a non-empty 1-D tensor of token ids")
+    if gen.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {gen.max_new_tokens}")
+    if gen.prompt.numel() + gen.max_new_tokens - 1 > context:  # the last token is never fed
+        raise ValueError(
+            f"The prompt ({gen.prompt.numel()} tokens) plus max_new_tokens ({gen.max_new_tokens}) exceeds the "
+            f"model's context length ({context} tokens)"
+        )
 
 
 class Batcher:
@@ -157,16 +174,7 @@ class Batcher:
 
     def check(self, gen: Generation) -> None:
         """Raise ValueError if `gen` can never run: bad settings, or longer than the model's context."""
-        check_sampling_args(gen.temperature, gen.top_k, gen.top_p)
-        if gen.prompt.dim() != 1 or gen.prompt.numel() == 0:
-            raise ValueError("The prompt must be a non-empty 1-D tensor of token ids")
-        if gen.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {gen.max_new_tokens}")
-        if gen.prompt.numel() + gen.max_new_tokens - 1 > self.model.max_seq_length:  # the last token is never fed
-            raise ValueError(
-                f"The prompt ({gen.prompt.numel()} tokens) plus max_new_tokens ({gen.max_new_tokens}) exceeds the "
-                f"model's context length ({self.model.max_seq_length} tokens)"
-            )
+        check_generation(gen, self.model.max_seq_length)
 
     def warm_up(self) -> None:
         """Generate a few tokens for made-up prompts so that compiling and capturing the steps happens now rather
@@ -190,6 +198,8 @@ class Batcher:
         """Queue `gen`; it joins the running batch when a row is free."""
         self.check(gen)
         gen._watcher = StopWatcher(gen.stop_tokens, gen.include_stop)
+        if gen.generator is None and gen.seed is not None:
+            gen.generator = torch.Generator(self.model.lm_head.weight.device).manual_seed(gen.seed)
         self.waiting.append(gen)
 
     @torch.inference_mode()
