@@ -14,6 +14,7 @@ when its pipe closes (the server is gone, however it ended).
 import itertools
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import traceback
@@ -101,7 +102,7 @@ class EngineProcess:
 
     def _send(self, message: Any) -> None:
         try:
-            self._requests.send(message)
+            _send(self._requests, message)
         except (OSError, ValueError):  # the process is gone: the receiving thread fails what was in flight
             pass
 
@@ -137,9 +138,18 @@ def _apply(gen: Generation, released: List[int], done: bool, reason: Optional[st
         _notify(gen, released)
 
 
+def _send(connection: Any, message: Any) -> None:
+    """Send `message` (plain Python objects) to the other process. `Connection.send` makes a new multiprocessing
+    pickler for each message, copying a dispatch table that torch fills with its reducers: a fifth of the server's
+    time per request. A plain pickle needs none of that."""
+    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
 def _receive(connection: Any) -> Optional[Any]:
+    """The next message from the other process (sent by `_send`, over a pipe only the two hold); None once it has
+    closed its end."""
     try:
-        return connection.recv()
+        return pickle.loads(connection.recv_bytes())
     except (EOFError, OSError):
         return None
 
@@ -154,14 +164,14 @@ def _main(requests: Any, updates: Any, build: Build, args: Tuple[Any, ...]) -> N
         if os.environ.get("LITGPT_DEBUG"):
             traceback.print_exc()
         try:
-            updates.send(("failed", error))
+            _send(updates, ("failed", error))
         except Exception:  # an exception that does not pickle
             from litgpt.checkpoint import first_line
 
-            updates.send(("failed", EngineError(first_line(error))))
+            _send(updates, ("failed", EngineError(first_line(error))))
         return
     model = batcher.model
-    updates.send(("ready", dict(rows=batcher.max_batch_size, context=model.max_seq_length, device=str(model.lm_head.weight.device))))
+    _send(updates, ("ready", dict(rows=batcher.max_batch_size, context=model.max_seq_length, device=str(model.lm_head.weight.device))))
     Loop(batcher, decode, updates).run(requests)
 
 
@@ -186,7 +196,7 @@ class Loop:
             except Exception:  # the failed sequences were told (finish_reason "error"); keep serving
                 pass
             if self.out:
-                self.updates.send(("updates", self.out))
+                _send(self.updates, ("updates", self.out))
                 self.out = []
 
     def handle(self, message: Any) -> bool:
