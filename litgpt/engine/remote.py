@@ -53,7 +53,10 @@ class EngineProcess:
                 raise EngineError(f"The token loop's process ended while loading (exit code {self.process.exitcode})")
             raise message[1]  # what loading raised there (a bad checkpoint, too little memory, ...)
         self.info: Dict[str, Any] = message[1]
-        self._lock = threading.Lock()  # submits come from the event loop, cancels from any thread
+        # `_lock` guards the generations in flight, `_sending` the pipe to the process. A send may wait (a full pipe
+        # while the process is busy sending its own updates) and must not hold up the thread that takes those updates
+        self._lock = threading.Lock()
+        self._sending = threading.Lock()
         self._ids = itertools.count()
         self._gens: Dict[int, Generation] = {}
         self._closed = False
@@ -79,15 +82,15 @@ class EngineProcess:
                         include_stop=gen.include_stop, seed=gen.seed, cached=gen.cached)
         with self._lock:
             self._gens[gen_id] = gen
-            self._send(("add", gen_id, gen.prompt.tolist(), settings, list(stops)))
+        self._send(("add", gen_id, gen.prompt.tolist(), settings, list(stops)))
         return gen
 
     def close(self, timeout: float = 10.0) -> None:
         """End the process (the generations still running there end with it)."""
         with self._lock:
-            if not self._closed:
-                self._send(None)
-                self._closed = True
+            closing, self._closed = not self._closed, True
+        if closing:
+            self._send(None)
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
@@ -97,12 +100,14 @@ class EngineProcess:
     def _cancel(self, gen: Generation, gen_id: int) -> None:
         gen._cancelled = True
         with self._lock:
-            if gen_id in self._gens:
-                self._send(("cancel", gen_id))
+            running = gen_id in self._gens
+        if running:
+            self._send(("cancel", gen_id))
 
     def _send(self, message: Any) -> None:
         try:
-            _send(self._requests, message)
+            with self._sending:
+                _send(self._requests, message)
         except (OSError, ValueError):  # the process is gone: the receiving thread fails what was in flight
             pass
 
