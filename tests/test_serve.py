@@ -479,9 +479,9 @@ def test_a_busy_server_paces_each_stream_while_one_alone_gets_every_step(endless
         with ThreadPoolExecutor(12) as pool:
             busy = list(pool.map(lambda _: stream(url, 300), range(12)))
     assert alone >= 300 / 4  # MERGED_STEPS
-    # paced while 9 or more stream; the last few to finish stream alone a little while
+    # paced while 9 or more stream; the first and last few stream alone a little while (unpaced: 168 of 168 steps)
     events, span = sorted(busy)[len(busy) // 2]
-    assert events <= span / STREAM_INTERVAL_S + 12 and events < 0.6 * alone, (alone, busy)
+    assert events <= span / STREAM_INTERVAL_S + 30 and events < 0.5 * alone, (alone, busy)
 
 
 @pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)])
