@@ -6,7 +6,7 @@
 
 Each group is one script in its own process (so one crash or OOM does not take the rest down); their JSON lines
 are collected into `--out`/results.jsonl, the scripts' own output into `--out`/<group>.log, and the summary table
-(figure, ours, reference, target, met) is printed last. QLoRA needs bitsandbytes; serving needs litserve.
+(figure, ours, reference, target, met) is printed last. QLoRA needs bitsandbytes; serving needs starlette and uvicorn.
 """
 
 import argparse
@@ -32,7 +32,7 @@ GROUPS: Dict[str, List[str]] = {
     "decode": ["decode_throughput.py", "--model", "Llama-3.2-1B", "Llama-3.1-8B", "--repeats", "1", "--compiles", "2"],
     "decode_check": ["decode_throughput.py", "--model", "Llama-3.2-1B", "--dtype", "float32", "--new", "64", "--repeats", "1", "--step", "compiled"],
     "quantized": ["quantized_check.py"],
-    "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "--seconds", "8"],
+    "serve": ["serve_throughput.py", "--model", "Llama-3.2-1B", "--clients", "1", "8", "64", "256", "--seconds", "8"],
 }
 SUITE = ["decode", "train", "train_floor", "lora", "decode_check", "serve"]  # the targets and the pretraining floor: about 8 minutes, within one 10-minute device call
 
