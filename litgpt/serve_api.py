@@ -216,13 +216,7 @@ class Worker:
             self.engine.submit(gen, stops)
             return
         if stops:
-            text_stop, post = stop_at_text(self.llm.tokenizer.decode, stops), gen.on_update
-
-            def on_update(gen: Generation, released: List[int]) -> None:
-                text_stop(gen, released)  # cancels `gen` once its text holds a stop string
-                post(gen, released)
-
-            gen.on_update = on_update
+            gen.on_update = stop_at_text(self.llm.tokenizer.decode, stops, then=gen.on_update)
         self.batcher.submit(gen)
 
     def close(self) -> None:

@@ -227,7 +227,7 @@ class Batcher:
                 self._unread = (list(self.running), _TokenReader(self._rows.tokens))
         except Exception as error:  # e.g. out of memory: fail what was in flight, keep serving the rest later
             for gen in self.running:
-                self._finish(gen, [], "error", error)
+                _finish(gen, [], "error", error)
             self.running, self._rows, self._unread = [], _RowState(), None
             self._prefixes, self._indexed = {}, set()
             raise
@@ -279,9 +279,9 @@ class Batcher:
             if self.draft is not None:
                 self.draft.accept(gen, token)
             if gen._watcher.stopped:
-                self._finish(gen, released, "stop")
+                _finish(gen, released, "stop")
             elif gen._generated == gen.max_new_tokens:
-                self._finish(gen, released + gen._watcher.flush(), "length")
+                _finish(gen, released + gen._watcher.flush(), "length")
         if released and not gen.done:
             gen.tokens.extend(released)
             _notify(gen, released)
@@ -300,7 +300,7 @@ class Batcher:
         while self.waiting and len(new) < free:
             gen = self.waiting.popleft()
             if gen._cancelled:
-                self._finish(gen, [], "cancelled")
+                _finish(gen, [], "cancelled")
             elif self._chunk(gen, others=bool(self.running or new or self.waiting)):
                 if self._chunked is None:
                     self._start_chunks(gen)
@@ -318,7 +318,7 @@ class Batcher:
             new, logits = self._prefill(new, len(self.running))
         except Exception as error:
             for gen in new:
-                self._finish(gen, [], "error", error)
+                _finish(gen, [], "error", error)
             raise
         self._join(new, logits)
         return True
@@ -370,7 +370,7 @@ class Batcher:
         gen = chunked.gen
         if gen._cancelled:
             self._chunked = None
-            self._finish(gen, [], "cancelled")
+            _finish(gen, [], "cancelled")
             return False
         length = gen.prompt.numel()
         end = min(length, chunked.done + self.prefill_chunk)
@@ -389,7 +389,7 @@ class Batcher:
                 block.attn.kv_cache.v[row, :, :length] = v[0]
         except Exception as error:
             self._chunked = None
-            self._finish(gen, [], "error", error)
+            _finish(gen, [], "error", error)
             return False
         self._join([gen], logits)
         return True
@@ -462,11 +462,6 @@ class Batcher:
                     return n, source
         return 0, None
 
-    def _finish(self, gen: Generation, released: List[int], reason: str, error: Optional[BaseException] = None) -> None:
-        gen.tokens.extend(released)
-        gen.done, gen.finish_reason, gen.error = True, reason, error
-        _notify(gen, released)
-
     def _remove(self, rows: List[int], reason: Optional[str] = None) -> None:
         """Retire `rows` (finishing them with `reason` if given); the last running rows move into the gaps."""
         if not rows:
@@ -474,7 +469,7 @@ class Batcher:
         order = list(range(len(self.running)))
         for row in sorted(rows, reverse=True):  # the last row is then never one still to remove
             if reason is not None:
-                self._finish(self.running[row], [], reason)
+                _finish(self.running[row], [], reason)
             self._unindex(self.running[row])
             last = len(self.running) - 1
             if row != last:
@@ -653,8 +648,10 @@ class BackgroundBatcher:
                 pass
 
 
-def stop_at_text(decode: Callable[[List[int]], str], stops: Sequence[str]) -> Callable[[Generation, List[int]], None]:
-    """An `on_update` that cancels a generation once its decoded text contains one of the `stops` strings.
+def stop_at_text(decode: Callable[[List[int]], str], stops: Sequence[str],
+                 then: Optional[Callable[[Generation, List[int]], None]] = None) -> Callable[[Generation, List[int]], None]:
+    """An `on_update` that cancels a generation once its decoded text contains one of the `stops` strings, then
+    calls `then` (the generation's own `on_update`), if given.
 
     Only the newest tokens are decoded: enough to hold a stop string that the latest step completed.
     """
@@ -665,6 +662,8 @@ def stop_at_text(decode: Callable[[List[int]], str], stops: Sequence[str]) -> Ca
             tail = decode(gen.tokens[-(len(released) + window) :])
             if any(stop in tail for stop in stops):
                 gen.cancel()
+        if then is not None:
+            then(gen, released)
 
     return check
 
@@ -731,6 +730,13 @@ class _TokenReader:
         if self.cuda:
             self.event.synchronize()
         return self.tokens.tolist()
+
+
+def _finish(gen: Generation, released: List[int], reason: str, error: Optional[BaseException] = None) -> None:
+    """End `gen` with its last `released` tokens, telling its consumer."""
+    gen.tokens.extend(released)
+    gen.done, gen.finish_reason, gen.error = True, reason, error
+    _notify(gen, released)
 
 
 def _notify(gen: Generation, released: List[int]) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from litgpt.engine.batcher import Batcher, Generation, _notify, check_generation, stop_at_text
+from litgpt.engine.batcher import Batcher, Generation, _finish, _notify, check_generation, stop_at_text
 
 Build = Callable[..., Tuple[Batcher, Callable[[List[int]], str]]]  # -> the batcher, and the tokenizer's decode
 
@@ -136,10 +136,10 @@ class EngineProcess:
 
 def _apply(gen: Generation, released: List[int], done: bool, reason: Optional[str], error: Optional[BaseException]) -> None:
     """What a Batcher does to `gen` when a step releases `released` (and maybe finishes it), here on this side."""
-    gen.tokens.extend(released)
     if done:
-        gen.done, gen.finish_reason, gen.error = True, reason, error
-    if released or done:
+        _finish(gen, released, reason, error)
+    elif released:
+        gen.tokens.extend(released)
         _notify(gen, released)
 
 
@@ -215,11 +215,8 @@ class Loop:
             return True
         _, gen_id, ids, settings, stops = message
         gen = Generation(torch.tensor(ids, dtype=torch.long), **settings)
-        text_stop = stop_at_text(self.decode, stops) if stops else None
 
         def on_update(gen: Generation, released: List[int]) -> None:
-            if text_stop is not None:
-                text_stop(gen, released)
             error = None
             if gen.error is not None:
                 from litgpt.checkpoint import first_line
@@ -229,12 +226,11 @@ class Loop:
             if gen.done:
                 self.gens.pop(gen_id, None)
 
-        gen.on_update = on_update
+        gen.on_update = stop_at_text(self.decode, stops, then=on_update) if stops else on_update
         try:
             self.batcher.add(gen)
         except ValueError as error:  # checked on the server's side already; should it still fail, say so
-            gen.done, gen.finish_reason, gen.error = True, "error", error
-            on_update(gen, [])
+            _finish(gen, [], "error", error)
             return True
         self.gens[gen_id] = gen
         return True
