@@ -301,9 +301,9 @@ class Batcher:
             gen = self.waiting.popleft()
             if gen._cancelled:
                 _finish(gen, [], "cancelled")
-            elif self._chunk(gen, others=bool(self.running or new or self.waiting)):
+            elif (shared := self._chunk_from(gen, others=bool(self.running or new or self.waiting))) is not None:
                 if self._chunked is None:
-                    self._start_chunks(gen)
+                    self._start_chunks(gen, *shared)
                     free -= 1
                 else:
                     held.append(gen)
@@ -333,31 +333,30 @@ class Batcher:
         self._rows.add(logits, new)
         self.running.extend(new)
 
-    def _chunk(self, gen: Generation, others: bool) -> bool:
+    def _chunk_from(self, gen: Generation, others: bool) -> Optional[Tuple[int, Optional[Generation]]]:
         """Whether to prefill `gen` a chunk a step: when `others` (sequences running or joining with it) would wait
         for more than `prefill_chunk` prompt tokens of it (and, in a prefill with them, have their rows padded to its
-        length), after what it could copy from a running row (`reuse_prefixes`)."""
+        length), after what it could copy from a running row (`reuse_prefixes`). If so, the prompt tokens it can
+        copy and the running sequence they come from, (0, None) for none; else None."""
         if not (others and self.prefill_chunk and gen.prompt.numel() > self.prefill_chunk):
-            return False
-        if not self.reuse_prefixes:
-            return True
-        self._index(self.running)
-        return gen.prompt.numel() - self._shared_prefix(gen)[0] > self.prefill_chunk
+            return None
+        shared: Tuple[int, Optional[Generation]] = (0, None)
+        if self.reuse_prefixes:
+            self._index(self.running)
+            shared = self._shared_prefix(gen)
+        return shared if gen.prompt.numel() - shared[0] > self.prefill_chunk else None
 
-    def _start_chunks(self, gen: Generation) -> None:
-        """Begin prefilling `gen` a chunk a step (`_prefill_chunk`), into a cache of its own: a copy of a running row's
-        keys and values for the prompt prefix they share (`reuse_prefixes`), if any."""
+    def _start_chunks(self, gen: Generation, done: int, source: Optional[Generation]) -> None:
+        """Begin prefilling `gen` a chunk a step (`_prefill_chunk`), into a cache of its own, holding at first a copy
+        of running `source`'s keys and values for the `done` prompt tokens they share (`_chunk_from`)."""
         cache = []
         for block in self.model.transformer.h:
             k = block.attn.kv_cache.k  # (rows, groups, positions, head size)
             shape = (1, k.size(1), gen.prompt.numel(), k.size(3))
             cache.append((torch.empty(shape, dtype=k.dtype, device=k.device), torch.empty(shape, dtype=k.dtype, device=k.device)))
-        done, source = self._shared_prefix(gen) if self.reuse_prefixes else (0, None)
         if done:
             row = self.running.index(source)
-            for block, (k, v) in zip(self.model.transformer.h, cache):
-                k[:, :, :done] = block.attn.kv_cache.k[row : row + 1, :, :done]
-                v[:, :, :done] = block.attn.kv_cache.v[row : row + 1, :, :done]
+            _copy_kv(cache, slice(0, 1), _kv(self.model), slice(row, row + 1), done)
             self.reused_tokens += done
         self._chunked = _Chunked(gen, cache, done)
 
@@ -384,9 +383,7 @@ class Batcher:
             self._chunked = None
             self._ensure_cache(max(g.prompt.numel() + g.max_new_tokens - 1 for g in self.running + [gen]))
             row = len(self.running)
-            for block, (k, v) in zip(self.model.transformer.h, chunked.cache):
-                block.attn.kv_cache.k[row, :, :length] = k[0]
-                block.attn.kv_cache.v[row, :, :length] = v[0]
+            _copy_kv(_kv(self.model), slice(row, row + 1), chunked.cache, slice(0, 1), length)
         except Exception as error:
             self._chunked = None
             _finish(gen, [], "error", error)
@@ -496,14 +493,12 @@ class Batcher:
         shape = kv_cache_shape(self.model)
         if shape is not None and shape[0] >= self.max_batch_size and shape[1] >= length:
             return
-        old = [(b.attn.kv_cache.k, b.attn.kv_cache.v) for b in self.model.transformer.h] if self.running else []
+        old = _kv(self.model) if self.running else []
         rows = max(self.max_batch_size, shape[0] if shape is not None else 0)
         ensure_kv_cache(self.model, rows, length, multiple=self.cache_multiple)
-        n = len(self.running)
-        for block, (k, v) in zip(self.model.transformer.h, old):
-            cache = block.attn.kv_cache
-            cache.k[:n, :, : k.size(2)] = k[:n]
-            cache.v[:n, :, : v.size(2)] = v[:n]
+        if old:
+            n = len(self.running)
+            _copy_kv(_kv(self.model), slice(0, n), old, slice(0, n), old[0][0].size(2))
 
 
 @dataclass(eq=False)
@@ -750,7 +745,7 @@ def _notify(gen: Generation, released: List[int]) -> None:
 
 def _cache_rows(model: GPT, start: int, stop: int) -> Any:
     """Let the model see KV-cache rows start..stop-1 as its whole cache (rows 0..), e.g. to prefill new sequences."""
-    return _caches(model, [(b.attn.kv_cache.k[start:stop], b.attn.kv_cache.v[start:stop]) for b in model.transformer.h])
+    return _caches(model, [(k[start:stop], v[start:stop]) for k, v in _kv(model)])
 
 
 @contextmanager
@@ -771,13 +766,24 @@ def _caches(model: GPT, tensors: List[Tuple[torch.Tensor, torch.Tensor]]) -> Ite
 
 def _copy_cache_rows(model: GPT, sources: List[int], target: int, length: int) -> None:
     """Copy the first `length` positions of KV-cache rows `sources` into rows target, target + 1, ..., in every layer."""
-    stop = target + len(sources)
+    caches = _kv(model)
     one = all(s == sources[0] for s in sources)  # e.g. every new row shares the same running row's system prompt
-    index = slice(sources[0], sources[0] + 1) if one else torch.tensor(sources, device=model.transformer.h[0].attn.kv_cache.k.device)
-    for block in model.transformer.h:
-        cache = block.attn.kv_cache
-        cache.k[target:stop, :, :length] = cache.k[index, :, :length]
-        cache.v[target:stop, :, :length] = cache.v[index, :, :length]
+    index = slice(sources[0], sources[0] + 1) if one else torch.tensor(sources, device=caches[0][0].device)
+    _copy_kv(caches, slice(target, target + len(sources)), caches, index, length)
+
+
+def _kv(model: GPT) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """The model's KV cache: keys and values (rows, groups, positions, head size) per layer."""
+    return [(b.attn.kv_cache.k, b.attn.kv_cache.v) for b in model.transformer.h]
+
+
+def _copy_kv(targets: List[Tuple[torch.Tensor, torch.Tensor]], target_rows: slice, sources: List[Tuple[torch.Tensor, torch.Tensor]],
+             source_rows: Any, length: int) -> None:
+    """Copy the first `length` positions of rows `source_rows` (a slice or an index tensor) of each layer's keys and
+    values in `sources` into rows `target_rows` of `targets`: the model's cache (`_kv`) or a sequence's own."""
+    for (target_k, target_v), (source_k, source_v) in zip(targets, sources):
+        target_k[target_rows, :, :length] = source_k[source_rows, :, :length]
+        target_v[target_rows, :, :length] = source_v[source_rows, :, :length]
 
 
 def _prefix_keys(gen: Generation) -> List[int]:
