@@ -114,7 +114,8 @@ def serve(
 
     from litgpt.api import LLM
 
-    checkpoint_dir = LLM.load(str(checkpoint_dir), distribute=None, access_token=access_token).checkpoint_dir
+    served_llm = LLM.load(str(checkpoint_dir), distribute=None, access_token=access_token)  # tokenizer and prompt style
+    checkpoint_dir = served_llm.checkpoint_dir
     if not (checkpoint_dir / "lit_model.pth").is_file():
         raise FileNotFoundError(f"No lit_model.pth in {str(checkpoint_dir)!r}; convert a Hugging Face folder with `litgpt convert_to_litgpt`")
 
@@ -127,7 +128,7 @@ def serve(
     workers: list = []
     try:
         for index in [i for i in range(count) for _ in range(workers_per_device)]:
-            workers.append(_worker(checkpoint_dir, accelerator, index, max_batch_size, load, engine))
+            workers.append(_worker(served_llm, accelerator, index, max_batch_size, load, engine))
         _serve(workers, checkpoint_dir, accelerator, host, port, grace_period, timeout, max_queue, Settings(
             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p), dict(
             api_path=api_path, stream=stream, openai_spec=openai_spec, api_key=api_key, max_body_bytes=max_body_bytes))
@@ -152,18 +153,17 @@ def _serve(workers: list, checkpoint_dir: Path, accelerator: str, host: str, por
     _run(build_app(served), host, port, grace_period)
 
 
-def _worker(checkpoint_dir: Path, accelerator: str, index: int, max_batch_size: Optional[int], load: dict, engine: str) -> Any:
-    """A model copy on device `index` with its token loop (in a process of its own with `engine="process"`)."""
-    from litgpt.api import LLM
+def _worker(llm: Any, accelerator: str, index: int, max_batch_size: Optional[int], load: dict, engine: str) -> Any:
+    """A model copy of `llm`'s checkpoint (`llm` without weights: its tokenizer and prompt style) on device `index`
+    with its token loop: in a process of its own, where the weights load, with `engine="process"`."""
     from litgpt.serve_api import Worker
 
     if engine == "process":
         from litgpt.engine.remote import EngineProcess
 
-        llm = LLM.load(str(checkpoint_dir), distribute=None)  # the tokenizer and prompt style; the weights load there
-        engine_process = EngineProcess(_engine, checkpoint_dir, accelerator, index, max_batch_size, load, on_exit=_stop_serving)
+        engine_process = EngineProcess(_engine, llm.checkpoint_dir, accelerator, index, max_batch_size, load, on_exit=_stop_serving)
         return Worker(llm, engine=engine_process)
-    return Worker(*_load(checkpoint_dir, accelerator, index, max_batch_size, load))
+    return Worker(*_load(llm.checkpoint_dir, accelerator, index, max_batch_size, load))
 
 
 def _stop_serving(reason: str) -> None:
