@@ -52,6 +52,7 @@ def run(batcher: Batcher, model: GPT, args: argparse.Namespace, temperature: flo
     ttft = [0.0, 0]  # seconds, sequences
     gaps: list = []  # seconds between a sequence's releases
     made = [0]
+    refill = [True]  # a finished sequence is replaced until the run ends; then the batcher drains with `run()`
 
     def new() -> Generation:
         made[0] += 1
@@ -68,7 +69,7 @@ def run(batcher: Batcher, model: GPT, args: argparse.Namespace, temperature: flo
             elif released:
                 gaps.append(now - last[0])
             last[0] = now
-            if s.done:
+            if s.done and refill[0]:
                 done[0] += 1
                 done[1] += len(s.tokens)
                 batcher.add(new())
@@ -87,6 +88,7 @@ def run(batcher: Batcher, model: GPT, args: argparse.Namespace, temperature: flo
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
+    refill[0] = False
     return dict(tokens_per_s=round(done[1] / elapsed), steps_per_s=round(steps / elapsed, 1), finished=done[0],
                 ttft_ms=round(1000 * ttft[0] / max(1, ttft[1]), 1),
                 itl_p99_ms=round(1000 * sorted(gaps)[int(0.99 * (len(gaps) - 1))], 2) if gaps else None,
@@ -126,10 +128,7 @@ class Phases:
 def case(batcher: Batcher, model: GPT, args_c: argparse.Namespace, temperature: float, label: dict) -> None:
     """Warm up, then measure (and with --phases / --cprofile, take apart) one case; prints it as a JSON line."""
     run(batcher, model, args_c, temperature, 2.0)  # warm-up: graphs for the batch sizes met
-    while batcher.busy:
-        for gen in batcher.running + list(batcher.waiting):
-            gen.on_update = None
-        batcher.run()
+    batcher.run()
     profiler = cProfile.Profile() if args_c.cprofile else None
     profiler and profiler.enable()
     result = run(batcher, model, args_c, temperature, args_c.seconds)
@@ -137,8 +136,6 @@ def case(batcher: Batcher, model: GPT, args_c: argparse.Namespace, temperature: 
     emit({**label, **result})
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
-    for gen in batcher.running + list(batcher.waiting):
-        gen.on_update = None
     batcher.run()
     if args_c.phases:
         phases = Phases(batcher)
@@ -150,8 +147,6 @@ def case(batcher: Batcher, model: GPT, args_c: argparse.Namespace, temperature: 
         import litgpt.engine.batcher as module
 
         module.choose = phases.sample
-        for gen in batcher.running + list(batcher.waiting):
-            gen.on_update = None
         batcher.run()
 
 
