@@ -8,6 +8,7 @@ import torch
 
 from litgpt.engine.batcher import Batcher, Generation
 from litgpt.engine.remote import EngineProcess
+from test_batcher import alone  # a prompt's tokens generated in this process, alone
 
 
 def tiny_engine(checkpoint_dir):  # runs in the engine's process
@@ -53,14 +54,5 @@ def test_requests_and_cancels_from_several_threads_finish_as_in_this_process(lla
             assert gen.finish_reason == "cancelled" and len(gen.tokens) < 300, (i, gen.finish_reason, len(gen.tokens))
             continue
         assert gen.finish_reason == "length"
-        assert gen.tokens == _alone(llm, prompts[i], None if i % 2 else i), i
-
-
-def _alone(llm, prompt, seed):
-    """The tokens of `prompt` generated in this process, alone: greedy, or sampled with a generator of `seed`."""
-    from litgpt.engine.batcher import generate_tokens
-    from litgpt.engine.core import ensure_kv_cache
-
-    ensure_kv_cache(llm.model, 1, len(prompt) + 8)
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    return list(generate_tokens(llm.model, torch.tensor(prompt), 8, temperature=0.0 if seed is None else 1.0, generator=generator))
+        sampled = {} if i % 2 else dict(temperature=1.0, generator=torch.Generator().manual_seed(i))
+        assert gen.tokens == alone(llm.model, prompts[i], 8, **sampled), i
