@@ -546,7 +546,7 @@ def test_a_checkpoint_that_fails_to_load_in_the_token_loops_process_is_one_line(
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
 
 
-def test_the_token_loop_on_a_thread_of_the_server_answers_the_same(server, llm, tmp_path, llama_dir):
+def test_the_token_loop_on_a_thread_of_the_server_answers_the_same(llm, tmp_path, llama_dir):
     """--engine thread: the token loop in the server's own process, no other process; replies as alone."""
     with running_server(llama_dir, tmp_path, "--engine", "thread", "--max_batch_size", "4") as url:
         pid = _server_pid(int(url.rsplit(":", 1)[1]))
