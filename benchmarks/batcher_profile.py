@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import emit  # noqa: E402
+from serve_throughput import tiny_config  # noqa: E402
 
 from litgpt.config import Config  # noqa: E402
 from litgpt.engine.batcher import PREFILL_CHUNK, Batcher, Generation  # noqa: E402
@@ -153,6 +154,8 @@ def case(batcher: Batcher, model: GPT, args_c: argparse.Namespace, temperature: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Llama-3.2-1B")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a 2-layer, width-64 model instead: on the CPU its steps cost little but the host's work")
     parser.add_argument("--clients", type=int, nargs="+", default=[64])
     parser.add_argument("--prompt_tokens", type=int, default=128)
     parser.add_argument("--new_tokens", type=int, default=128)
@@ -176,19 +179,19 @@ def main() -> None:
 
     torch.manual_seed(0)
     with torch.device(args.device):
-        model = GPT(Config.from_name(args.model))
+        model = GPT(tiny_config() if args.tiny else Config.from_name(args.model))
     model = model.to(torch.bfloat16 if args.device == "cuda" else torch.float32)
     model.eval()
     rows, context = plan_rows(model, args.max_batch_size)
     model.max_seq_length = context
     ensure_kv_cache(model, rows, context)
-    print(f"{args.model}: {rows} rows x {context} tokens", flush=True)
+    print(f"{model.config.name}: {rows} rows x {context} tokens", flush=True)
     batcher = Batcher(model, rows, step=fast_decode_step(args.compile))
     modes = [(mode, 0.0 if mode == "greedy" else 0.8) for mode in args.modes]
     cases = [(c, r, k, m) for c in args.clients for r in args.reuse for k in args.prefill_chunk for m in modes]
     for clients, reuse, chunk, (mode, temperature) in cases:
         batcher.reuse_prefixes, batcher.prefill_chunk = reuse == "true", chunk
-        label = dict(bench="batcher_profile", model=args.model, clients=clients, mode=mode, shared_prefix=args.shared_prefix,
+        label = dict(bench="batcher_profile", model=model.config.name, clients=clients, mode=mode, shared_prefix=args.shared_prefix,
                      prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, reuse=reuse == "true",
                      long_prompt_tokens=args.long_prompt_tokens, long_every=args.long_every, prefill_chunk=chunk)
         case(batcher, model, argparse.Namespace(**{**vars(args), "clients": clients}), temperature, label)

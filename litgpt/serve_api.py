@@ -210,10 +210,11 @@ class Worker:
         self.stop_tokens = llm.prompt_style.stop_tokens(llm.tokenizer)
         self.in_flight = 0  # submitted and not yet finished (event-loop side)
 
-    def submit(self, gen: Generation, stops: List[str]) -> None:
-        """Queue `gen`, cancelled once its decoded text holds one of `stops`; ValueError if it can never run."""
+    def submit(self, gen: Generation, stops: List[str], whole: bool = False) -> None:
+        """Queue `gen`, cancelled once its decoded text holds one of `stops`; ValueError if it can never run. `whole`:
+        only its first tokens and its end are wanted (an engine process sends only those)."""
         if self.engine is not None:
-            self.engine.submit(gen, stops)
+            self.engine.submit(gen, stops, whole)
             return
         if stops:
             gen.on_update = stop_at_text(self.llm.tokenizer.decode, stops, then=gen.on_update)
@@ -282,7 +283,7 @@ class Answer:
             self.finished = True
             return
         try:
-            self.worker.submit(self.gen, self.job.settings.stop)
+            self.worker.submit(self.gen, self.job.settings.stop, self.whole)
         except ValueError as error:  # the batcher's own checks, which the request's already cover
             self.close()
             raise _bad(str(error)) from None

@@ -1,8 +1,9 @@
 """A `Batcher` in a process of its own: the server's token loop, apart from its HTTP event loop.
 
     EngineProcess(build, *args) ─► spawns a process that runs build(*args) -> (Batcher, decode), then steps it
-    submit(gen, stops)          ─► ("add", ...) down a pipe; the process queues an equal Generation
+    submit(gen, stops, whole)   ─► ("add", ...) down a pipe; the process queues an equal Generation
     the process, each step      ─► ("updates", [(id, released, done, finish_reason, error), ...]) up a pipe
+                                   (a `whole` one's only at its first tokens and its end)
     a receiving thread here     ─► applies them to `gen` and calls gen.on_update, as a Batcher would
 
 In one process the token loop and the HTTP event loop share the interpreter lock: every request the event loop
@@ -66,9 +67,11 @@ class EngineProcess:
     def check(self, gen: Generation) -> None:
         check_generation(gen, self.info["context"])
 
-    def submit(self, gen: Generation, stops: Sequence[str] = ()) -> Generation:
+    def submit(self, gen: Generation, stops: Sequence[str] = (), whole: bool = False) -> Generation:
         """Queue `gen` in the process (its `generator` must be None: give a `seed`); raises ValueError here if it can
-        never run. `stops`: strings whose appearance in the decoded reply cancels it there (`stop_at_text`)."""
+        never run. `stops`: strings whose appearance in the decoded reply cancels it there (`stop_at_text`). `whole`:
+        only its first tokens and its end are wanted here; the process keeps the tokens between and sends them with
+        the end (`gen.tokens` grows twice), sparing both processes a message part per step."""
         self.check(gen)
         if gen.generator is not None:
             raise ValueError("A generation run in another process takes a seed, not a generator")
@@ -82,7 +85,7 @@ class EngineProcess:
                         include_stop=gen.include_stop, seed=gen.seed, cached=gen.cached)
         with self._lock:
             self._gens[gen_id] = gen
-        self._send(("add", gen_id, gen.prompt.tolist(), settings, list(stops)))
+        self._send(("add", gen_id, gen.prompt.tolist(), settings, list(stops), whole))
         return gen
 
     def close(self, timeout: float = 10.0) -> None:
@@ -213,10 +216,15 @@ class Loop:
             if gen is not None:
                 gen.cancel()
             return True
-        _, gen_id, ids, settings, stops = message
+        _, gen_id, ids, settings, stops, whole = message
         gen = Generation(torch.tensor(ids, dtype=torch.long), **settings)
+        held: List[int] = []  # a whole reply's tokens after its first ones, sent with its end
 
         def on_update(gen: Generation, released: List[int]) -> None:
+            if whole and not gen.done and len(gen.tokens) > len(released):
+                held.extend(released)
+                return
+            released = held + released
             error = None
             if gen.error is not None:
                 from litgpt.checkpoint import first_line

@@ -27,14 +27,21 @@ def test_requests_and_cancels_from_several_threads_finish_as_in_this_process(lla
     try:
         finished = threading.Semaphore(0)
         gens = []
+        calls = {}  # how often each generation's on_update ran
 
         def submit(rows):
             for i in rows:
                 seed = None if i % 2 else i  # greedy and seeded rows
                 gen = Generation(torch.tensor(prompts[i]), 300 if i % 3 == 0 else 8, temperature=0.0 if seed is None else 1.0, seed=seed)
-                gen.on_update = lambda g, released: finished.release() if g.done else None
+
+                def on_update(g, released, i=i):
+                    calls[i] = calls.get(i, 0) + 1
+                    if g.done:
+                        finished.release()
+
+                gen.on_update = on_update
                 gens.append((i, gen))
-                engine.submit(gen)
+                engine.submit(gen, whole=i % 4 < 2)  # whole: told at its first tokens and at its end only
                 if i % 3 == 0:
                     gen.cancel()  # the long ones: cancelled at once, from the submitting thread
 
@@ -54,5 +61,6 @@ def test_requests_and_cancels_from_several_threads_finish_as_in_this_process(lla
             assert gen.finish_reason == "cancelled" and len(gen.tokens) < 300, (i, gen.finish_reason, len(gen.tokens))
             continue
         assert gen.finish_reason == "length"
+        assert calls[i] == 2 if i % 4 < 2 else calls[i] == 8, (i, calls[i])
         sampled = {} if i % 2 else dict(temperature=1.0, generator=torch.Generator().manual_seed(i))
         assert gen.tokens == alone(llm.model, prompts[i], 8, **sampled), i
