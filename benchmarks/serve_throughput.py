@@ -177,6 +177,25 @@ class Server:
                 pass
             time.sleep(0.5)
 
+    def cpu_seconds(self) -> Tuple[float, float]:
+        """CPU time (user + system) so far of the server's own process, and of the processes it started (the token
+        loop's, with `--engine process`); zeros where /proc cannot tell."""
+        def own(pid: int) -> float:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                return 0.0
+
+        def children(pid: int) -> List[int]:
+            try:
+                found = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                return []
+            return found + [d for c in found for d in children(c)]
+
+        return own(self.process.pid), sum(own(c) for c in children(self.process.pid))
+
     def log_tail(self, chars: int = 4000) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -297,6 +316,7 @@ def percentile(values: List[float], q: float) -> float:
 
 def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients: int, args: argparse.Namespace, label: str,
             mode: str) -> Dict:
+    cpu_before = server.cpu_seconds()
     result, begin = run_clients(server.port, prompts, n_clients, args.new_tokens, args.seconds, args.requests, args.http_timeout,
                                 greedy=mode == "greedy", stream=args.stream)
     case = dict(
@@ -309,6 +329,7 @@ def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients:
     if not result.done:
         case.update(requests=0, error="no request succeeded")
         return case
+    cpu = [after - before for after, before in zip(server.cpu_seconds(), cpu_before)]
     # counted after the run, not to load the clients' interpreter while they measure
     counts = [len(tokenizer.encode(text)) for *_, text in result.done]
     wall = max(answered for _, _, answered, _ in result.done) - begin
@@ -320,6 +341,8 @@ def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients:
         ttft_p99_ms=round(percentile(ttfts, 99) * 1e3, 1), p50_ms=round(percentile(latencies, 50) * 1e3, 1),
         p99_ms=round(percentile(latencies, 99) * 1e3, 1), new_tokens_min=min(counts), new_tokens_max=max(counts),
         exact=all(c == args.new_tokens for c in counts) and not result.errors,
+        # how busy the server's processes were (100 = one core): the HTTP side, and the token loop's own process
+        http_cpu_pct=round(100 * cpu[0] / wall), engine_cpu_pct=round(100 * cpu[1] / wall),
     )
     return case
 
