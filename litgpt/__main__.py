@@ -44,23 +44,65 @@ COMMANDS: Dict[str, str] = {
 OPTIONAL_POSITIONAL = {"pretrain": "model_name"}
 
 
-def _config_first(argv: List[str]) -> List[str]:
-    """Move `--config FILE` right after the command: jsonargparse applies arguments in order, and what the
-    user types beside a recipe (a checkpoint folder, a flag) must win over the recipe's values."""
-    if not argv:
-        return argv
-    configs, rest, i = [], [argv[0]], 1
+def _bare_positional(argv: List[str], name: str) -> List[str]:
+    """`litgpt pretrain --config debug.yaml pythia-14m`: the first bare word after the command, wherever it stands
+    (not a flag's value), as `--name WORD` (jsonargparse takes only arguments without a default as positionals)."""
+    i = 1
     while i < len(argv):
-        if argv[i] == "--config" and i + 1 < len(argv):
-            configs += argv[i : i + 2]
-            i += 2
-        elif argv[i].startswith("--config="):
-            configs.append(argv[i])
+        arg = argv[i]
+        if not arg.startswith("-"):
+            return [*argv[:i], f"--{name}", *argv[i:]]
+        i += 1 if "=" in arg or arg in ("-h", "--help") else 2
+    return argv
+
+
+def _note_overridden(argv: List[str], function: Callable) -> None:
+    """jsonargparse applies arguments in order, as LitGPT does: a --config file overrides what was typed before it.
+    Say so on stderr when it changes a value typed there (a local file's top-level keys; a URL is not read here)."""
+    from jsonargparse import get_loader
+
+    typed: Dict[str, str] = {}
+    positional = next((p.name for p in _signature(function).parameters.values() if p.default is p.empty), None)
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" or arg.startswith("--config="):
+            path = arg.split("=", 1)[1] if "=" in arg else argv[i + 1] if i + 1 < len(argv) else ""
+            try:
+                loaded = get_loader("yaml")(Path(path).read_text(encoding="utf-8"))
+            except (OSError, ValueError, TypeError):
+                loaded = None  # jsonargparse reports what is wrong with it
+            for key, value in typed.items():
+                found = _lookup(loaded, key.split("."))
+                if found is not None and str(found) != value:
+                    print(f"litgpt {argv[0]}: note: --config {path} sets {key}: {found}, replacing {value!r} typed "
+                          f"before it (arguments after --config override the file)", file=sys.stderr)
+            typed = {}
+            i += 1 if "=" in arg else 2
+        elif arg.startswith("--"):
+            key, value = (arg[2:].split("=", 1) if "=" in arg else (arg[2:], argv[i + 1] if i + 1 < len(argv) else ""))
+            typed[key] = value
+            i += 1 if "=" in arg else 2
+        elif not arg.startswith("-") and positional is not None:
+            typed[positional] = arg
             i += 1
         else:
-            rest.append(argv[i])
-            i += 1
-    return [rest[0], *configs, *rest[1:]]
+            i += 1 if "=" in arg or arg in ("-h", "--help") else 2
+
+
+def _lookup(loaded: Any, keys: List[str]) -> Any:
+    """loaded[k1][k2]... for a nested YAML mapping; None where a key is missing."""
+    for key in keys:
+        if not isinstance(loaded, dict) or key not in loaded:
+            return None
+        loaded = loaded[key]
+    return loaded
+
+
+def _signature(function: Callable) -> Any:
+    import inspect
+
+    return inspect.signature(function)
 
 
 def _flag_values(argv: List[str], prefix: str) -> Tuple[List[Tuple[str, str]], List[str]]:
@@ -174,11 +216,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     set_parsing_settings(config_read_mode_urls_enabled=True, docstring_parse_attribute_docstrings=True)
 
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) > 1 and argv[0] in OPTIONAL_POSITIONAL and not argv[1].startswith("-"):
-        argv = [argv[0], f"--{OPTIONAL_POSITIONAL[argv[0]]}", *argv[1:]]
-    argv = _config_first(argv)
+    if argv and argv[0] in OPTIONAL_POSITIONAL:
+        argv = _bare_positional(argv, OPTIONAL_POSITIONAL[argv[0]])
     chosen = {argv[0]: COMMANDS[argv[0]]} if argv and argv[0] in COMMANDS else COMMANDS
     components = {name: _load(target) for name, target in chosen.items()}
+    if argv and argv[0] in components:
+        _note_overridden(argv, components[argv[0]])
     try:
         argv = _optimizer_flags(argv)
         auto_cli(components, args=argv, as_positional=True, prog="litgpt", parser_class=Parser)

@@ -52,11 +52,29 @@ def test_config_file_supplies_arguments(tmp_path, tiny_checkpoint):
     assert "Full finetuning with AdamW" in result.stdout
 
 
-def test_what_the_user_types_wins_over_the_config_file(tmp_path, tiny_checkpoint):
-    # a recipe names one checkpoint; the folder given on the command line, before or after --config, is used
-    config = tmp_path / "recipe.yaml"
-    config.write_text(f"checkpoint_dir: {tmp_path / 'not-this-one'}\ntraining: true\n")
-    for args in (["validate", str(tiny_checkpoint), "--config", str(config)], ["validate", "--config", str(config), str(tiny_checkpoint)]):
-        result = run(*args)
+def test_arguments_apply_in_order_as_in_litgpt(tmp_path, tiny_checkpoint):
+    # LitGPT's rule (jsonargparse's): a --config file overrides what was typed before it, and what follows it wins;
+    # an overridden value is said on stderr. So LitGPT's `litgpt finetune lora --config recipe.yaml` works here too
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"checkpoint_dir: {tiny_checkpoint}\ntraining: true\n")
+    result = run("validate", "lora", "--config", str(recipe))
+    assert result.returncode == 0, result.stderr
+    assert f"Checked {tiny_checkpoint}" in result.stdout and "Full finetuning with AdamW" in result.stdout
+    assert f"--config {recipe} sets checkpoint_dir: {tiny_checkpoint}, replacing 'lora' typed before it" in result.stderr
+    other = tmp_path / "other.yaml"
+    other.write_text(f"checkpoint_dir: {tmp_path / 'not-this-one'}\ntraining: true\n")
+    result = run("validate", "--config", str(other), str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert f"Checked {tiny_checkpoint}" in result.stdout and "note:" not in result.stderr
+
+
+def test_pretrain_takes_its_model_name_bare_after_flags(tmp_path):
+    recipe = tmp_path / "p.yaml"
+    recipe.write_text("model_name: pythia-70m\n")
+    for args, name in ((["--config", str(recipe), "pythia-14m"], "pythia-14m"), (["pythia-14m", "--config", str(recipe)], "pythia-70m"),
+                       (["--train.max_tokens", "10", "pythia-14m"], "pythia-14m")):
+        result = run("pretrain", *args, "--print_config")
         assert result.returncode == 0, result.stderr
-        assert f"Checked {tiny_checkpoint}" in result.stdout and "Full finetuning with AdamW" in result.stdout
+        assert f"model_name: {name}\n" in result.stdout, (args, result.stdout[:300])
+
+
