@@ -1,5 +1,6 @@
 """`JSON`: instruction finetuning on your own records in a .json/.jsonl file, or a folder of train/val files."""
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -15,7 +16,7 @@ class JSON(SFTData):
     json_path: Path = Path("data.json")
     """A .json/.jsonl file, or a folder with train.json and val.json (or .jsonl)"""
     val_split_fraction: Optional[float] = None
-    """The fraction of a single file's records kept for validation (required for a file, unset for a folder)"""
+    """The fraction of a single file's records kept for validation (unset: 0.05 for a file; leave unset for a folder)"""
 
     def check(self) -> None:
         if self.json_path.is_dir():
@@ -23,8 +24,10 @@ class JSON(SFTData):
                 raise ValueError("--data.val_split_fraction applies to a single file; the folder has its own val file")
             train_val_files(self.json_path)
         elif self.json_path.is_file():
-            if self.val_split_fraction is None:
-                raise ValueError("--data.json_path is one file: set --data.val_split_fraction to split off validation records")
+            if self.val_split_fraction is None:  # as LitGPT: a default split, said in one line
+                self.val_split_fraction = 0.05
+                print(f"Warning: --data.json_path {str(self.json_path)!r} is one file and --data.val_split_fraction is unset: "
+                      "5% of its records are kept for validation (set --data.val_split_fraction to change it)", file=sys.stderr)
         else:
             raise FileNotFoundError(f"--data.json_path: no file or folder at {str(self.json_path)!r}")
         super().check()

@@ -57,10 +57,25 @@ def test_json_file_split_and_loaders(tmp_path, tokenizer):
     assert len(data.train_dataset) == 18 and len(data.test_dataset) == 2
     batch = next(iter(data.train_dataloader()))
     assert batch["input_ids"].shape[0] == 3 and batch["input_ids"].shape == batch["labels"].shape
-    with pytest.raises(ValueError, match="val_split_fraction"):
-        _connected(JSON(json_path=path), tokenizer).check()
+    with pytest.raises(ValueError, match="val_split_fraction must be between 0 and 1, got 1.5"):
+        _connected(JSON(json_path=path, val_split_fraction=1.5), tokenizer).check()
     with pytest.raises(FileNotFoundError):
         _connected(JSON(json_path=tmp_path / "missing.json", val_split_fraction=0.1), tokenizer).check()
+
+
+def test_one_json_file_without_a_split_keeps_five_percent_for_validation(tmp_path, tokenizer, capsys):
+    """As LitGPT: --data.json_path FILE without --data.val_split_fraction is a one-line warning and a 5% split."""
+    records = [{"instruction": f"Task {i}", "input": "", "output": f"Answer {i}"} for i in range(40)]
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(records))
+    data = _connected(JSON(json_path=path, num_workers=0), tokenizer)
+    data.check()
+    warning = capsys.readouterr().err.splitlines()
+    assert warning == [f"Warning: --data.json_path {str(path)!r} is one file and --data.val_split_fraction is unset: 5% of "
+                       "its records are kept for validation (set --data.val_split_fraction to change it)"]
+    assert data.val_split_fraction == 0.05
+    data.setup()
+    assert len(data.train_dataset) == 38 and len(data.test_dataset) == 2
 
 
 def _connected(data, tokenizer):
