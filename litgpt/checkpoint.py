@@ -30,7 +30,9 @@ class CheckpointError(Exception):
     """A checkpoint folder cannot be read or written; the message is one line meant for the user."""
 
 
-PRECISIONS = {"bf16-true": "bfloat16", "bf16-mixed": "bfloat16", "16-true": "float16", "16-mixed": "float16", "32-true": "float32", "32": "float32"}
+# Lightning's precision names (and its short forms: "bf16" and "16" mean the mixed ones) -> the weights' dtype
+PRECISIONS = {"bf16-true": "bfloat16", "bf16-mixed": "bfloat16", "bf16": "bfloat16", "16-true": "float16", "16-mixed": "float16",
+              "16": "float16", "32-true": "float32", "32": "float32", "64-true": "float64", "64": "float64"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -55,16 +57,19 @@ def precision_name(dtype: "torch.dtype") -> str:
     """The Lightning precision name of a weights' dtype (the inverse of `precision_dtype`)."""
     import torch
 
-    return {torch.bfloat16: "bf16-true", torch.float16: "16-true", torch.float32: "32-true"}[dtype]
+    return {torch.bfloat16: "bf16-true", torch.float16: "16-true", torch.float32: "32-true", torch.float64: "64-true"}[dtype]
 
 
 def precision_dtype(precision: Optional[str], device: "torch.device") -> "torch.dtype":
-    """The weights' dtype for a Lightning precision name; None picks bf16 on GPUs that have it, else fp32."""
+    """The weights' dtype for a Lightning precision name. None picks, as LitGPT does on GPUs, bf16 where the GPU has
+    it and fp16 where it does not (a T4, a V100); on the CPU fp32 (LitGPT picks bf16 there, which most CPUs run
+    slower than fp32 and which rounds what the CPU tests compare)."""
     import torch
 
     if precision is None:
-        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if use_bf16 else torch.float32
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return getattr(torch, PRECISIONS[precision])

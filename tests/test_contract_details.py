@@ -175,3 +175,21 @@ def test_unknown_config_name_says_it_is_not_a_supported_config_name(tmp_path):
         Config.from_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="The checkpoint directory does not exist"):
         Tokenizer(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "16", "32", "64-true"])
+def test_lightnings_short_precision_names_generate(tiny_checkpoint, precision):
+    """LitGPT hands --precision to Lightning, which also takes "bf16", "16" (the mixed ones) and "64-true"."""
+    from cli_checks import litgpt
+
+    result = litgpt("generate", str(tiny_checkpoint), "--prompt", "Hi", "--max_new_tokens", "3", "--precision", precision)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_default_precision_is_fp16_on_a_gpu_without_bf16_and_fp32_on_the_cpu():
+    from litgpt.checkpoint import precision_dtype
+
+    assert precision_dtype(None, torch.device("cpu")) == torch.float32
+    # without a GPU torch says bf16 is unsupported: the choice LitGPT makes for a T4 or a V100
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert precision_dtype(None, torch.device("cuda")) == expected
