@@ -62,7 +62,8 @@ def setup(
             (continued pretraining).
         resume: Continue an interrupted run: true (the latest step-* checkpoint in out_dir, which must
             exist), auto (the latest if there is one, else start afresh) or the path of a checkpoint.
-        data: The data module, e.g. `--data TextFiles --data.train_data_path DIR`.
+        data: The data module, e.g. `--data TextFiles --data.train_data_path DIR`; default `TinyLlama` (its
+            chunks prepared under data/).
         train: Training arguments (`--train.*`).
         eval: Validation arguments (`--eval.*`).
         log: Experiment-tracker arguments (`--log.*`).
@@ -101,8 +102,10 @@ def setup(
             f"The tokenizer in {tokenizer_dir} has {tokenizer.vocab_size} tokens, more than the model's "
             f"padded_vocab_size ({config.padded_vocab_size})"
         )
-    if data is None:
-        raise ValueError("Give the training data, e.g. --data TextFiles --data.train_data_path DIR")
+    if data is None:  # as LitGPT: TinyLlama's mix, prepared in advance under data/
+        from litgpt.data import TinyLlama
+
+        data = TinyLlama()
     if train.max_seq_length is not None and train.max_seq_length > config.block_size:
         raise ValueError(f"--train.max_seq_length ({train.max_seq_length}) exceeds the model's block_size ({config.block_size})")
     if eval.max_new_tokens is not None:

@@ -185,7 +185,6 @@ def test_tokenizer_dir_without_tokenizer_fails_before_work(tmp_path, text_dir, n
         ({"resume": True}, FileNotFoundError, "no complete step-\\* checkpoint"),
         ({"resume": Path("nowhere")}, FileNotFoundError, "no checkpoint at"),
         ({"model_config": None}, ValueError, "Give a model"),
-        ({"data": None}, ValueError, "Give the training data"),
         ({"optimizer": "NoSuchOptimizer"}, ValueError, "is not an optimizer class"),
         ({"optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lrr": 1}}}, ValueError, "takes no argument"),
         ({"logger_name": "nope"}, ValueError, "Unknown logger"),
@@ -198,3 +197,19 @@ def test_bad_input_fails_before_work(tmp_path, text_dir, no_work, overrides, err
     with pytest.raises(error, match=match) as raised:
         setup(**_setup_kwargs(tmp_path, text_dir, **overrides))
     assert "\n" not in str(raised.value)
+
+
+def test_no_data_defaults_to_tinyllama_which_says_what_to_prepare(tmp_path):
+    """As LitGPT, `litgpt pretrain` without --data trains on TinyLlama's mix; unprepared, that is one line naming
+    the folders to prepare, before any output folder."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "litgpt", "pretrain", "pythia-14m", "--train.max_tokens", "10"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "litgpt pretrain: error: --data.data_path: 'data/slimpajama/train' holds no litdata chunks (no index.json); "
+        "TinyLlama expects slimpajama/train, slimpajama/val, starcoder there, tokenized with litdata.optimize"
+    ]
+    assert list(tmp_path.iterdir()) == []
