@@ -210,25 +210,27 @@ class LLM(nn.Module):
     def generate(
         self,
         prompt: Union[str, List[str]],
+        sys_prompt: Optional[str] = None,
         max_new_tokens: int = 50,
         temperature: float = 1.0,
         top_k: Optional[int] = None,
         top_p: float = 1.0,
         return_as_token_ids: bool = False,
         stream: bool = False,
-        sys_prompt: Optional[str] = None,
     ) -> Union[str, torch.Tensor, List[str], List[torch.Tensor], Iterator[Union[str, torch.Tensor]]]:
         """Continue `prompt` (wrapped in the prompt style) by up to `max_new_tokens` tokens.
 
+        The parameters come in LitGPT's order, so `llm.generate("Hi", "You are terse.", 20)` works as there.
+
         Args:
             prompt: one prompt, or a list of prompts generated as one batch (the result is then a list).
+            sys_prompt: the system prompt, for styles that have one.
             max_new_tokens: the most tokens to generate; generation also stops at the style's stop tokens.
             temperature: scales the logits; 0 is greedy.
             top_k: sample among the k most likely tokens only.
             top_p: sample among the most likely tokens whose probabilities add up to top_p.
             return_as_token_ids: return the generated token ids (a 1-D tensor) instead of text.
             stream: return an iterator of text pieces (of 1-element id tensors) as they are generated.
-            sys_prompt: the system prompt, for styles that have one.
         """
         batched = not isinstance(prompt, str)
         if batched and stream:

@@ -62,6 +62,23 @@ def test_prompt_style_and_sys_prompt(llama_dir, tmp_path):
     assert llm.generate("Hi", max_new_tokens=6, temperature=0.0, sys_prompt="S: ") == styled
 
 
+def test_generate_takes_litgpts_positional_order(llama_dir, tmp_path):
+    """LitGPT's order: prompt, sys_prompt, max_new_tokens, temperature, top_k, top_p, return_as_token_ids, stream."""
+    import inspect
+
+    order = ["prompt", "sys_prompt", "max_new_tokens", "temperature", "top_k", "top_p", "return_as_token_ids", "stream"]
+    assert list(inspect.signature(LLM.generate).parameters)[1:] == order
+    folder = tmp_path / "styled"
+    shutil.copytree(llama_dir, folder)
+    (folder / "prompt_style.yaml").write_text("class_path: litgpt.prompts.Alpaca\n")  # a style that uses sys_prompt
+    llm = LLM.load(folder)
+    by_name = llm.generate("Hi", sys_prompt="Be brief.", max_new_tokens=6, temperature=0.0, top_k=None, top_p=1.0)
+    assert llm.generate("Hi", "Be brief.", 6, 0.0, None, 1.0) == by_name != llm.generate("Hi", None, 6, 0.0)
+    ids = llm.generate("Hi", "Be brief.", 6, 0.0, None, 1.0, True)
+    assert llm.tokenizer.decode(ids) == by_name
+    assert "".join(llm.generate("Hi", "Be brief.", 6, 0.0, None, 1.0, False, True)) == by_name
+
+
 def test_forward_returns_logits_and_loss(llm):
     ids = torch.tensor([[0, 5, 17, 42]])
     logits = llm(ids)
