@@ -193,3 +193,14 @@ def test_the_default_precision_is_fp16_on_a_gpu_without_bf16_and_fp32_on_the_cpu
     # without a GPU torch says bf16 is unsupported: the choice LitGPT makes for a T4 or a V100
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     assert precision_dtype(None, torch.device("cuda")) == expected
+
+
+def test_commands_let_fp32_products_use_tf32_as_litgpt(tiny_checkpoint):
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from litgpt.__main__ import main; main(['validate', sys.argv[1]]); "
+            "print('precision', torch.get_float32_matmul_precision())")
+    result = subprocess.run([sys.executable, "-c", code, str(tiny_checkpoint)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("precision high"), result.stdout[-500:]
