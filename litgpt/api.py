@@ -44,12 +44,18 @@ class LLM(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        self.tokenizer = tokenizer
+        # where `preprocessor.encode` puts ids until a model is placed (LitGPT's default; `distribute` updates it)
+        self.preprocessor = Preprocessor(tokenizer, "cuda" if torch.cuda.is_available() else "cpu")
         self.prompt_style = prompt_style
         self.config = config
         self.checkpoint_dir = checkpoint_dir
+        self.fabric = None  # LitGPT's Fabric slot: no Fabric manages the model here (LitGPT's value without one)
         self.quantize: Optional[str] = None
         self.decode_step: DecodeStep = decode_step  # set by `distribute`: CUDA graphs on GPUs, compiled if asked
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.preprocessor.tokenizer
 
     @property
     def device(self) -> torch.device:
@@ -134,6 +140,7 @@ class LLM(nn.Module):
         else:
             model = self._load_on_one_device(accelerator, devices, precision, quantize)
         self.model, self.quantize = model, quantize
+        self.preprocessor.device = model.transformer.wte.weight.device  # where token ids go in
         self.decode_step = fast_decode_step(compile)  # a model over several devices gets the plain step
         if fixed_kv_cache_size is not None:
             size = model.max_seq_length if fixed_kv_cache_size == "max_model_supported" else int(fixed_kv_cache_size)
@@ -205,6 +212,41 @@ class LLM(nn.Module):
     def load_state_dict(self, state_dict: Dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
         self._require_model()
         return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def trainer_setup(self, trainer_ckpt: Optional[Union[str, Path]] = None) -> None:
+        """Build the model for a Lightning `Trainer`, on the CPU in float32: the Trainer places it and sets its precision.
+
+        Call it from your LightningModule's `setup` after `LLM.load(..., distribute=None)`.
+
+        Args:
+            trainer_ckpt: a `.ckpt` file a Trainer saved: its `state_dict` is loaded, every key stripped of the
+                LightningModule's attribute that holds this LLM (`llm.transformer...` -> `transformer...`), and it
+                must fit the model exactly. Without it, the checkpoint folder's lit_model.pth (keys it lacks keep
+                their initial values). Only tensors and plain values are read: a file that needs unpickling is refused.
+        """
+        from litgpt.checkpoint import CheckpointError, check_shapes, model_state_dict, read_plain
+
+        if trainer_ckpt is not None:
+            path = Path(trainer_ckpt)
+            if not path.is_file():
+                raise FileNotFoundError(f"trainer_ckpt: no file at {str(path)!r}")
+            state_dict = _strip_module_prefix(read_plain(path, mmap=True), path)
+        elif self.checkpoint_dir is not None:
+            path = self.checkpoint_dir / "lit_model.pth"
+            if not path.is_file():
+                raise FileNotFoundError(f"No lit_model.pth in {str(self.checkpoint_dir)!r} to start training from; pass `trainer_ckpt`")
+            state_dict = model_state_dict(read_plain(path, mmap=True))
+        else:
+            raise ValueError("No weights to start from: pass `trainer_ckpt`, or save the random model with `llm.save(...)` and load that folder")
+        model = GPT(self.config)
+        check_shapes(model, state_dict, path)
+        result = model.load_state_dict(state_dict, strict=False)
+        if trainer_ckpt is not None and (result.missing_keys or result.unexpected_keys):
+            raise CheckpointError(
+                f"{path} does not fit {self.config.name!r}: {len(result.missing_keys)} weight(s) missing "
+                f"{result.missing_keys[:3]}, {len(result.unexpected_keys)} unexpected {result.unexpected_keys[:3]}"
+            )
+        self.model, self.quantize, self.decode_step = model, None, decode_step
 
     @torch.inference_mode()
     def generate(
@@ -327,7 +369,36 @@ class LLM(nn.Module):
 
     def _require_model(self) -> None:
         if self.model is None:
-            raise AttributeError("The model is not on a device yet: call `llm.distribute(...)` first")
+            raise AttributeError(
+                "The model is not on a device yet: call `llm.distribute(...)` first (or `llm.trainer_setup()` for a Lightning Trainer)"
+            )
+
+
+class Preprocessor:
+    """The tokenizer and the device its ids go to (LitGPT's `llm.preprocessor`)."""
+
+    def __init__(self, tokenizer: Tokenizer, device: Union[str, torch.device] = "cpu") -> None:
+        self.tokenizer = tokenizer
+        self.device = device
+
+    def encode(self, text: str) -> torch.Tensor:
+        """The token ids of `text` (a 1-D LongTensor on `device`)."""
+        return self.tokenizer.encode(text, device=self.device)
+
+    def decode(self, token_ids: torch.Tensor) -> str:
+        return self.tokenizer.decode(token_ids)
+
+
+def _strip_module_prefix(checkpoint: Any, path: Path) -> Dict[str, Any]:
+    """A Trainer checkpoint's `state_dict` with the first key's leading name (the LightningModule's attribute, as
+    in `llm.`) cut from every key that starts with it."""
+    from litgpt.checkpoint import CheckpointError
+
+    state_dict = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state_dict, dict) or not state_dict:
+        raise CheckpointError(f"{path} is not a Lightning Trainer checkpoint: it has no 'state_dict' entry with weights")
+    prefix = next(iter(state_dict)).split(".")[0] + "."
+    return {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in state_dict.items()}
 
 
 def _pick_device(accelerator: str, devices: Union[int, str, List[int]]) -> torch.device:

@@ -79,6 +79,21 @@ def test_generate_takes_litgpts_positional_order(llama_dir, tmp_path):
     assert "".join(llm.generate("Hi", "Be brief.", 6, 0.0, None, 1.0, False, True)) == by_name
 
 
+def test_preprocessor_and_fabric(llm, llama_dir):
+    """LitGPT's `llm.preprocessor` (the tokenizer and the device ids go to) and `llm.fabric` (None: no Fabric here)."""
+    from litgpt.api import Preprocessor
+
+    assert isinstance(llm.preprocessor, Preprocessor) and llm.preprocessor.tokenizer is llm.tokenizer
+    assert llm.preprocessor.device == llm.device and llm.fabric is None
+    ids = llm.preprocessor.encode(PROMPTS[0])
+    assert ids.device == llm.device and torch.equal(ids, llm.tokenizer.encode(PROMPTS[0]))
+    assert llm.preprocessor.decode(ids) == llm.tokenizer.decode(ids)
+    later = LLM.load(llama_dir, distribute=None)
+    assert later.preprocessor.device == ("cuda" if torch.cuda.is_available() else "cpu") and later.fabric is None
+    later.distribute(accelerator="cpu", precision="32-true")
+    assert later.preprocessor.device == torch.device("cpu")
+
+
 def test_forward_returns_logits_and_loss(llm):
     ids = torch.tensor([[0, 5, 17, 42]])
     logits = llm(ids)
