@@ -389,6 +389,26 @@ class Preprocessor:
         return self.tokenizer.decode(token_ids)
 
 
+def benchmark_dict_to_markdown_table(data: Dict[str, List[Optional[float]]]) -> str:
+    """`LLM.benchmark`'s metrics as a Markdown table: per metric, the mean and the sample standard deviation of its
+    runs (`nan` where there are too few; a run without a value, None, is left out)."""
+    import math
+    import statistics
+
+    widths = (35, 27, 27)
+
+    def row(cells: Tuple[str, str, str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |\n"
+
+    table = row(("Metric", "Mean", "Std Dev")) + "|" + "|".join("-" * (width + 2) for width in widths) + "|\n"
+    for name, values in data.items():
+        present = [v for v in values if v is not None]
+        mean = statistics.fmean(present) if present else math.nan
+        std = statistics.stdev(present) if len(present) > 1 else math.nan
+        table += row((name, f"{mean:.2f}", f"{std:.2f}"))
+    return table
+
+
 def _strip_module_prefix(checkpoint: Any, path: Path) -> Dict[str, Any]:
     """A Trainer checkpoint's `state_dict` with the first key's leading name (the LightningModule's attribute, as
     in `llm.`) cut from every key that starts with it."""

@@ -114,6 +114,22 @@ def test_benchmark_reports_litgpt_metrics(llm):
     assert ("Total GPU memory allocated in GB" in metrics) == (llm.device.type == "cuda")
 
 
+def test_benchmark_dict_to_markdown_table(llm):
+    from litgpt.api import benchmark_dict_to_markdown_table
+
+    table = benchmark_dict_to_markdown_table({"Seconds total": [0.8, 0.81, 0.79], "Tokens generated": [25, 27], "One run": [5.92]})
+    assert table == (
+        "| Metric                              | Mean                        | Std Dev                     |\n"
+        "|-------------------------------------|-----------------------------|-----------------------------|\n"
+        "| Seconds total                       | 0.80                        | 0.01                        |\n"
+        "| Tokens generated                    | 26.00                       | 1.41                        |\n"
+        "| One run                             | 5.92                        | nan                         |\n"
+    )
+    _, metrics = llm.benchmark(num_iterations=2, prompt=PROMPTS[0], max_new_tokens=3, temperature=0.0)
+    lines = benchmark_dict_to_markdown_table(metrics).splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == list(metrics) and len({len(line) for line in lines}) == 1
+
+
 def test_save_round_trip(llm, tmp_path):
     llm.save(tmp_path / "saved")
     saved = tmp_path / "saved"
