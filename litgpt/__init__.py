@@ -14,6 +14,9 @@ _PUBLIC = {
     "Tokenizer": "litgpt.tokenizer",
     "PromptStyle": "litgpt.prompts",
     "LLM": "litgpt.api",
+    "CheckpointValidationResult": "litgpt.preflight",
+    "validate_checkpoint": "litgpt.preflight",
+    "estimate_model_memory": "litgpt.preflight",
 }
 __all__ = list(_PUBLIC)
 
