@@ -30,6 +30,7 @@ LAYERS: Dict[str, int] = {
     "litgpt.quantize": 0,
     "litgpt.loss": 0,
     "litgpt.settings_check": 0,
+    "litgpt.preflight": 0,  # validate_checkpoint, estimate_model_memory (exported by `import litgpt`)
     "litgpt.cli_parser": 0,
     "litgpt.engine": 1,
     "litgpt.data": 1,
