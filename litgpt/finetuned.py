@@ -73,8 +73,10 @@ def base_model_dir(folder: Path, hparams: Dict[str, Any]) -> Path:
 
 def finetuned_kind(folder: Path) -> Optional[str]:
     """"lora", "adapter" or None (a plain folder), from the files and the weights' keys of `folder`."""
-    folder = Path(folder)
-    peft, plain = _peft_state(folder)
+    return _kind(*_peft_state(Path(folder)))
+
+
+def _kind(peft: Dict[str, Any], plain: Optional[Dict[str, Any]]) -> Optional[str]:
     keys = set(peft)
     # a whole lit_model.pth next to lit_model.pth.lora is the merged model (LitGPT's finetune_lora final/)
     if any("lora_" in k for k in keys) and (plain is None or any("lora_" in k for k in plain)):
@@ -94,18 +96,28 @@ def _peft_state(folder: Path) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]
             peft.update(model_state_dict(load_state_dict(folder / name)))
     plain = None
     if (folder / "lit_model.pth").is_file():
-        state = model_state_dict(load_state_dict(folder / "lit_model.pth"))
-        if any(k.startswith("transformer.wte.") for k in state):  # whole weights, maybe with the method's inside
-            plain = state
-            peft.update({k: v for k, v in state.items() if _is_peft_key(k)})
-        else:  # a training checkpoint of a method saves only what it trains (adapter v2: norms too)
-            peft.update(state)
+        method, plain = _weights_file(folder / "lit_model.pth")
+        peft.update(method)
     return peft, plain
 
 
-def load_finetuned(folder: Path, device: Any = "cpu", precision: Optional[str] = None) -> Any:
+def _weights_file(path: Path) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """(the method's weights, the whole weights or None) of one weights file."""
+    from litgpt.checkpoint import load_state_dict, model_state_dict
+
+    state = model_state_dict(load_state_dict(path))
+    if any(k.startswith("transformer.wte.") for k in state):  # whole weights, maybe with the method's inside
+        return {k: v for k, v in state.items() if _is_peft_key(k)}, state
+    return state, None  # a training checkpoint of a method saves only what it trains (adapter v2: norms too)
+
+
+def load_finetuned(folder: Path, device: Any = "cpu", precision: Optional[str] = None, weights: Optional[Path] = None) -> Any:
     """The GPT of a finetuned folder, in eval mode on `device`: LoRA merged in, adapters attached. Base weights
-    come from the folder's lit_model.pth, or from the base folder that hyperparameters.yaml names."""
+    come from the folder's lit_model.pth, or from the base folder that hyperparameters.yaml names.
+
+    `weights`, a file, replaces the folder's finetuned weights (LoRA or adapter weights), or all of its weights
+    when it holds a whole model.
+    """
     import torch
 
     from litgpt.adapter import adapter_settings
@@ -114,7 +126,12 @@ def load_finetuned(folder: Path, device: Any = "cpu", precision: Optional[str] =
     from litgpt.lora import lora_settings
 
     folder = Path(folder)
-    peft, plain = _peft_state(folder)
+    peft, plain = _peft_state(folder) if weights is None else _weights_file(Path(weights))
+    kind = _kind(peft, plain)
+    if weights is not None and plain is None:
+        if kind is None:
+            raise ValueError(f"{weights} holds neither a whole model's weights nor LoRA or adapter weights")
+        plain = _weights_file(folder / "lit_model.pth")[1] if (folder / "lit_model.pth").is_file() else None
     hparams = read_hparams(folder)
     if plain is None:
         base_dir = base_model_dir(folder, hparams)
@@ -122,7 +139,6 @@ def load_finetuned(folder: Path, device: Any = "cpu", precision: Optional[str] =
         config = Config.from_checkpoint(folder if (folder / "model_config.yaml").is_file() else base_dir)
     else:
         config = Config.from_checkpoint(folder)
-    kind = finetuned_kind(folder)
     settings: Dict[str, Any] = {}
     if kind == "lora":
         peft = {k: v for k, v in peft.items() if "lora_" in k}

@@ -7,10 +7,11 @@ print the peak GPU memory.
 
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, List, Optional, Tuple
 
-from litgpt.generate.flags import GENERATE, command
+from litgpt.generate.flags import FLAGS, GENERATE, command
 
 if TYPE_CHECKING:
     import torch
@@ -21,18 +22,100 @@ if TYPE_CHECKING:
 @command(GENERATE)
 def generate(args: SimpleNamespace) -> None:
     """Complete a prompt, wrapped in the model's prompt style, with the model in a checkpoint folder."""
+    _generate(args, None)
+
+
+# LitGPT's commands for finetuned models: an instruction's input, a weights file, longer replies
+def _finetuned_flags(weights: str) -> Tuple[str, ...]:
+    rest = GENERATE[GENERATE.index("num_samples") :]
+    return ("checkpoint_dir", "prompt", "*", "input", "sys_prompt", weights, *rest)
+
+
+def _weights_flag(what: str, default: str) -> tuple:
+    return (
+        Path, Path(default),
+        f"The {what} weights file, loaded over the checkpoint folder's model. This default path is used only when "
+        "it exists and the folder holds no finetuned weights of its own (the folder's are found by themselves).",
+    )
+
+
+LONGER = (int, 100, FLAGS["max_new_tokens"][2])
+FULL_WEIGHTS = _weights_flag("finetuned model's (litgpt finetune_full)", "out/full/alpaca/lit_model_finetuned.pth")
+ADAPTER_WEIGHTS = _weights_flag("adapter", "out/finetune/adapter/final/lit_model.pth.adapter")
+ADAPTER_V2_WEIGHTS = _weights_flag("adapter v2", "out/finetune/adapter-v2/final/lit_model.pth.adapter_v2")
+
+
+@command(_finetuned_flags("finetuned_path"), finetuned_path=FULL_WEIGHTS, max_new_tokens=LONGER)
+def generate_full(args: SimpleNamespace) -> None:
+    """Follow an instruction with a fully finetuned model: the checkpoint folder's, or that of --finetuned_path."""
+    _generate(args, ("finetuned_path", args.finetuned_path, FULL_WEIGHTS[1]))
+
+
+@command(_finetuned_flags("adapter_path"), adapter_path=ADAPTER_WEIGHTS, max_new_tokens=LONGER)
+def generate_adapter(args: SimpleNamespace) -> None:
+    """Follow an instruction with an adapter-finetuned model: the checkpoint folder's, or its base model with
+    --adapter_path."""
+    _generate(args, ("adapter_path", args.adapter_path, ADAPTER_WEIGHTS[1]))
+
+
+@command(_finetuned_flags("adapter_path"), adapter_path=ADAPTER_V2_WEIGHTS, max_new_tokens=LONGER)
+def generate_adapter_v2(args: SimpleNamespace) -> None:
+    """Follow an instruction with an adapter-v2-finetuned model: the checkpoint folder's, or its base model with
+    --adapter_path."""
+    _generate(args, ("adapter_path", args.adapter_path, ADAPTER_V2_WEIGHTS[1]))
+
+
+def _generate(args: SimpleNamespace, weights: Optional[Tuple[str, Path, Path]]) -> None:
+    """Load the model (with `weights`: (flag, its value, its default), the weights file to use) and print completions."""
     from litgpt.api import LLM
 
     check_flags(args)
     # finetuned folders included; the decode step replays CUDA graphs on a GPU, compiled with --compile
-    llm = LLM.load(str(args.checkpoint_dir), precision=args.precision, quantize=args.quantize, compile=args.compile)
+    llm = LLM.load(str(args.checkpoint_dir), distribute=None)
+    path = None if weights is None else weights_file(llm.checkpoint_dir, *weights)
+    if path is None:
+        llm.distribute(devices=1, precision=args.precision, quantize=args.quantize, compile=args.compile)
+    else:
+        load_weights_file(llm, path, args)
     print_completions(llm, args)
     print_memory([llm.device])
 
 
-generate_full = generate
-generate_adapter = generate
-generate_adapter_v2 = generate
+def weights_file(checkpoint_dir: Path, flag: str, path: Path, default: Path) -> Optional[Path]:
+    """The weights file to load instead of what the folder holds, or None for the folder's own.
+
+    A path given is used and must exist; the default path is used when it exists and the folder holds no
+    finetuned (LoRA or adapter) weights, as LitGPT's commands load it.
+    """
+    from litgpt.finetuned import finetuned_kind
+
+    path = Path(path)
+    if path != default:
+        if not path.is_file():
+            raise FileNotFoundError(f"--{flag} {path}: no such file; give the path of the weights file to load")
+        return path
+    if not path.is_file() or finetuned_kind(checkpoint_dir) is not None:
+        return None
+    print(f"Loading the weights of {path} (--{flag}'s default)", file=sys.stderr)
+    return path
+
+
+def load_weights_file(llm: "LLM", path: Path, args: SimpleNamespace) -> None:
+    """Put on `llm` the model of its checkpoint folder with the weights of `path` (see `load_finetuned`)."""
+    import torch
+
+    from litgpt.engine.core import fast_decode_step
+    from litgpt.engine.devices import resolve_accelerator
+    from litgpt.finetuned import load_finetuned
+
+    if args.quantize is not None:
+        raise ValueError(
+            f"--quantize does not combine with a weights file ({path}) yet; leave out --quantize, or put the weights "
+            "in a checkpoint folder as lit_model.pth"
+        )
+    device = torch.device(resolve_accelerator("auto"))
+    llm.model = load_finetuned(llm.checkpoint_dir, device, precision=args.precision, weights=path)
+    llm.decode_step = fast_decode_step(args.compile)
 
 
 def check_flags(args: SimpleNamespace) -> None:
@@ -45,7 +128,9 @@ def check_flags(args: SimpleNamespace) -> None:
 def encode_prompt(llm: "LLM", args: SimpleNamespace, device: Optional["torch.device"] = None) -> "torch.Tensor":
     """`args.prompt` in the model's prompt style, as token ids; ValueError when it and max_new_tokens do not fit
     the model's context."""
-    encoded = llm.tokenizer.encode(llm.prompt_style.apply(args.prompt, sys_prompt=args.sys_prompt), device=device)
+    # only the commands for finetuned models take an instruction's input
+    text = llm.prompt_style.apply(args.prompt, sys_prompt=args.sys_prompt, input=getattr(args, "input", ""))
+    encoded = llm.tokenizer.encode(text, device=device)
     if encoded.numel() + args.max_new_tokens - 1 > llm.config.block_size:
         raise ValueError(
             f"The prompt ({encoded.numel()} tokens) plus max_new_tokens ({args.max_new_tokens}) do not fit the model's "

@@ -24,6 +24,7 @@ FLAGS: Dict[str, Flag] = {
         "A checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files), or ORG/NAME under checkpoints/.",
     ),
     "prompt": (str, "What food do llamas eat?", "The text to complete."),
+    "input": (str, "", "The instruction's input, for prompt styles that have a place for one (Alpaca's '### Input:')."),
     "sys_prompt": (Optional[str], None, "The system prompt, for prompt styles that have one."),
     "num_samples": (int, 1, "How many completions to draw."),
     "max_new_tokens": (int, 50, "The most tokens to generate per completion."),

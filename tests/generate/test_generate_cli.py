@@ -3,7 +3,7 @@ import torch
 
 import litgpt.__main__ as cli
 from litgpt.checkpoint import load_model
-from litgpt.generate.cli import generate, generate_full
+from litgpt.generate.cli import generate
 from litgpt.engine.core import compiled_decode_step, ensure_kv_cache
 from litgpt.engine.batcher import generate_tokens
 
@@ -25,7 +25,6 @@ def test_generate_prints_the_completion_and_stats(llama_dir, capsys):
     lines = out.splitlines()
     assert lines[0].startswith("What food do llamas eat?") and lines[0] == lines[1]
     assert "Time for inference 1: " in err and "Time for inference 2: " in err and " tokens/sec, 8 tokens" in err
-    assert generate_full is generate
 
 
 def test_cli_runs_generate_and_reports_bad_input_in_one_line(llama_dir, draft_llama_dir, commands, capsys):
