@@ -29,7 +29,7 @@ EXIT_WORDS = ("!quit", "!exit")
     checkpoint_dir="A checkpoint folder, ORG/NAME under checkpoints/, or a model name to download.",
     max_new_tokens="The most tokens per reply.",
     compile="Compile the decoding step with torch.compile (slower start, faster replies).",
-    multiline=(bool, False, "Read prompts of several lines, each ended by an empty line."),
+    multiline=(bool, False, "Read prompts of several lines (blank ones too), each sent by a line '!submit'."),
     access_token=(Optional[str], None, "Hugging Face token, to download a gated model."),
     system_prompt=(Optional[str], None, "The system prompt, for prompt styles and chat templates that have one."),
 )
@@ -56,7 +56,10 @@ def chat(args: SimpleNamespace) -> None:
     )
     instructions = "To exit, press 'Enter' on an empty prompt."
     if args.multiline:
-        instructions += "\nA prompt may span several lines; an empty line ends it."
+        instructions = (
+            "A prompt may span several lines, blank ones included: send it with a line that says !submit.\n"
+            "To exit, type !quit or !exit on a line of its own (or submit an empty prompt)."
+        )
     print(f"Now chatting with {llm.config.name}.\n{instructions}\n")
     torch.manual_seed(1234)
     while (prompt := read_prompt(args.multiline)) is not None:
@@ -77,24 +80,42 @@ def chat(args: SimpleNamespace) -> None:
 
 
 def read_prompt(multiline: bool = False) -> Optional[str]:
-    """The next prompt from stdin; None to end the chat (an empty prompt, !quit, end of input or Ctrl-C)."""
+    """The next prompt from stdin; None to end the chat (an empty prompt, !quit or !exit, end of input or Ctrl-C).
+
+    With `multiline`, lines are gathered until one that says !submit (or the end of input); blank lines stay in
+    the prompt. The commands are read without regard to case, as LitGPT does.
+    """
     try:
-        text = input(">> Prompt: ")
-        if multiline and text.strip() and text.strip() not in EXIT_WORDS:
-            lines = [text]
-            while True:
-                try:
-                    line = input()
-                except EOFError:
-                    break
-                if not line.strip() or line.strip() == "!submit":
-                    break
-                lines.append(line)
-            text = "\n".join(lines)
+        if not multiline:
+            text = input(">> Prompt: ")
+        else:
+            print(">> Prompt (a line !submit sends it):", flush=True)
+            text = _read_until_submit()
     except (EOFError, KeyboardInterrupt):
         return None
+    if text is None:
+        return None
     text = text.strip()
-    return None if not text or text in EXIT_WORDS else text
+    return None if not text or text.lower() in EXIT_WORDS else text
+
+
+def _read_until_submit() -> Optional[str]:
+    """Lines up to a line !submit, joined; None for !quit or !exit on a line of its own. EOFError if there are none."""
+    lines: List[str] = []
+    while True:
+        try:
+            line = input()
+        except EOFError:
+            if not lines:
+                raise
+            break
+        command = line.strip().lower()
+        if command == "!submit":
+            break
+        if command in EXIT_WORDS:
+            return None
+        lines.append(line)
+    return "\n".join(lines)
 
 
 class Conversation:

@@ -59,12 +59,24 @@ def test_chat_keeps_the_history(chat_dir, monkeypatch, capsys):
     assert len(after_second) == 4
 
 
-def test_multiline_prompts_end_at_an_empty_line(chat_dir, monkeypatch, capsys):
-    seen = spy_on_replies(monkeypatch)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("line one\n  line two\n\nsecond\n\n\n"))
-    chat(chat_dir, max_new_tokens=3, temperature=0.0, multiline=True)
-    assert [messages[-2]["content"] for _, messages in seen] == ["line one\n  line two", "second"]
-    assert "an empty line ends it" in capsys.readouterr().out
+def test_multiline_prompts_end_at_submit_in_a_real_chat(chat_dir, llm):
+    """`litgpt chat --multiline true` fed through stdin: blank lines stay in a prompt, a line !submit sends it
+    (any case), !quit on a line of its own ends the chat, as in LitGPT."""
+    prompts = ["line one\n\n  line two", "second"]
+    stdin = "line one\n\n  line two\n!submit\nsecond\n  !SUBMIT \n!Quit\nnever sent\n!submit\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "litgpt", "chat", str(chat_dir), "--multiline", "true", "--max_new_tokens", "3",
+         "--temperature", "0"],
+        input=stdin, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "send it with a line that says !submit" in result.stdout and "!quit or !exit" in result.stdout
+    assert result.stdout.count(">> Reply: ") == 2, result.stdout  # an empty line would have sent three prompts
+    conversation = Conversation(llm.model, llm.tokenizer, llm.prompt_style, max_new_tokens=3, sampling={"temperature": 0.0})
+    for prompt in prompts:  # the same conversation in this process: the prompts were sent whole
+        pieces = []
+        conversation.reply(prompt, write=pieces.append)
+        assert f">> Reply: {''.join(pieces)}\n" in result.stdout
 
 
 def test_read_prompt(monkeypatch):
@@ -72,9 +84,12 @@ def test_read_prompt(monkeypatch):
     assert read_prompt() == "hi"
     assert read_prompt() is None  # !quit
     assert read_prompt() is None  # end of input
-    monkeypatch.setattr(sys, "stdin", io.StringIO("a\nb\n!submit\nc"))
-    assert read_prompt(multiline=True) == "a\nb"
-    assert read_prompt(multiline=True) == "c"  # end of input ends the last prompt
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a\n\n b\n\n!Submit\n!submit\nc\n!EXIT\nc"))
+    assert read_prompt(multiline=True) == "a\n\n b"
+    assert read_prompt(multiline=True) is None  # an empty prompt ends the chat
+    assert read_prompt(multiline=True) is None  # !exit on its own line, whatever came before it
+    assert read_prompt(multiline=True) == "c"  # end of input sends the last prompt
+    assert read_prompt(multiline=True) is None
 
 
 def test_second_turn_reuses_the_cache_and_matches_a_fresh_start(llm, monkeypatch):
