@@ -352,7 +352,14 @@ class LLM(nn.Module):
         return outputs, metrics
 
     def save(self, out_dir: Union[str, Path], prompt_style: Optional[PromptStyle] = None) -> None:
-        """Write a checkpoint folder: lit_model.pth, model_config.yaml, the tokenizer files and prompt_style.yaml."""
+        """Write a checkpoint folder: lit_model.pth, model_config.yaml, the tokenizer files and prompt_style.yaml.
+
+        Args:
+            out_dir: the folder to write (created if missing).
+            prompt_style: the style to write; by default the one the LLM was loaded with, so that the saved folder
+                generates as this LLM does. (LitGPT writes `PromptStyle.from_config(config)`: the same style, unless
+                the loaded folder named another in its prompt_style.yaml.)
+        """
         self._require_model()
         if self.quantize is not None:
             raise NotImplementedError("Saving a quantized model is not supported; load it without `quantize` to save it")

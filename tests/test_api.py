@@ -142,6 +142,26 @@ def test_save_round_trip(llm, tmp_path):
     assert all(torch.equal(state[k].cpu(), loaded[k]) for k in state)
 
 
+def test_save_writes_the_loaded_prompt_style(llama_dir, tmp_path):
+    """LitGPT's save writes `PromptStyle.from_config` when no style is passed; ours writes the style the LLM was loaded
+    with, which is that same style unless the folder named another (then a reload keeps generating as before)."""
+    from litgpt.prompts import Phi2, PromptStyle, load_prompt_style
+
+    plain = LLM.load(llama_dir)
+    plain.save(tmp_path / "plain")
+    assert type(load_prompt_style(tmp_path / "plain")) is type(PromptStyle.from_config(plain.config))
+    folder = tmp_path / "styled"
+    shutil.copytree(llama_dir, folder)
+    (folder / "prompt_style.yaml").write_text("class_path: litgpt.prompts.Alpaca\n")
+    styled = LLM.load(folder)
+    styled.save(tmp_path / "saved")
+    assert isinstance(load_prompt_style(tmp_path / "saved"), Alpaca)
+    again = LLM.load(tmp_path / "saved")
+    assert again.generate("Hi", "Be brief.", 6, 0.0) == styled.generate("Hi", "Be brief.", 6, 0.0)
+    styled.save(tmp_path / "phi", prompt_style=Phi2())
+    assert isinstance(load_prompt_style(tmp_path / "phi"), Phi2)
+
+
 def test_chat_template_is_used_and_survives_save(tmp_path_factory, tmp_path):
     folder = checkpoint(tmp_path_factory, "tiny-random-llama-chatml", "llama", chat_template=True)
     llm = LLM.load(folder)
