@@ -8,11 +8,17 @@ from litgpt.train.args import EvalArgs, TrainArgs
 
 
 
+# LitGPT's --dtype names the weights' dtype; the estimate runs at the matching precision
+DTYPE_PRECISIONS = {"float32": "32-true", "float16": "16-true", "bfloat16": "bf16-true"}
+
+
 def validate(
     checkpoint_dir: Path,
     *,
+    model_filename: str = "lit_model.pth",
+    dtype: Optional[str] = None,
     training: bool = False,
-    precision: str = "bf16-true",
+    precision: Optional[str] = None,
     lora_r: int = 8,
     train: Optional[TrainArgs] = None,
     eval: Optional[EvalArgs] = None,
@@ -25,14 +31,18 @@ def validate(
 
     Args:
         checkpoint_dir: The checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files).
+        model_filename: The weights file in the folder to check.
+        dtype: The weights' dtype to estimate memory for: float32, float16 or bfloat16. float32 when neither this
+            nor --precision is given.
         training: Also estimate the memory of full finetuning and of LoRA finetuning with AdamW.
-        precision: The precision to estimate for: bf16-true, 16-true, 32-true, bf16-mixed or 16-mixed.
+        precision: The precision to estimate for instead of --dtype: bf16-true, 16-true, 32-true, bf16-mixed or
+            16-mixed.
         lora_r: The LoRA rank for the LoRA estimate (the layers finetune_lora adapts by default: query and value).
         train: Training settings to check (`--train.*`), as the training commands take them.
         eval: Validation settings to check (`--eval.*`).
         optimizer: The optimizer to check (`--optimizer AdamW --optimizer.lr 0.01`, or {class_path, init_args}).
     """
-    precision_bytes(precision)  # an unknown precision fails here, before any file is read
+    precision = estimate_precision(dtype, precision)  # bad values fail here, before any file is read
     from litgpt.checkpoint import resolve_checkpoint_dir
 
     checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
@@ -43,7 +53,7 @@ def validate(
         problems.append(
             f"the tokenizer has {tokenizer_vocab} tokens but the model's embedding has only {config.padded_vocab_size} rows"
         )
-    shapes = _check_weights(checkpoint_dir, config, problems)
+    shapes = _check_weights(checkpoint_dir / model_filename, config, problems)
 
     print(f"Checked {checkpoint_dir}")
     if config is not None:
@@ -55,6 +65,28 @@ def validate(
             print(f"  problem: {problem}")
         raise ValueError(f"{len(problems)} problem(s) found in {checkpoint_dir}")
     print("No problems found.")
+
+
+def estimate_precision(dtype: Optional[str], precision: Optional[str]) -> str:
+    """The precision to estimate memory at, from LitGPT's --dtype and our --precision (32-true when neither is
+    given). ValueError for an unknown value, or when both are given and the weights' dtypes differ."""
+    import torch
+
+    if dtype is not None and dtype not in DTYPE_PRECISIONS:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPE_PRECISIONS)}, got {dtype!r}")
+    if precision is None:
+        return DTYPE_PRECISIONS[dtype or "float32"]
+    weight_bytes, _ = precision_bytes(precision)  # an unknown precision fails here
+    if dtype is not None:
+        from litgpt.checkpoint import precision_dtype
+
+        weights = torch.float32 if weight_bytes == 4 else precision_dtype(precision, torch.device("cpu"))
+        if weights != getattr(torch, dtype):
+            raise ValueError(
+                f"--dtype {dtype} and --precision {precision} disagree (that precision keeps the weights in "
+                f"{str(weights).replace('torch.', '')}); give one of them"
+            )
+    return precision
 
 
 def _settings_problems(train: Optional[TrainArgs], eval: Optional[EvalArgs], optimizer: Optional[Union[str, Dict]]) -> List[str]:
@@ -93,11 +125,11 @@ def _check_tokenizer(checkpoint_dir: Path, problems: List[str]) -> Optional[int]
         return None
 
 
-def _check_weights(checkpoint_dir: Path, config, problems: List[str]) -> Dict[str, Tuple[int, ...]]:
-    """Compare lit_model.pth's keys and shapes with those the config implies; return the file's shapes."""
-    path = checkpoint_dir / "lit_model.pth"
+def _check_weights(path: Path, config, problems: List[str]) -> Dict[str, Tuple[int, ...]]:
+    """Compare the weights file's keys and shapes with those the config implies; return the file's shapes."""
+    name = path.name
     if not path.is_file():
-        problems.append("lit_model.pth is missing")
+        problems.append(f"{name} is missing")
         return {}
     import torch
 
@@ -106,7 +138,7 @@ def _check_weights(checkpoint_dir: Path, config, problems: List[str]) -> Dict[st
     try:
         state_dict = model_state_dict(read_plain(path, mmap=True))
     except CheckpointError as error:
-        problems.append(f"lit_model.pth does not load: {error}")
+        problems.append(f"{name} does not load: {error}")
         return {}
     shapes = {key: tuple(value.shape) for key, value in state_dict.items()}
     if config is None:
@@ -118,9 +150,9 @@ def _check_weights(checkpoint_dir: Path, config, problems: List[str]) -> Dict[st
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
     if missing:
-        problems.append(f"{len(missing)} weight(s) missing from lit_model.pth, e.g. {', '.join(missing[:3])}")
+        problems.append(f"{len(missing)} weight(s) missing from {name}, e.g. {', '.join(missing[:3])}")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected weight(s) in lit_model.pth, e.g. {', '.join(unexpected[:3])}")
+        problems.append(f"{len(unexpected)} unexpected weight(s) in {name}, e.g. {', '.join(unexpected[:3])}")
     for key in sorted(set(expected) & set(shapes)):
         if expected[key] != shapes[key]:
             problems.append(f"{key} has shape {list(shapes[key])}, the config implies {list(expected[key])}")

@@ -45,3 +45,49 @@ def test_bad_precision_and_missing_folder_are_one_line_errors(tmp_path):
         validate(tmp_path, precision="fp8")
     with pytest.raises(FileNotFoundError, match="No checkpoint folder at"):
         validate(tmp_path / "nope")
+
+
+def test_memory_is_estimated_in_float32_unless_told(tiny_checkpoint, capsys):
+    """LitGPT's --dtype (float32 by default) and our --precision: one of them, or both when they agree."""
+    import litgpt.__main__ as cli
+
+    cases = [
+        ([], "32-true"), (["--dtype", "bfloat16"], "bf16-true"), (["--dtype", "float16"], "16-true"),
+        (["--precision", "bf16-true"], "bf16-true"), (["--dtype", "bfloat16", "--precision", "bf16-true"], "bf16-true"),
+        (["--dtype", "float32", "--precision", "bf16-mixed"], "bf16-mixed"),  # mixed precision keeps float32 weights
+    ]
+    for flags, precision in cases:
+        cli.main(["validate", str(tiny_checkpoint), *flags])
+        out = capsys.readouterr().out
+        assert f"Inference at {precision}: weights " in out and "No problems found." in out, flags
+    n_params = int(out.split("Parameters: ")[1].split("\n")[0].replace(",", ""))
+    validate(tiny_checkpoint)
+    assert f"weights {n_params * 4 / 1024**3:.2f} GiB" in capsys.readouterr().out
+    bad = [
+        (["--dtype", "float16", "--precision", "bf16-true"],
+         "--dtype float16 and --precision bf16-true disagree (that precision keeps the weights in bfloat16); give one of them"),
+        (["--dtype", "bfloat16", "--precision", "bf16-mixed"],
+         "--dtype bfloat16 and --precision bf16-mixed disagree (that precision keeps the weights in float32); give one of them"),
+        (["--dtype", "int8"], "--dtype must be one of float32, float16, bfloat16, got 'int8'"),
+    ]
+    for flags, message in bad:
+        with pytest.raises(SystemExit) as exit:
+            cli.main(["validate", str(tiny_checkpoint), *flags])
+        assert exit.value.code == 1 and capsys.readouterr().err.strip() == f"litgpt validate: error: {message}"
+
+
+def test_model_filename_names_the_weights_file(tiny_checkpoint, capsys):
+    import litgpt.__main__ as cli
+
+    (tiny_checkpoint / "lit_model.pth").rename(tiny_checkpoint / "other.pth")
+    cli.main(["validate", str(tiny_checkpoint), "--model_filename", "other.pth"])
+    assert "No problems found." in capsys.readouterr().out
+    state = torch.load(tiny_checkpoint / "other.pth")
+    state.pop("lm_head.weight")
+    torch.save(state, tiny_checkpoint / "other.pth")
+    with pytest.raises(ValueError, match="1 problem"):
+        validate(tiny_checkpoint, model_filename="other.pth")
+    assert "missing from other.pth, e.g. lm_head.weight" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="1 problem"):
+        validate(tiny_checkpoint)  # the default, lit_model.pth, is not there
+    assert "problem: lit_model.pth is missing" in capsys.readouterr().out
