@@ -21,7 +21,9 @@ from litgpt.convert.hf_config import SHAPE_FIELDS, config_from_hf, differences, 
 IGNORED_SUFFIXES = (".rotary_emb.inv_freq", ".attention.bias", ".attention.masked_bias")
 
 
-def convert_to_litgpt(checkpoint_dir: Path, *, model_name: Optional[str] = None, dtype: Optional[str] = None) -> None:
+def convert_to_litgpt(
+    checkpoint_dir: Path, *, model_name: Optional[str] = None, dtype: Optional[str] = None, debug_mode: Optional[bool] = False
+) -> None:
     """Convert a Hugging Face checkpoint folder to LitGPT's format: lit_model.pth and model_config.yaml in the same folder.
 
     Args:
@@ -31,6 +33,8 @@ def convert_to_litgpt(checkpoint_dir: Path, *, model_name: Optional[str] = None,
             (or like config.json's `_name_or_path`), else a config derived from config.json.
         dtype: Store the weights in this dtype: bf16, fp16 or fp32 (torch names such as bfloat16 work too).
             By default they keep the checkpoint's dtype.
+        debug_mode: Instead of a progress bar, print each tensor as it is read and what it becomes (name, shape,
+            dtype): useful when a new model does not convert.
     """
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
@@ -41,7 +45,9 @@ def convert_to_litgpt(checkpoint_dir: Path, *, model_name: Optional[str] = None,
     config, arch = resolve_config(checkpoint_dir, hf_config, model_name)
     files = hf_weight_files(checkpoint_dir)
     tie = _ties_embeddings(hf_config, arch)
-    convert_weights(files, arch, config, checkpoint_dir / "lit_model.pth", dtype=torch_dtype, tie_embeddings=tie)
+    convert_weights(
+        files, arch, config, checkpoint_dir / "lit_model.pth", dtype=torch_dtype, tie_embeddings=tie, debug=bool(debug_mode)
+    )
     config.save(checkpoint_dir / "model_config.yaml")
 
 
@@ -97,12 +103,14 @@ def resolve_config(checkpoint_dir: Path, hf_config: Optional[Dict[str, Any]], mo
 
 
 def convert_weights(
-    files: List[Path], arch: Architecture, config: Config, out_path: Path, dtype: Any = None, tie_embeddings: Optional[bool] = None
+    files: List[Path], arch: Architecture, config: Config, out_path: Path, dtype: Any = None,
+    tie_embeddings: Optional[bool] = None, debug: bool = False,
 ) -> None:
     """Stream the HF tensors of `files` into `out_path` with our names; one tensor (or one layer's q, k, v) in memory at a time.
 
     Args:
         tie_embeddings: lm_head reuses the input embedding (HF's `tie_word_embeddings`); None: when lm_head is absent.
+        debug: print every tensor read and written instead of showing a progress bar.
     """
     import torch
     from tqdm import tqdm
@@ -114,10 +122,12 @@ def convert_weights(
         expected = {name: tuple(t.shape) for name, t in GPT(config).state_dict().items()}
     translate = Translator(arch, config, to_lit=True)
     with incremental_save(out_path) as saver, tqdm(
-        total=count_hf_tensors(files), desc=f"Converting {arch.hf_class}", unit="tensor", file=sys.stderr
+        total=count_hf_tensors(files), desc=f"Converting {arch.hf_class}", unit="tensor", file=sys.stderr, disable=debug
     ) as progress:
         for hf_name, tensor in iter_hf_weights(files):
             progress.update()
+            if debug:
+                print(f"Read {hf_name} {list(tensor.shape)} {_dtype_name(tensor.dtype)}", flush=True)
             hf_name = _rename(hf_name, arch)
             if hf_name is None or (tie_embeddings and hf_name == "lm_head.weight"):
                 continue
@@ -128,7 +138,11 @@ def convert_weights(
                     raise CheckpointError(
                         f"{hf_name!r} has shape {tuple(tensor.shape)}, but the config needs {expected[name]} for {name!r}"
                     )
-                saver[name] = converted if dtype is None else converted.to(dtype)
+                stored = converted if dtype is None else converted.to(dtype)
+                saver[name] = stored
+                if debug:
+                    cast = f" (from {_dtype_name(converted.dtype)})" if stored.dtype != converted.dtype else ""
+                    print(f"  wrote {name} {list(stored.shape)} {_dtype_name(stored.dtype)}{cast}", flush=True)
             del tensor
         translate.finish()
         if tie_embeddings is None:
@@ -173,6 +187,10 @@ def _hf_name(checkpoint_dir: Path, hf_config: Dict[str, Any]) -> Dict[str, str]:
         org, name = source.split("/")
         return {"org": org, "name": name}
     return {"org": checkpoint_dir.parent.name, "name": checkpoint_dir.name}
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def _warn(message: str) -> None:
