@@ -149,15 +149,16 @@ def data_problems(data: Any) -> List[str]:
     return problems
 
 
-def training_problems(train: Any, eval: Any, optimizer: Union[str, Dict, None] = None, data: Any = None) -> List[str]:
-    """Every problem of a training command's numbers."""
+def training_problems(train: Any, eval: Any, optimizer: Union[str, Dict, None] = None, data: Any = None,
+                      min_lr: bool = True) -> List[str]:
+    """Every problem of a training command's numbers; `min_lr` False: the schedule has no --train.min_lr (finetuning)."""
     problems = train_problems(train) + eval_problems(eval) + data_problems(data)
-    return problems + optimizer_problems(optimizer, _field(train, "min_lr"))
+    return problems + optimizer_problems(optimizer, _field(train, "min_lr") if min_lr else None)
 
 
-def check_training(train: Any, eval: Any, optimizer: Union[str, Dict, None] = None, data: Any = None) -> None:
+def check_training(train: Any, eval: Any, optimizer: Union[str, Dict, None] = None, data: Any = None, min_lr: bool = True) -> None:
     """Raise on any problem of a training command's numbers (one line); warn on doubtful ones."""
-    check(training_problems(train, eval, optimizer, data))
+    check(training_problems(train, eval, optimizer, data, min_lr))
     warn_train(train)
 
 

@@ -124,7 +124,7 @@ loader.check_worker_number_rationality()  # and again where the workers start
     assert lines[0] == "litgpt finetune_lora" and len(lines) == 9
     assert "  data     JSON (data.json)" in lines
     assert "  steps    max_steps 3; 64 samples per step, micro-batches of 4" in lines
-    assert "  lr       0.002 (AdamW), warmup 100 steps, min_lr 6e-05" in lines
+    assert "  lr       0.002 (AdamW), warmup 100 steps, cosine decay to 0" in lines  # finetuning: min_lr unused
     assert f"  settings {tmp_path / 'out' / 'hyperparameters.yaml'} (all of them)" in lines
     assert (tmp_path / "out" / "hyperparameters.yaml").read_text() == "train:\n  max_steps: 3\n"
     workers = len(os.sched_getaffinity(0)) + 1

@@ -39,7 +39,7 @@ class TrainArgs:
     max_norm: Optional[float] = None
     """Clip gradients to this global norm (no clipping if unset)"""
     min_lr: float = 6e-5
-    """The learning rate at the end of the cosine decay"""
+    """The learning rate at the end of the cosine decay (pretraining only: finetuning decays to 0, as LitGPT's)"""
 
     def __post_init__(self) -> None:
         # the numbers are checked by litgpt.settings_check when a command starts (so `litgpt validate` can list

@@ -214,7 +214,7 @@ def _finetune(run: FinetuneRun) -> None:
     from litgpt.train import loop, monitor
 
     train, method = run.train, run.method
-    check_training(train, run.eval, run.optimizer, run.data)
+    check_training(train, run.eval, run.optimizer, run.data, min_lr=False)  # finetuning decays to 0: min_lr unused
     loop.check_fp8(run.fp8, run.precision)
     run.checkpoint_dir = _base_folder(Path(run.checkpoint_dir), run.access_token)
     run.base_weights = run.checkpoint_dir / "lit_model.pth"

@@ -51,6 +51,9 @@ class Method:
     """The file of `final/` that holds what `is_saved` selects"""
     base_weights: Optional[Path] = None
     """The base model's lit_model.pth (finetuning): LoRA merges its weights into it in final/, the adapters link it there"""
+    pretraining: bool = False
+    """LitGPT's pretraining contract (warmup, then cosine decay to --train.min_lr, set per micro-batch; step-XXXXXXXX/
+    folders) instead of its finetuning one (warmup, then cosine decay to 0 per optimizer step; step-XXXXXX/ folders)"""
 
     def transform(self, model: Any) -> Any:
         """Change the plain model before training (e.g. add LoRA layers); called before Fabric wraps it."""
@@ -421,8 +424,8 @@ class _Training:
     accum: int
     ignore_index: int
     max_steps: int
-    max_iters: int
-    warmup: int
+    lr_at: Callable[[int, float], float]
+    """The learning rate of optimizer step `step` (from 0) for a base lr (`lr_schedule`)"""
     flops: Optional[int]
     strict: bool
     """Whether a checkpoint holds the whole model (else only what the method saves)"""
@@ -451,7 +454,6 @@ def _start(fabric: "Fabric", model: Any, run: RunSpec) -> _Training:
 
     iters_per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else None
     max_steps = plan_steps(train, accum, fabric.world_size, seq_len, iters_per_epoch)
-    max_iters = max_steps * accum
     state: Dict[str, Any] = {
         "model": model,
         "optimizer": opt,
@@ -467,7 +469,7 @@ def _start(fabric: "Fabric", model: Any, run: RunSpec) -> _Training:
     return _Training(
         fabric=fabric, run=run, model=model, optimizer=opt, base_lrs=base_lrs, batches=batches, val_loader=val_loader,
         seq_len=seq_len, accum=accum, ignore_index=getattr(run.data, "ignore_index", -100),  # token blocks have no ignored labels
-        max_steps=max_steps, max_iters=max_iters, warmup=train.warmup_iters(fabric.world_size, max_iters, iters_per_epoch),
+        max_steps=max_steps, lr_at=lr_schedule(run, accum, fabric.world_size, seq_len, iters_per_epoch, max_steps),
         flops=flops, strict=strict, state=state,
     )
 
@@ -509,7 +511,8 @@ def _setup_optimizer(fabric: "Fabric", model: Any, run: RunSpec) -> Tuple[Any, L
         init_args.setdefault("fused", True)
     opt = cls([p for p in model.parameters() if p.requires_grad], **init_args)
     base_lrs = [group["lr"] for group in opt.param_groups]
-    fabric.print(f"Optimizer: {cls.__name__}, lr {base_lrs[0]:g} (warmup, then cosine decay to min_lr {run.train.min_lr:g})")
+    floor = f"min_lr {run.train.min_lr:g}" if run.method.pretraining else "0"
+    fabric.print(f"Optimizer: {cls.__name__}, lr {base_lrs[0]:g} (warmup, then cosine decay to {floor})")
     return fabric.setup_optimizers(opt), base_lrs
 
 
@@ -590,7 +593,7 @@ def _optimizer_step(t: _Training) -> None:
     if train.max_norm is not None:
         fabric.clip_gradients(model, opt, max_norm=train.max_norm)
     for group, base in zip(opt.param_groups, t.base_lrs):
-        group["lr"] = learning_rate(state["iter_num"], base, train.min_lr, t.warmup, t.max_iters)
+        group["lr"] = t.lr_at(state["step_count"], base)
     opt.step()
     opt.zero_grad(set_to_none=True)
     state["step_count"] += 1
@@ -807,13 +810,48 @@ def plan_steps(train: TrainArgs, accum: int, world_size: int, seq_len: int, iter
     return max_steps
 
 
+def lr_schedule(run: RunSpec, accum: int, world_size: int, seq_len: int, iters_per_epoch: Optional[int],
+                max_steps: int) -> Callable[[int, float], float]:
+    """The learning rate of each optimizer step (from 0) for a base lr, as LitGPT schedules it.
+
+    Pretraining follows its pretrain.py's get_lr (`learning_rate`) over its horizon, the micro-batches of
+    --train.max_tokens (else of the planned steps), with one difference: LitGPT evaluates it before each micro-batch,
+    so a step takes the value at its last micro-batch's start; here a step takes the value at its end (`accum`
+    micro-batches later per step, one later than LitGPT's), which is the same per step whatever the number of
+    processes, so that a run resumed on another number of them continues the same schedule.
+    Finetuning (its finetune/*.py: LambdaLR, then CosineAnnealingLR, in a SequentialLR stepped after each optimizer
+    step) warms up over --train.lr_warmup_steps optimizer steps and decays to 0 over the rest of min(max_steps,
+    epochs x whole steps per epoch) (`finetune_learning_rate`); --train.min_lr plays no part."""
+    train = run.train
+    if run.method.pretraining:
+        horizon = train.max_tokens // (world_size * train.micro_batch_size * seq_len) if train.max_tokens else max_steps * accum
+        warmup_iters = train.warmup_iters(world_size, horizon, iters_per_epoch)
+        return lambda step, base: learning_rate((step + 1) * accum, base, train.min_lr, warmup_iters, horizon)
+    steps = max_steps
+    if train.epochs and iters_per_epoch is not None:
+        steps = min(steps, train.epochs * (iters_per_epoch // accum))
+    warmup = train.lr_warmup_steps or 0
+    if train.lr_warmup_fraction:  # ours: LitGPT's finetuning takes warmup steps only
+        warmup = math.ceil(train.warmup_iters(world_size, max_steps * accum, iters_per_epoch) / accum)
+    return lambda step, base: finetune_learning_rate(step, base, warmup, steps)
+
+
 def learning_rate(it: int, base: float, min_lr: float, warmup: int, max_iters: int) -> float:
-    """The learning rate after `it` micro-batches: linear warmup from 0 to `base` over `warmup`, then cosine
-    decay to `min_lr` at `max_iters`."""
+    """Pretraining's learning rate after `it` micro-batches: linear warmup from 0 to `base` over `warmup`, then
+    cosine decay to `min_lr` at `max_iters`, and `min_lr` after."""
     if it < warmup:
         return base * it / warmup
     progress = min(1.0, (it - warmup) / max(1, max_iters - warmup))
     return min_lr + (base - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def finetune_learning_rate(step: int, base: float, warmup: int, steps: int) -> float:
+    """Finetuning's learning rate at optimizer step `step` (from 0): `base * step / warmup` during the warmup, then
+    a cosine from `base` with half-period `steps - warmup` (down to 0 there, and up again past it, as torch's
+    CosineAnnealingLR goes on)."""
+    if step < warmup:
+        return base * step / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
 def stop_for_time(fabric: "Fabric", elapsed: float, max_time: float) -> bool:

@@ -279,7 +279,8 @@ def announce_start(command: str, model: str, data: Any, method: str, train: Any,
         ("steps", f"{' or '.join(limits) or 'until the data ends'}; {train.global_batch_size} samples per step, "
                   f"micro-batches of {train.micro_batch_size}"),
         ("lr", f"{lr:g} ({cls.__name__}), warmup {train.lr_warmup_fraction or train.lr_warmup_steps or 0}"
-               f"{'' if train.lr_warmup_fraction else ' steps'}, min_lr {train.min_lr:g}" if lr is not None else cls.__name__),
+               f"{'' if train.lr_warmup_fraction else ' steps'}, "
+               f"{f'min_lr {train.min_lr:g}' if command == 'pretrain' else 'cosine decay to 0'}" if lr is not None else cls.__name__),
         ("out_dir", str(out_dir)),
         ("settings", f"{settings} (all of them)"),
     ]

@@ -133,7 +133,7 @@ def setup(
     logger = monitor.make_logger(logger_name, out_dir, f"pretrain-{config.name}", log, resume_path is not None, train.log_interval)
     fabric = loop.make_fabric(devices, num_nodes, precision, [logger], Block)
     run = loop.RunSpec(
-        method=loop.Method(), data=data, train=train, eval=eval, optimizer=optimizer, out_dir=out_dir, resume=resume_path,
+        method=loop.Method(pretraining=True), data=data, train=train, eval=eval, optimizer=optimizer, out_dir=out_dir, resume=resume_path,
         files=loop.FolderFiles(config, tokenizer_dir, hparams), compile=compile, fp8=fp8,
     )
     fabric.launch(_run, run, config=config, devices=devices, initial_checkpoint_dir=initial_checkpoint_dir, seed=seed)
