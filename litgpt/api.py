@@ -5,7 +5,8 @@
     llm.generate(["Hi", "What is 2 + 2?"])        # one padded batch, each row as if alone
     for piece in llm.generate("Tell me a story", stream=True): print(piece, end="")
 
-The commands (`generate`, `chat`, ...) load their model through `LLM.load` too.
+The commands (`generate`, `chat`, ...) load their model through `LLM.load` too. In a Lightning `Trainer`, load with
+`distribute=None` and call `llm.trainer_setup()` in the LightningModule's `setup` (tutorials/python-api.md).
 """
 
 import time
