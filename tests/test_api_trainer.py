@@ -59,12 +59,7 @@ def fit(tmp_path: Path, lit_model: LitLLM, data) -> "L.Trainer":
         devices=1, accelerator="cpu", max_steps=2, limit_val_batches=1, precision="32-true",
         default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
     )
-    if isinstance(data, L.LightningDataModule):  # how LitGPT's guide passes it
-        trainer.fit(lit_model, data)
-    else:  # our DataModule is a plain class (see test_data_module_is_a_lightning_data_module)
-        data.prepare_data()
-        data.setup()
-        trainer.fit(lit_model, data.train_dataloader(), data.val_dataloader())
+    trainer.fit(lit_model, data)  # as LitGPT's guide passes it: the data set is a LightningDataModule too
     return trainer
 
 
@@ -136,9 +131,18 @@ def test_trainer_ckpt_is_read_without_unpickling(llama_dir, tmp_path):
     assert all(torch.equal(v, state[f"lit.{k}"]) for k, v in llm.state_dict().items())
 
 
-@pytest.mark.xfail(strict=True, reason="litgpt/data/base.py's DataModule is a plain class, so `trainer.fit(lit_model, data)` "
-                   "(LitGPT's guide) is refused by Lightning; it must subclass L.LightningDataModule (litgpt/data belongs to another helper)")
-def test_data_module_is_a_lightning_data_module():
-    from litgpt.data import JSON
+def test_data_sets_made_after_importing_lightning_are_lightning_data_modules(tmp_path):
+    import pickle
+    import subprocess
+    import sys
 
-    assert isinstance(JSON(), L.LightningDataModule)
+    from litgpt.data import JSON, Alpaca2k
+
+    data = JSON(json_path=tmp_path / "data.json", val_split_fraction=0.25)
+    assert isinstance(data, L.LightningDataModule) and isinstance(data, JSON) and data.trainer is None
+    assert data.val_split_fraction == 0.25 and isinstance(Alpaca2k(), L.LightningDataModule)
+    copy = pickle.loads(pickle.dumps(data))  # e.g. to spawned processes
+    assert isinstance(copy, JSON) and copy.val_split_fraction == 0.25
+    # without Lightning loaded first, a data set stays a plain object (and `--help` does not load Lightning)
+    code = "import sys; from litgpt.data import JSON; JSON(); assert 'lightning' not in sys.modules and 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -10,14 +10,31 @@ Subclasses are dataclasses whose fields are the `--data.*` flags; the module imp
 `litgpt pretrain --help` stays fast.
 """
 
-from typing import Any, Optional
+import sys
+from typing import Any, Dict, Optional
+
+_LIGHTNING: Dict[type, type] = {}  # a data set class -> the same class made a LightningDataModule too
 
 
 class DataModule:
     """Base class of the data sets; a plain class (not a dataclass) so that `--data` takes any subclass.
 
     What `connect` sets has class-level defaults here, so that subclasses need not declare it as fields.
+
+    A data set made while Lightning's Trainer is loaded (`import lightning` came first) is also a
+    `LightningDataModule`, so that `trainer.fit(model, data)` takes it, as LitGPT's are. Otherwise it is a plain
+    object: importing Lightning here would cost `litgpt ... --help` seconds.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "DataModule":
+        trainer = sys.modules.get("lightning.pytorch")
+        if trainer is None or issubclass(cls, trainer.LightningDataModule):
+            return super().__new__(cls)
+        if cls not in _LIGHTNING:
+            _LIGHTNING[cls] = type(cls.__name__, (cls, trainer.LightningDataModule), {"__module__": cls.__module__, "__reduce__": _reduce})
+        data = super().__new__(_LIGHTNING[cls])
+        trainer.LightningDataModule.__init__(data)  # the attributes the Trainer reads; the dataclass's __init__ follows
+        return data
 
     tokenizer: Optional[Any] = None
     batch_size: int = 1
@@ -43,3 +60,15 @@ class DataModule:
 
     def val_dataloader(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no validation data")
+
+
+def _reduce(data: DataModule) -> Any:
+    """Pickle a Lightning-flavoured data set (`DataModule.__new__`) as its own class, which unpickling can import."""
+    plain = type(data).__mro__[1]
+    return _rebuild, (plain, dict(data.__dict__))
+
+
+def _rebuild(cls: type, state: Dict[str, Any]) -> DataModule:
+    data = cls.__new__(cls)
+    data.__dict__.update(state)
+    return data
