@@ -34,7 +34,7 @@ def _train_defaults() -> TrainArgs:
 # types, defaults, --help).
 FLAGS: Dict[str, Flag] = {
     "checkpoint_dir": (Path, REQUIRED, "The base model's checkpoint folder (or ORG/NAME under checkpoints/, downloaded if missing)."),
-    "out_dir": (Path, REQUIRED, "Where checkpoints (step-XXXXXXXX/), logs and the finetuned model (final/) go."),
+    "out_dir": (Path, REQUIRED, "Where checkpoints (step-XXXXXX/), logs and the finetuned model (final/) go."),
     "precision": (Optional[str], None, "bf16-true, bf16-mixed, 16-true, 16-mixed or 32-true; default bf16-mixed on GPUs that "
                                        "have bf16, 32-true on CPUs."),
     "quantize": (Quantize, None, 'Quantize the frozen base weights with bitsandbytes (one CUDA GPU, a "-true" precision).'),
@@ -58,7 +58,7 @@ FLAGS: Dict[str, Flag] = {
     "seed": (int, 1337, "The random seed."),
     "access_token": (Optional[str], None, "A Hugging Face token, to download a gated base model."),
     "resume": (Resume, False, "Continue an interrupted run: true (the latest step-* checkpoint in out_dir), auto (the latest "
-                              "if any) or the path of a checkpoint."),
+                              "if any) or the path of a checkpoint folder."),
     "compile": (Optional[bool], None, "Compile the model with torch.compile: faster steps after a slower first one. Default: on "
                                       "when training on CUDA GPUs without --quantize; --compile false trains eagerly."),
     "fp8": (Literal["none", "rowwise", "tensorwise"], "none",
@@ -237,7 +237,7 @@ def _finetune(run: FinetuneRun) -> None:
             run.compile = False
     loop.check_train(train, run.eval, run.devices * run.num_nodes)
     loop.resolve_optimizer(run.optimizer)
-    run.resume_path = loop.resolve_resume(run.resume, run.out_dir)
+    run.resume_path = loop.resolve_resume(run.resume, run.out_dir, method.state_file)
     data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=train.max_seq_length)
     data.check()
     if getattr(data, "inspect", 0):

@@ -7,11 +7,15 @@ the model, the data and the `Method`, and checks its flags before any work.
     build the GPT, initialise or load weights     ──►  fit: Method.transform → requires_grad → Fabric
     pick a Method: what trains, what is saved          → optimizer → data → resume → optimizer steps
                                                        (accumulation, clipping, warmup + cosine lr)
-                                                       → validation (+ sample) → logs → step-XXXXXXXX/ → final/
+                                                       → validation (+ sample) → logs → step-*/ → final/
 
-A checkpoint `out_dir/step-XXXXXXXX/` holds `lit_model.pth` (model, optimizer, counters, data-loader
-position, loss history), one `rng-<rank>.pt` per process, and the folder files (`model_config.yaml`,
-tokenizer files, `hyperparameters.yaml`). It is written to a hidden temporary folder and renamed into place,
+A checkpoint is named as LitGPT names it, by the optimizer step: `out_dir/step-XXXXXXXX/` in pretraining,
+`out_dir/step-XXXXXX/` in finetuning. It holds the training state (model, optimizer, counters, data-loader
+position, loss history) in `lit_model.pth` where LitGPT keeps it there (pretraining, full finetuning), else in
+`training_state.pth` beside the method's weights as LitGPT writes them (`lit_model.pth.lora`, `.adapter`,
+`.adapter_v2`: {"model": what the method trains}); one `rng-<rank>.pt` per process, and the folder files
+(`model_config.yaml`, tokenizer files, `prompt_style.yaml`, `hyperparameters.yaml`). It is written to a hidden
+temporary folder and renamed into place,
 so a killed run never leaves a half-written checkpoint, and `--resume auto` continues exactly where the
 latest one was taken.
 """
@@ -52,8 +56,19 @@ class Method:
     base_weights: Optional[Path] = None
     """The base model's lit_model.pth (finetuning): LoRA merges its weights into it in final/, the adapters link it there"""
     pretraining: bool = False
-    """LitGPT's pretraining contract (warmup, then cosine decay to --train.min_lr, set per micro-batch; step-XXXXXXXX/
-    folders) instead of its finetuning one (warmup, then cosine decay to 0 per optimizer step; step-XXXXXX/ folders)"""
+    """LitGPT's pretraining contract (warmup, then cosine decay to --train.min_lr over the micro-batches;
+    step-XXXXXXXX/ folders) instead of its finetuning one (warmup, then cosine decay to 0 over the optimizer steps;
+    step-XXXXXX/ folders)"""
+
+    @property
+    def state_file(self) -> str:
+        """The file of a step folder that holds the training state (--resume reads it): LitGPT's lit_model.pth where
+        that is the state (pretraining, full finetuning), else a file of ours beside the method's weights file."""
+        return "lit_model.pth" if self.weights_file == "lit_model.pth" else "training_state.pth"
+
+    def step_folder(self, step: int) -> str:
+        """The name of the checkpoint folder after optimizer step `step`, as LitGPT names it."""
+        return f"step-{step:08d}" if self.pretraining else f"step-{step:06d}"
 
     def transform(self, model: Any) -> Any:
         """Change the plain model before training (e.g. add LoRA layers); called before Fabric wraps it."""
@@ -202,19 +217,22 @@ def to_float8(model: Any, recipe: str) -> int:
     return len(chosen)
 
 
-def resolve_resume(resume: ResumeArg, out_dir: Path) -> Optional[Path]:
+def resolve_resume(resume: ResumeArg, out_dir: Path, state_file: str = "lit_model.pth") -> Optional[Path]:
     """The checkpoint file to resume from: False → none, True → the latest complete one in out_dir (which must
     exist), 'auto' → the latest complete one if any, a path → that checkpoint folder or file (which must be
-    complete). A damaged step folder is passed over, with one line saying so."""
+    complete). A damaged step folder is passed over, with one line saying so. `state_file`: the file of a step
+    folder that holds the training state (`Method.state_file`); a folder's other weights file means it too."""
     if resume is False or resume is None:
         return None
     if resume is True or resume == "auto":
-        latest = latest_checkpoint(out_dir)
+        latest = latest_checkpoint(out_dir, state_file)
         if latest is None and resume is True:
             raise FileNotFoundError(f"--resume true: no complete step-* checkpoint in {str(out_dir)!r} (--resume auto starts afresh instead)")
         return latest
     path = Path(resume)
-    path = path / "lit_model.pth" if path.is_dir() and not (path / ".metadata").is_file() else path
+    if path.is_file() and path.name != state_file and (path.parent / state_file).exists():  # e.g. step-*/lit_model.pth.lora
+        path = path.parent
+    path = path / state_file if path.is_dir() and not (path / ".metadata").is_file() else path
     if not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {str(path)!r}")
     problem = checkpoint_problem(path)
@@ -225,14 +243,15 @@ def resolve_resume(resume: ResumeArg, out_dir: Path) -> Optional[Path]:
     return path
 
 
-def latest_checkpoint(out_dir: Path) -> Optional[Path]:
-    """The newest step-*/lit_model.pth of out_dir that is complete; damaged newer ones are reported and skipped."""
-    candidates = [p for p in Path(out_dir).glob("step-*/lit_model.pth") if p.parent.name[5:].isdigit()]
+def latest_checkpoint(out_dir: Path, state_file: str = "lit_model.pth") -> Optional[Path]:
+    """The newest step-*/`state_file` of out_dir (step-XXXXXX or step-XXXXXXXX) that is complete; damaged newer ones
+    are reported and skipped."""
+    candidates = [p for p in Path(out_dir).glob(f"step-*/{state_file}") if p.parent.name[5:].isdigit()]
     for path in sorted(candidates, key=lambda p: int(p.parent.name[5:]), reverse=True):
         problem = checkpoint_problem(path)
         if not problem:
             return path
-        print(f"Skipping {path.parent}: its lit_model.pth {problem}")
+        print(f"Skipping {path.parent}: its {state_file} {problem}")
     return None
 
 
@@ -256,12 +275,12 @@ def checkpoint_problem(path: Path) -> Optional[str]:
     return None
 
 
-def resume_hint(out_dir: Path) -> str:
+def resume_hint(out_dir: Path, state_file: str = "lit_model.pth") -> str:
     """Where the last checkpoint of out_dir is and the command that continues from it (for an interrupted run)."""
     import shlex
     import sys
 
-    latest = latest_checkpoint(out_dir)
+    latest = latest_checkpoint(out_dir, state_file)
     if latest is None:
         return f"No checkpoint was saved in {out_dir} yet (--train.save_interval sets how often); nothing to resume"
     argv = sys.argv[1:]
@@ -404,7 +423,7 @@ def fit(fabric: "Fabric", model: Any, run: RunSpec) -> Dict[str, Any]:
             _after_step(t)
     except KeyboardInterrupt:
         t.progress.close()
-        raise Interrupted(f"Interrupted at step {t.state['step_count']}. {resume_hint(run.out_dir)}") from None
+        raise Interrupted(f"Interrupted at step {t.state['step_count']}. {resume_hint(run.out_dir, run.method.state_file)}") from None
     return _finish(t)
 
 
@@ -686,7 +705,7 @@ def _after_step(t: _Training) -> None:
         t.clock.start()
     if run.train.save_interval is not None and step % run.train.save_interval == 0:
         t.clock.stop()
-        folder = run.out_dir / f"step-{step:08d}"
+        folder = run.out_dir / run.method.step_folder(step)
         save_checkpoint(t.fabric, t.state, folder, run.files, run.method)
         t.progress.print(f"Saved checkpoint {folder}")
         t.clock.start()
@@ -942,9 +961,12 @@ def save_checkpoint(fabric: "Fabric", state: Dict[str, Any], folder: Path, files
 
     for logger in fabric.loggers:  # the logs up to here must survive a kill, as the checkpoint does
         logger.save()
+    saved = {"model": lambda name, _: method.is_saved(name)}
     tmp = _begin_folder(fabric, folder)
-    with _writing(tmp, folder):
-        fabric.save(tmp / "lit_model.pth", state, filter={"model": lambda name, _: method.is_saved(name)})
+    with _writing(tmp, folder, method.state_file):
+        fabric.save(tmp / method.state_file, state, filter=saved)
+        if method.weights_file != method.state_file:  # LitGPT's file of the method's weights, for merge_lora and generate
+            fabric.save(tmp / method.weights_file, {"model": state["model"]}, filter=saved)
         torch.save(rng_state(), tmp / f"rng-{fabric.global_rank}.pt")
         if fabric.is_global_zero:
             files.write(tmp)
@@ -958,7 +980,7 @@ def save_final(fabric: "Fabric", model: Any, method: Method, folder: Path, files
     for logger in fabric.loggers:
         logger.save()
     tmp = _begin_folder(fabric, folder)
-    with _writing(tmp, folder):
+    with _writing(tmp, folder, method.state_file):
         fabric.save(tmp / method.weights_file, {"model": model}, filter={"model": lambda name, _: method.is_saved(name)})
         method.finish(fabric, model, tmp)
         if fabric.is_global_zero:
@@ -969,7 +991,7 @@ def save_final(fabric: "Fabric", model: Any, method: Method, folder: Path, files
 
 
 @contextmanager
-def _writing(tmp: Path, folder: Path) -> Iterator[None]:
+def _writing(tmp: Path, folder: Path, state_file: str = "lit_model.pth") -> Iterator[None]:
     """A write that fails (disk full, quota) removes its temporary folder and says so in one line."""
     try:
         yield
@@ -978,7 +1000,7 @@ def _writing(tmp: Path, folder: Path) -> Iterator[None]:
         from litgpt.checkpoint import CheckpointError
 
         reason = e.strerror or str(e)
-        hint = resume_hint(folder.parent)
+        hint = resume_hint(folder.parent, state_file)
         raise CheckpointError(f"Could not write the checkpoint {folder} ({reason}); free some space. {hint}") from None
 
 

@@ -138,13 +138,40 @@ def test_adapter_folder_without_base_weights_loads_from_hyperparameters(base_dir
     assert torch.equal(model.transformer.h[0].norm_1.weight, trained["transformer.h.0.norm_1.weight"])
 
 
+@pytest.mark.parametrize("command", list(EXTRA))
+def test_step_folders_are_named_and_filled_as_litgpts(command, base_dir, json_data, tmp_path, capsys):
+    """LitGPT's finetuning writes out_dir/step-{step:06d}/ with the method's weights file ({"model": what it trains}),
+    the base's config and tokenizer files, hyperparameters.yaml and prompt_style.yaml; ours adds the training state
+    (in lit_model.pth itself for full finetuning, as LitGPT) that --resume finds by the same names."""
+    from litgpt.finetuned import load_finetuned
+
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="no complete step-"):
+        run(command, base_dir, json_data, out, resume=True)
+    run(command, base_dir, json_data, out, train={"max_steps": 2, "save_interval": 2})
+    assert sorted(p.name for p in out.glob("step-*")) == ["step-000002"]
+    step = out / "step-000002"
+    weights_file = {"finetune_full": "lit_model.pth"}.get(command, next(iter(EXTRA[command]), None))
+    state_file = "lit_model.pth" if command == "finetune_full" else "training_state.pth"
+    files = {p.name for p in step.iterdir()}
+    assert {weights_file, state_file, "hyperparameters.yaml", "model_config.yaml", "prompt_style.yaml", "tokenizer.json",
+            "tokenizer_config.json"} <= files and ("lit_model.pth" in files) == (command == "finetune_full")
+    saved = torch.load(step / weights_file, weights_only=True)
+    assert set(saved) == ({"model"} if command != "finetune_full" else set(saved) | {"model", "optimizer", "step_count"})
+    assert set(saved["model"]) == set(weights(out / "final" / weights_file))
+    load_finetuned(step)  # what `litgpt generate` and `chat` read from a step folder: base weights from hyperparameters.yaml
+
+    run(command, base_dir, json_data, out, train={"max_steps": 3, "save_interval": 2}, resume=step / weights_file)
+    assert f"Resuming from {step / state_file}" in capsys.readouterr().out
+
+
 def test_lora_resume_matches_uninterrupted(base_dir, json_data, tmp_path):
     whole = tmp_path / "whole"
     run("finetune_lora", base_dir, json_data, whole, train={"save_interval": 3})
-    assert (whole / "step-00000003" / "lit_model.pth").is_file()
+    assert (whole / "step-000003" / "training_state.pth").is_file()
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    shutil.copytree(whole / "step-00000003", resumed / "step-00000003")
+    shutil.copytree(whole / "step-000003", resumed / "step-000003")
     run("finetune_lora", base_dir, json_data, resumed, train={"save_interval": 3}, resume=True)
     a, b = weights(whole / "final" / "lit_model.pth.lora"), weights(resumed / "final" / "lit_model.pth.lora")
     assert a.keys() == b.keys()

@@ -74,7 +74,7 @@ def test_sigkill_then_resume_auto_equals_an_uninterrupted_run(tiny_checkpoint, j
 
     killed = finetune(tiny_checkpoint, json_data, tmp_path / "killed", kill_at=6)
     assert killed.returncode == -9, killed.stderr
-    assert (tmp_path / "killed" / "step-00000004").is_dir() and not (tmp_path / "killed" / "final").exists()
+    assert (tmp_path / "killed" / "step-000004").is_dir() and not (tmp_path / "killed" / "final").exists()
     resumed = finetune(tiny_checkpoint, json_data, tmp_path / "killed", "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr
 

@@ -21,7 +21,7 @@ def test_recipe_length_on_small_model_and_step_folder_merges(tiny_checkpoint, js
     printed = capsys.readouterr().out
     assert f"  settings {out / 'hyperparameters.yaml'} (all of them)" in printed  # a short summary, not every setting
     assert "'lora_alpha'" not in printed and (out / "hyperparameters.yaml").is_file()
-    step = out / "step-00000001"
+    step = out / "step-000001"
     tokens = torch.tensor([[1, 5, 9, 30, 7]])
     with torch.no_grad():
         expected = load_finetuned(step)(tokens)
