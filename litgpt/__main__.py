@@ -16,7 +16,7 @@ COMMANDS: Dict[str, str] = {
     "convert_to_litgpt": "litgpt.convert.hf_to_lit:convert_to_litgpt",
     "convert_from_litgpt": "litgpt.convert.lit_to_hf:convert_from_litgpt",
     "convert_pretrained_checkpoint": "litgpt.convert.pretrained:convert_pretrained_checkpoint",
-    "validate": "litgpt.validate_checkpoint:validate",
+    "validate": "litgpt.validate:validate",
     "download": "litgpt.hub:download",
     "generate": "litgpt.generate.cli:generate",
     "generate_full": "litgpt.generate.cli:generate_full",

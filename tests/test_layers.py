@@ -50,7 +50,7 @@ LAYERS: Dict[str, int] = {
     "litgpt.lm_eval_model": 2,
     "litgpt.serve": 2,
     "litgpt.serve_api": 2,
-    "litgpt.validate_checkpoint": 2,
+    "litgpt.validate": 2,
     "litgpt.merge_lora": 2,
 }
 
@@ -194,7 +194,7 @@ def test_the_checker_sees_function_level_imports_and_circles():
 
 
 COMMANDS = ("litgpt.__main__", "litgpt.generate", "litgpt.chat", "litgpt.evaluate", "litgpt.lm_eval_model", "litgpt.serve",
-            "litgpt.serve_api", "litgpt.validate_checkpoint", "litgpt.merge_lora", "litgpt.train.finetune", "litgpt.train.pretrain", "litgpt.train.dpo")
+            "litgpt.serve_api", "litgpt.validate", "litgpt.merge_lora", "litgpt.train.finetune", "litgpt.train.pretrain", "litgpt.train.dpo")
 
 
 def test_the_api_imports_no_command_module():

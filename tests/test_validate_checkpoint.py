@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from litgpt.config import Config
-from litgpt.validate_checkpoint import validate
+from litgpt.validate import validate
 
 
 def test_a_complete_folder_passes_with_estimates(tiny_checkpoint, capsys):
