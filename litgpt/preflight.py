@@ -11,7 +11,7 @@ unpickled), and the parameters are counted on the model itself, built on the met
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import torch
 
@@ -71,14 +71,11 @@ def validate_checkpoint(checkpoint_path: Union[str, Path], model: torch.nn.Modul
         except CheckpointError as error:
             errors.append(str(error))
         else:
-            expected = model.state_dict()
-            missing = sorted(set(expected) - set(weights))
-            unexpected = sorted(set(weights) - set(expected))
-            for key in sorted(set(expected) & set(weights)):
-                want = tuple(expected[key].shape)
-                have = tuple(getattr(weights[key], "shape", want))  # a non-tensor entry has no shape to compare
-                if want != have:
-                    mismatches.append(f"{key}: model={want}, checkpoint={have}")
+            expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+            # a non-tensor entry has no shape to compare
+            found = {key: tuple(getattr(value, "shape", expected.get(key, ()))) for key, value in weights.items()}
+            missing, unexpected, different = compare_shapes(expected, found)
+            mismatches = [f"{key}: model={want}, checkpoint={have}" for key, want, have in different]
     valid = not (errors or missing or unexpected or mismatches)
     result = CheckpointValidationResult(valid, missing, unexpected, mismatches, errors)
     if verbose:
@@ -99,14 +96,11 @@ def estimate_model_memory(config: Any, dtype: Union[str, torch.dtype] = torch.fl
         {"param_count", "param_memory_gb", "estimated_total_gb", "available_gpu_memory_gb", "fits_in_memory"}; sizes
         in GiB rounded to 0.01; the last two compare with the first CUDA GPU and are None without one.
     """
-    from litgpt.model import GPT
-
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)} (or pass a torch.dtype)")
         dtype = DTYPES[dtype]
-    with torch.device("meta"):
-        param_count = sum(p.numel() for p in GPT(config).parameters())
+    param_count = parameter_count(config)
     gib = 1024**3
     param_gb = param_count * dtype.itemsize / gib
     total_gb = param_gb * (4 if training else 1)
@@ -118,3 +112,19 @@ def estimate_model_memory(config: Any, dtype: Union[str, torch.dtype] = torch.fl
         "available_gpu_memory_gb": None if available_gb is None else round(available_gb, 2),
         "fits_in_memory": None if available_gb is None else total_gb < available_gb,
     }
+
+
+def compare_shapes(expected: Dict[str, Tuple[int, ...]], found: Dict[str, Tuple[int, ...]]) -> Tuple[List[str], List[str], List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]]]:
+    """The keys `found` lacks, those it has over `expected`, and (key, expected shape, found shape) where they differ."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    different = [(key, expected[key], found[key]) for key in sorted(set(expected) & set(found)) if expected[key] != found[key]]
+    return missing, unexpected, different
+
+
+def parameter_count(config: Any) -> int:
+    """The parameters of `GPT(config)`, counted on the model built on the meta device (no memory)."""
+    from litgpt.model import GPT
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in GPT(config).parameters())

@@ -57,7 +57,9 @@ def validate(
 
     print(f"Checked {checkpoint_dir}")
     if config is not None:
-        n_params = sum(_numel(shape) for shape in shapes.values()) if shapes else _count_params(config)
+        from litgpt.preflight import parameter_count
+
+        n_params = sum(_numel(shape) for shape in shapes.values()) if shapes else parameter_count(config)
         for line in memory_estimate(config, n_params, precision, training, lora_r):
             print(line)
     if problems:
@@ -144,18 +146,17 @@ def _check_weights(path: Path, config, problems: List[str]) -> Dict[str, Tuple[i
     if config is None:
         return shapes
     from litgpt.model import GPT
+    from litgpt.preflight import compare_shapes
 
     with torch.device("meta"):
         expected = {key: tuple(value.shape) for key, value in GPT(config).state_dict().items()}
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
+    missing, unexpected, different = compare_shapes(expected, shapes)
     if missing:
         problems.append(f"{len(missing)} weight(s) missing from {name}, e.g. {', '.join(missing[:3])}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected weight(s) in {name}, e.g. {', '.join(unexpected[:3])}")
-    for key in sorted(set(expected) & set(shapes)):
-        if expected[key] != shapes[key]:
-            problems.append(f"{key} has shape {list(shapes[key])}, the config implies {list(expected[key])}")
+    for key, want, have in different:
+        problems.append(f"{key} has shape {list(have)}, the config implies {list(want)}")
     return shapes
 
 
@@ -164,15 +165,6 @@ def _numel(shape: Tuple[int, ...]) -> int:
     for size in shape:
         n *= size
     return n
-
-
-def _count_params(config) -> int:
-    import torch
-
-    from litgpt.model import GPT
-
-    with torch.device("meta"):
-        return sum(p.numel() for p in GPT(config).parameters())
 
 
 def _lora_params(config, r: int) -> int:
