@@ -434,6 +434,8 @@ def _pick_device(accelerator: str, devices: Union[int, str, List[int]]) -> torch
 
     accelerator = resolve_accelerator(accelerator)
     index = None
+    if accelerator in ("cpu", "mps"):  # one device there, whatever `devices` asks for (as LitGPT)
+        return torch.device(accelerator)
     if isinstance(devices, list):
         if len(devices) != 1:
             raise NotImplementedError(f"Generation runs on one device; got devices={devices}")
