@@ -40,6 +40,11 @@ def test_finetune_command_toy_beside_litgpt(tmp_path):
     with open(next(run.glob("logs/csv/version_*/metrics.csv")), newline="") as f:
         rows = {int(r["step"]): r for r in csv.DictReader(f) if r["loss"]}
     assert theirs["tokens_per_s"] == round(statistics.median(256 / float(rows[s]["iter_time"]) for s in (2, 3))), (theirs, rows)
+    # the same learning rate in each optimizer step (0 in the first): LitGPT logs a step's row after its scheduler
+    # stepped, so with the next step's lr; we log the lr the step used
+    with open(next((tmp_path / "runs" / "compile-default").glob("logs/csv/version_*/metrics.csv")), newline="") as f:
+        ours_lr = {int(r["step"]): float(r["learning_rate"]) for r in csv.DictReader(f) if r["loss"]}
+    assert ours_lr[1] == 0.0 and [ours_lr[s + 1] for s in (1, 2)] == [float(rows[s]["learning_rate"]) for s in (1, 2)], (ours_lr, rows)
     log = (run / "run.log").read_text()
     assert "{'access_token': None," in log  # LitGPT's setup prints its arguments; ours does not
     ran = (run / "command.txt").read_text().split()
