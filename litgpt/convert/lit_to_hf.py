@@ -10,6 +10,7 @@ from litgpt.checkpoint import (
     TOKENIZER_FILES,
     CheckpointError,
     copy_tokenizer_files,
+    incremental_save,
     load_state_dict,
     model_state_dict,
     read_json,
@@ -32,6 +33,7 @@ def convert_from_litgpt(
     max_shard_size: Union[int, str] = "5GB",
     format: Literal["hf", "gguf"] = "hf",
     dtype: Optional[Literal["f16", "bf16", "q8_0"]] = None,
+    model_pth: bool = True,
 ) -> None:
     """Convert a LitGPT checkpoint folder to a Hugging Face one that transformers and `lm_eval --model hf` load directly.
 
@@ -45,6 +47,9 @@ def convert_from_litgpt(
         format: "hf" (a Hugging Face folder) or "gguf" (one GGUF file for llama.cpp and its kin; Llama, Mistral,
             Qwen2, Qwen3, Gemma and Phi-3 models).
         dtype: With `--format gguf`, how the weight matrices are stored: f16 (the default), bf16 or q8_0.
+        model_pth: Also write model.pth, the same weights under their Hugging Face names as one torch state dict, the
+            file LitGPT's convert_from_litgpt writes (`AutoModel.from_pretrained(DIR, state_dict=torch.load(...))`
+            reads it). It doubles the output's size; false writes the safetensors alone.
     """
     checkpoint_dir, output_dir = resolve_checkpoint_dir(checkpoint_dir), Path(output_dir)
     if not checkpoint_dir.is_dir():
@@ -71,6 +76,10 @@ def convert_from_litgpt(
     hf_config.update(token_ids(hf_config, checkpoint_dir, config))
     output_dir.mkdir(parents=True, exist_ok=True)
     write_safetensors(state_dict, arch, config, output_dir, max_bytes, skip=("lm_head.weight",) if tie else ())
+    if model_pth:
+        write_model_pth(state_dict, arch, config, output_dir / "model.pth")
+    else:
+        (output_dir / "model.pth").unlink(missing_ok=True)  # an earlier export's would not match these weights
     copy_tokenizer_files(checkpoint_dir, output_dir, tuple(n for n in TOKENIZER_FILES if n != "config.json"))
     if not (checkpoint_dir / "generation_config.json").is_file():  # e.g. a model pretrained here
         write_json_atomic(generation_config(hf_config, checkpoint_dir), output_dir / "generation_config.json")
@@ -210,6 +219,20 @@ def write_safetensors(
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(n for _, n in plan)}, "weight_map": {h: files[shard_of[h]] for h, _ in plan}}
         write_json_atomic(index, output_dir / "model.safetensors.index.json")
+
+
+def write_model_pth(state_dict: Dict[str, Any], arch: Architecture, config: Config, path: Path) -> None:
+    """The weights under HF names (lm_head's too) as one `torch.save` state dict, written a tensor at a time."""
+    from litgpt.convert.weights import Translator
+
+    translate = Translator(arch, config, to_lit=False)
+    try:
+        with incremental_save(path) as saver:
+            for name in state_dict:
+                for hf_name, tensor in translate(name, state_dict[name]):
+                    saver.state_dict[hf_name] = saver.store(tensor)
+    except OSError as e:
+        raise CheckpointError(f"Could not write {path}: {str(e).splitlines()[0]} (is the disk full?)") from None
 
 
 def _write_shard(tensors: Dict[str, Any], path: Path, mode: int) -> None:

@@ -66,6 +66,21 @@ def test_exported_folder_loads_with_transformers(family, how, tmp_path):
     idx = torch.randint(0, config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (hf_model(idx).logits - ours.eval()(idx)).abs().max() < 1e-4
+    if how == "rule":  # LitGPT's file: model.pth, the same weights under the same names as one torch state dict
+        from safetensors.torch import load_file
+
+        state_dict = torch.load(tmp_path / "hf" / "model.pth", weights_only=True)
+        safetensors = load_file(tmp_path / "hf" / "model.safetensors")
+        assert set(safetensors) <= set(state_dict) <= set(safetensors) | {"lm_head.weight"}  # a tied head's too
+        assert all(torch.equal(state_dict[key], tensor) for key, tensor in safetensors.items())
+
+
+def test_model_pth_false_writes_the_safetensors_alone(tmp_path):
+    bare_checkpoint("llama-3", tmp_path / "lit")
+    convert_from_litgpt(tmp_path / "lit", tmp_path / "hf")
+    assert (tmp_path / "hf" / "model.pth").is_file()
+    convert_from_litgpt(tmp_path / "lit", tmp_path / "hf", model_pth=False)  # again, over the earlier export
+    assert not (tmp_path / "hf" / "model.pth").exists() and (tmp_path / "hf" / "model.safetensors").is_file()
 
 
 def test_written_files_honour_the_umask(tmp_path):
