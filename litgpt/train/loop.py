@@ -833,11 +833,10 @@ def lr_schedule(run: RunSpec, accum: int, world_size: int, seq_len: int, iters_p
                 max_steps: int) -> Callable[[int, float], float]:
     """The learning rate of each optimizer step (from 0) for a base lr, as LitGPT schedules it.
 
-    Pretraining follows its pretrain.py's get_lr (`learning_rate`) over its horizon, the micro-batches of
-    --train.max_tokens (else of the planned steps), with one difference: LitGPT evaluates it before each micro-batch,
-    so a step takes the value at its last micro-batch's start; here a step takes the value at its end (`accum`
-    micro-batches later per step, one later than LitGPT's), which is the same per step whatever the number of
-    processes, so that a run resumed on another number of them continues the same schedule.
+    Pretraining (its pretrain.py) sets the lr before each micro-batch from the micro-batches done (`learning_rate`),
+    so a step takes its last micro-batch's, over a horizon of the micro-batches of --train.max_tokens (LitGPT has no
+    other limit there; else the planned steps'). The lr of a step thus depends on the micro-batches per step: a run
+    resumed on another number of processes follows the schedule of the new number, as LitGPT's would.
     Finetuning (its finetune/*.py: LambdaLR, then CosineAnnealingLR, in a SequentialLR stepped after each optimizer
     step) warms up over --train.lr_warmup_steps optimizer steps and decays to 0 over the rest of min(max_steps,
     epochs x whole steps per epoch) (`finetune_learning_rate`); --train.min_lr plays no part."""
@@ -845,7 +844,7 @@ def lr_schedule(run: RunSpec, accum: int, world_size: int, seq_len: int, iters_p
     if run.method.pretraining:
         horizon = train.max_tokens // (world_size * train.micro_batch_size * seq_len) if train.max_tokens else max_steps * accum
         warmup_iters = train.warmup_iters(world_size, horizon, iters_per_epoch)
-        return lambda step, base: learning_rate((step + 1) * accum, base, train.min_lr, warmup_iters, horizon)
+        return lambda step, base: learning_rate((step + 1) * accum - 1, base, train.min_lr, warmup_iters, horizon)
     steps = max_steps
     if train.epochs and iters_per_epoch is not None:
         steps = min(steps, train.epochs * (iters_per_epoch // accum))

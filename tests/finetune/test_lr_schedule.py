@@ -73,10 +73,9 @@ def test_finetune_help_says_min_lr_is_for_pretraining_only():
 
 
 def test_pretraining_lr_per_step_is_litgpts_get_lr():
-    """Pretraining keeps LitGPT's pretrain.py formula, get_lr(lr, it, warmup_iters, max_iters, min_lr), over its
-    horizon (the micro-batches of --train.max_tokens) and warmup (min(max_iters, warmup steps x accum)); evaluated at
-    the end of a step's micro-batches (one micro-batch later than LitGPT, which evaluates it before each one), so
-    that the schedule per step does not depend on the number of processes (loop.lr_schedule)."""
+    """Pretraining keeps LitGPT's pretrain.py schedule: get_lr(lr, it, warmup_iters, max_iters, min_lr) set before
+    each micro-batch `it` (from 0), so an optimizer step of `accum` micro-batches takes its last micro-batch's; its
+    horizon is the micro-batches of --train.max_tokens and its warmup min(max_iters, warmup steps x accum)."""
     from types import SimpleNamespace
 
     from litgpt.train.args import TrainArgs
@@ -93,4 +92,4 @@ def test_pretraining_lr_per_step_is_litgpts_get_lr():
     train = TrainArgs(max_tokens=4000, micro_batch_size=2, global_batch_size=16, lr_warmup_steps=5, min_lr=0.001)
     lr_at = lr_schedule(SimpleNamespace(train=train, method=Method(pretraining=True)), 4, 2, 4, None, max_steps=62)
     for step in range(62):
-        assert math.isclose(lr_at(step, LR), get_lr((step + 1) * 4, 20, 250, 0.001), rel_tol=1e-12), step
+        assert math.isclose(lr_at(step, LR), get_lr((step + 1) * 4 - 1, 20, 250, 0.001), rel_tol=1e-12), step

@@ -86,7 +86,8 @@ def test_two_cpu_processes_sync_and_match_one(tmp_path):
     runs = {}
     for devices in (1, 2):
         out = tmp_path / f"devices-{devices}"
-        spec = tiny_spec(out, tmp_path, max_steps=6)
+        # one micro-batch per step in both: LitGPT's pretraining lr follows the micro-batches (get_lr before each)
+        spec = tiny_spec(out, tmp_path, max_steps=6, micro_batch_size=8 // devices)
         spec["setup"]["devices"] = devices
         run_subprocess(spec, runner=RANKS)
         runs[devices] = out

@@ -39,6 +39,10 @@ def test_pretrain_tiny_beside_litgpt(tmp_path):
     with open(next(run.glob("logs/csv/version_*/metrics.csv")), newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["loss"]]
     assert [int(r["tokens"]) for r in rows] == [1024, 2048, 3072], rows  # it ran 3 steps, not its default 3e12 tokens
+    # the lr of each step is LitGPT's: warmup and cosine decay over its micro-batches, a step taking its last one's
+    with open(next((tmp_path / "runs" / "devices-1").glob("logs/csv/version_*/metrics.csv")), newline="") as f:
+        ours_lr = [float(r["learning_rate"]) for r in csv.DictReader(f) if r["loss"]]
+    assert ours_lr == pytest.approx([float(r["learning_rate"]) for r in rows], rel=1e-12), (ours_lr, rows)
     assert theirs["tokens_per_s"] == round(8 * 128 / statistics.median(4 * float(r["iter_time"]) for r in rows[1:])), (theirs, rows)
     assert "'initial_checkpoint_dir': PosixPath(" in (run / "run.log").read_text()  # LitGPT prints its hyperparameters so
     ran = (run / "command.txt").read_text().split()

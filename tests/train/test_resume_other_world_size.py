@@ -1,5 +1,6 @@
 """Resuming a pretraining checkpoint on another number of processes (DDP over gloo on CPUs, FSDP on GPUs) continues
-the run: the step counter, the learning-rate schedule, the token count, the data position and the weights.
+the run: the step counter, the token count, the data position and the weights (under a constant learning rate:
+LitGPT's pretraining schedule of a step depends on the micro-batches per step, see tests/finetune/test_lr_schedule.py).
 
 The runs are subprocesses: on GPUs, FSDP's launcher starts the other processes by re-running the command, which
 must not be pytest."""
@@ -41,16 +42,23 @@ def test_batches_carry_the_data_position_to_another_number_of_processes():
         assert sorted(seen) == data, (before, after)  # the rest of the epoch, no sample twice or left out
 
 
+def _spec(out_dir: Path, text_dir: Path, **train) -> dict:
+    """A constant lr (SGD): LitGPT's pretraining lr of a step follows its micro-batches, whose number per step the
+    number of processes changes, so only a constant schedule is the same on both sides of such a resume."""
+    spec = tiny_spec(out_dir, text_dir, max_steps=STEPS, lr_warmup_steps=0, min_lr=0.01, **train)
+    spec["eval"]["interval"] = 100
+    spec["setup"]["optimizer"] = {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01}}
+    return spec
+
+
 def _resume(tmp_path: Path, text_dir: Path, saved_with: int, resumed_with: int) -> None:
     whole = tmp_path / "whole"
-    spec = tiny_spec(whole, text_dir, max_steps=STEPS, save_interval=SAVED_AT)
-    spec["eval"]["interval"] = 100
+    spec = _spec(whole, text_dir, save_interval=SAVED_AT)
     spec["setup"]["devices"] = saved_with
     run_subprocess(spec)
 
     resumed = tmp_path / "resumed"
-    spec = tiny_spec(resumed, text_dir, max_steps=STEPS)
-    spec["eval"]["interval"] = 100
+    spec = _spec(resumed, text_dir)
     spec["setup"].update(devices=resumed_with, resume=str(whole / f"step-{SAVED_AT:08d}"))
     run_subprocess(spec)
 
