@@ -74,7 +74,7 @@ def _note_overridden(argv: List[str], function: Callable) -> None:
                 loaded = None  # jsonargparse reports what is wrong with it
             for key, value in typed.items():
                 found = _lookup(loaded, key.split("."))
-                if found is not None and str(found) != value:
+                if found is not None and not _same(key, value, found):
                     print(f"litgpt {argv[0]}: note: --config {path} sets {key}: {found}, replacing {value!r} typed "
                           f"before it (arguments after --config override the file)", file=sys.stderr)
             typed = {}
@@ -88,6 +88,17 @@ def _note_overridden(argv: List[str], function: Callable) -> None:
             i += 1
         else:
             i += 1 if "=" in arg or arg in ("-h", "--help") else 2
+
+
+def _same(key: str, typed: str, found: Any) -> bool:
+    """Whether a value typed and one from a file mean the same; a bare ORG/NAME is the folder checkpoints/ORG/NAME."""
+    if str(found) == typed:
+        return True
+
+    def folder(path: Path) -> Path:
+        return path if path.is_absolute() or path.parts[:1] == ("checkpoints",) else Path("checkpoints") / path
+
+    return key.endswith("_dir") and folder(Path(typed)) == folder(Path(str(found)))
 
 
 def _lookup(loaded: Any, keys: List[str]) -> Any:
