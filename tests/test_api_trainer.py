@@ -143,6 +143,16 @@ def test_data_sets_made_after_importing_lightning_are_lightning_data_modules(tmp
     assert data.val_split_fraction == 0.25 and isinstance(Alpaca2k(), L.LightningDataModule)
     copy = pickle.loads(pickle.dumps(data))  # e.g. to spawned processes
     assert isinstance(copy, JSON) and copy.val_split_fraction == 0.25
+    # `--data JSON` still names one class (the Lightning-flavoured one is local, which the CLI passes over)
+    import contextlib
+    import io
+
+    from litgpt.__main__ import main
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.suppress(SystemExit):
+        main(["pretrain", "pythia-14m", "--data", "JSON", "--print_config"])
+    assert "class_path: litgpt.data.JSON" in printed.getvalue()
     # without Lightning loaded first, a data set stays a plain object (and `--help` does not load Lightning)
     code = "import sys; from litgpt.data import JSON; JSON(); assert 'lightning' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

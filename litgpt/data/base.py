@@ -31,7 +31,10 @@ class DataModule:
         if trainer is None or issubclass(cls, trainer.LightningDataModule):
             return super().__new__(cls)
         if cls not in _LIGHTNING:
-            _LIGHTNING[cls] = type(cls.__name__, (cls, trainer.LightningDataModule), {"__module__": cls.__module__, "__reduce__": _reduce})
+            # a local class (its __qualname__ says so): the CLI's `--data NAME` lookup passes it over
+            _LIGHTNING[cls] = type(cls.__name__, (cls, trainer.LightningDataModule),
+                                   {"__module__": cls.__module__, "__qualname__": f"DataModule.__new__.<locals>.{cls.__name__}",
+                                    "__reduce__": _reduce})
         data = super().__new__(_LIGHTNING[cls])
         trainer.LightningDataModule.__init__(data)  # the attributes the Trainer reads; the dataclass's __init__ follows
         return data
