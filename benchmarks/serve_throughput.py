@@ -342,7 +342,7 @@ def measure(server: Server, tokenizer: Tokenizer, prompts: List[str], n_clients:
         p99_ms=round(percentile(latencies, 99) * 1e3, 1), new_tokens_min=min(counts), new_tokens_max=max(counts),
         exact=all(c == args.new_tokens for c in counts) and not result.errors,
         # how busy the server's processes were (100 = one core): the HTTP side, and the token loop's own process
-        http_cpu_pct=round(100 * cpu[0] / wall), engine_cpu_pct=round(100 * cpu[1] / wall),
+        http_cpu_pct=round(100 * cpu[0] / wall, 1), engine_cpu_pct=round(100 * cpu[1] / wall, 1),
     )
     return case
 

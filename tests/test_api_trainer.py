@@ -153,6 +153,9 @@ def test_data_sets_made_after_importing_lightning_are_lightning_data_modules(tmp
     with contextlib.redirect_stdout(printed), contextlib.suppress(SystemExit):
         main(["pretrain", "pythia-14m", "--data", "JSON", "--print_config"])
     assert "class_path: litgpt.data.JSON" in printed.getvalue()
+    from litgpt.train.args import to_yaml_value  # and a run's hyperparameters.yaml names the class --data names
+
+    assert to_yaml_value(data)["class_path"] == "litgpt.data.JSON"
     # without Lightning loaded first, a data set stays a plain object (and `--help` does not load Lightning)
     code = "import sys; from litgpt.data import JSON; JSON(); assert 'lightning' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -34,7 +34,7 @@ class DataModule:
             # a local class (its __qualname__ says so): the CLI's `--data NAME` lookup passes it over
             _LIGHTNING[cls] = type(cls.__name__, (cls, trainer.LightningDataModule),
                                    {"__module__": cls.__module__, "__qualname__": f"DataModule.__new__.<locals>.{cls.__name__}",
-                                    "__reduce__": _reduce})
+                                    "__reduce__": _reduce, "_own_class": cls})
         data = super().__new__(_LIGHTNING[cls])
         trainer.LightningDataModule.__init__(data)  # the attributes the Trainer reads; the dataclass's __init__ follows
         return data
@@ -65,10 +65,14 @@ class DataModule:
         raise NotImplementedError(f"{type(self).__name__} has no validation data")
 
 
+def data_class(data: DataModule) -> type:
+    """The class a data set was made as (the one `--data` names), not the Lightning-flavoured one `__new__` made."""
+    return getattr(type(data), "_own_class", type(data))
+
+
 def _reduce(data: DataModule) -> Any:
     """Pickle a Lightning-flavoured data set (`DataModule.__new__`) as its own class, which unpickling can import."""
-    plain = type(data).__mro__[1]
-    return _rebuild, (plain, dict(data.__dict__))
+    return _rebuild, (data_class(data), dict(data.__dict__))
 
 
 def _rebuild(cls: type, state: Dict[str, Any]) -> DataModule:

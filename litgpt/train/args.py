@@ -119,10 +119,10 @@ class LogArgs:
 def to_yaml_value(value: Any) -> Any:
     """A value as a `--config` YAML file writes it: argument groups and configs as mappings, data modules as
     {class_path, init_args}, paths as strings; so a run's hyperparameters.yaml can start the same run again."""
-    from litgpt.data.base import DataModule
+    from litgpt.data.base import DataModule, data_class
 
     if isinstance(value, DataModule):
-        cls = type(value)
+        cls = data_class(value)
         import litgpt.data
 
         module = "litgpt.data" if getattr(litgpt.data, cls.__name__, None) is cls else cls.__module__

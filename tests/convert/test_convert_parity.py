@@ -74,7 +74,7 @@ def test_sharded_output_loads(hf_checkpoint, tmp_path):
     assert (hf_logits(back, tokens()) - hf_logits(hf_model, tokens())).abs().max() < 0.1  # bf16 rounding
 
     convert_from_litgpt(hf_dir, tmp_path / "out")  # again, unsharded: the old shards and index go
-    assert sorted(p.name for p in (tmp_path / "out").glob("model*")) == ["model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("model*")) == ["model.pth", "model.safetensors"]
 
 
 def test_gemma_3_multimodal_text_part(tmp_path):
