@@ -233,10 +233,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     components = {name: _load(target) for name, target in chosen.items()}
     if argv and argv[0] in components:
         _note_overridden(argv, components[argv[0]])
-        if not {"-h", "--help", "--print_config"} & {a.split("=", 1)[0] for a in argv}:  # help stays fast: no torch
-            import torch
-
-            torch.set_float32_matmul_precision("high")  # fp32 products on TF32 tensor cores where a GPU has them, as LitGPT
     try:
         argv = _optimizer_flags(argv)
         auto_cli(components, args=argv, as_positional=True, prog="litgpt", parser_class=Parser)

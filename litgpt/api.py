@@ -88,6 +88,7 @@ class LLM(nn.Module):
             distribute: "auto" puts the model on a device now; None leaves that to `llm.distribute(...)`.
             accelerator, devices, precision, quantize, compile: as in `distribute`, used when `distribute="auto"`.
         """
+        torch.set_float32_matmul_precision("high")  # fp32 products on TF32 tensor cores where a GPU has them, as LitGPT
         if init == "pretrained":
             checkpoint_dir = resolve(model, access_token)
             config = Config.from_checkpoint(checkpoint_dir)

@@ -195,12 +195,17 @@ def test_the_default_precision_is_fp16_on_a_gpu_without_bf16_and_fp32_on_the_cpu
     assert precision_dtype(None, torch.device("cuda")) == expected
 
 
-def test_commands_let_fp32_products_use_tf32_as_litgpt(tiny_checkpoint):
+def test_loading_a_model_lets_fp32_products_use_tf32_as_litgpt(tiny_checkpoint):
     import subprocess
     import sys
 
-    code = ("import sys, torch; from litgpt.__main__ import main; main(['validate', sys.argv[1]]); "
+    code = ("import sys, torch; from litgpt.__main__ import main; "
+            "main(['generate', sys.argv[1], '--max_new_tokens', '2']); "
             "print('precision', torch.get_float32_matmul_precision())")
     result = subprocess.run([sys.executable, "-c", code, str(tiny_checkpoint)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("precision high"), result.stdout[-500:]
+    code = ("import torch; from litgpt.model import Block; from litgpt.train.loop import make_fabric; "
+            "make_fabric(1, 1, '32-true', [], Block); print('precision', torch.get_float32_matmul_precision())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().endswith("precision high"), result.stdout[-500:] + result.stderr[-1000:]

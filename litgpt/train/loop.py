@@ -351,6 +351,7 @@ def make_fabric(devices: int, num_nodes: int, precision: str, loggers: List[Any]
     import torch
     from lightning.fabric.strategies import DDPStrategy, FSDPStrategy
 
+    torch.set_float32_matmul_precision("high")  # fp32 products on TF32 tensor cores where a GPU has them, as LitGPT
     strategy: Any = "auto"
     if devices * num_nodes > 1:
         if torch.cuda.is_available():
