@@ -58,7 +58,7 @@ def chat(args: SimpleNamespace) -> None:
     if args.multiline:
         instructions = (
             "A prompt may span several lines, blank ones included: send it with a line that says !submit.\n"
-            "To exit, type !quit or !exit on a line of its own (or submit an empty prompt)."
+            "To exit, type !quit or !exit on the first line of a prompt (or submit an empty prompt)."
         )
     print(f"Now chatting with {llm.config.name}.\n{instructions}\n")
     torch.manual_seed(1234)
@@ -82,8 +82,9 @@ def chat(args: SimpleNamespace) -> None:
 def read_prompt(multiline: bool = False) -> Optional[str]:
     """The next prompt from stdin; None to end the chat (an empty prompt, !quit or !exit, end of input or Ctrl-C).
 
-    With `multiline`, lines are gathered until one that says !submit (or the end of input); blank lines stay in
-    the prompt. The commands are read without regard to case, as LitGPT does.
+    With `multiline`, lines are gathered until one that says !submit, !quit or !exit (or the end of input); blank
+    lines stay in the prompt, and the chat ends only when nothing came before that line. The commands are read
+    without regard to case, as LitGPT does.
     """
     try:
         if not multiline:
@@ -93,14 +94,13 @@ def read_prompt(multiline: bool = False) -> Optional[str]:
             text = _read_until_submit()
     except (EOFError, KeyboardInterrupt):
         return None
-    if text is None:
-        return None
     text = text.strip()
     return None if not text or text.lower() in EXIT_WORDS else text
 
 
-def _read_until_submit() -> Optional[str]:
-    """Lines up to a line !submit, joined; None for !quit or !exit on a line of its own. EOFError if there are none."""
+def _read_until_submit() -> str:
+    """Lines up to a line !submit, !quit or !exit (each sends what came before it, as in LitGPT), joined. EOFError
+    if there are none."""
     lines: List[str] = []
     while True:
         try:
@@ -109,11 +109,8 @@ def _read_until_submit() -> Optional[str]:
             if not lines:
                 raise
             break
-        command = line.strip().lower()
-        if command == "!submit":
+        if line.strip().lower() in ("!submit", *EXIT_WORDS):
             break
-        if command in EXIT_WORDS:
-            return None
         lines.append(line)
     return "\n".join(lines)
 

@@ -61,7 +61,7 @@ def test_chat_keeps_the_history(chat_dir, monkeypatch, capsys):
 
 def test_multiline_prompts_end_at_submit_in_a_real_chat(chat_dir, llm):
     """`litgpt chat --multiline true` fed through stdin: blank lines stay in a prompt, a line !submit sends it
-    (any case), !quit on a line of its own ends the chat, as in LitGPT."""
+    (any case), !quit as a prompt's first line ends the chat, as in LitGPT."""
     prompts = ["line one\n\n  line two", "second"]
     stdin = "line one\n\n  line two\n!submit\nsecond\n  !SUBMIT \n!Quit\nnever sent\n!submit\n"
     result = subprocess.run(
@@ -87,7 +87,7 @@ def test_read_prompt(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("a\n\n b\n\n!Submit\n!submit\nc\n!EXIT\nc"))
     assert read_prompt(multiline=True) == "a\n\n b"
     assert read_prompt(multiline=True) is None  # an empty prompt ends the chat
-    assert read_prompt(multiline=True) is None  # !exit on its own line, whatever came before it
+    assert read_prompt(multiline=True) == "c"  # !exit after lines sends them, as LitGPT's chat does
     assert read_prompt(multiline=True) == "c"  # end of input sends the last prompt
     assert read_prompt(multiline=True) is None
 
