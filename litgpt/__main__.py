@@ -10,7 +10,7 @@ import re
 import sys
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 COMMANDS: Dict[str, str] = {
     "convert_to_litgpt": "litgpt.convert.hf_to_lit:convert_to_litgpt",
@@ -44,50 +44,57 @@ COMMANDS: Dict[str, str] = {
 OPTIONAL_POSITIONAL = {"pretrain": "model_name"}
 
 
-def _bare_positional(argv: List[str], name: str) -> List[str]:
-    """`litgpt pretrain --config debug.yaml pythia-14m`: the first bare word after the command, wherever it stands
-    (not a flag's value), as `--name WORD` (jsonargparse takes only arguments without a default as positionals)."""
+def _arguments(argv: List[str]) -> Iterator[Tuple[int, Optional[str], str]]:
+    """argv after the command as (index, flag name without "--" or None for a bare word, value): a flag takes the
+    next word as its value unless it is `--flag=value` or a help flag."""
     i = 1
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("-"):
-            return [*argv[:i], f"--{name}", *argv[i:]]
-        i += 1 if "=" in arg or arg in ("-h", "--help") else 2
-    return argv
+            yield i, None, arg
+            i += 1
+        elif "=" in arg:
+            name, value = arg.split("=", 1)
+            yield i, name.lstrip("-"), value
+            i += 1
+        elif arg in ("-h", "--help"):
+            yield i, arg.lstrip("-"), ""
+            i += 1
+        else:
+            yield i, arg.lstrip("-"), argv[i + 1] if i + 1 < len(argv) else ""
+            i += 2
+
+
+def _bare_positional(argv: List[str], name: str) -> List[str]:
+    """`litgpt pretrain --config debug.yaml pythia-14m`: the first bare word after the command, wherever it stands
+    (not a flag's value), as `--name WORD` (jsonargparse takes only arguments without a default as positionals)."""
+    i = next((i for i, flag, _ in _arguments(argv) if flag is None), None)
+    return argv if i is None else [*argv[:i], f"--{name}", *argv[i:]]
 
 
 def _note_overridden(argv: List[str], function: Callable) -> None:
     """jsonargparse applies arguments in order, as LitGPT does: a --config file overrides what was typed before it.
     Say so on stderr when it changes a value typed there (a local file's top-level keys; a URL is not read here)."""
+    import inspect
+
     from jsonargparse import get_loader
 
     typed: Dict[str, str] = {}
-    positional = next((p.name for p in _signature(function).parameters.values() if p.default is p.empty), None)
-    i = 1
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--config" or arg.startswith("--config="):
-            path = arg.split("=", 1)[1] if "=" in arg else argv[i + 1] if i + 1 < len(argv) else ""
+    positional = next((p.name for p in inspect.signature(function).parameters.values() if p.default is p.empty), None)
+    for _, flag, value in _arguments(argv):
+        if flag == "config":
             try:
-                loaded = get_loader("yaml")(Path(path).read_text(encoding="utf-8"))
+                loaded = get_loader("yaml")(Path(value).read_text(encoding="utf-8"))
             except (OSError, ValueError, TypeError):
                 loaded = None  # jsonargparse reports what is wrong with it
-            for key, value in typed.items():
+            for key, before in typed.items():
                 found = _lookup(loaded, key.split("."))
-                if found is not None and not _same(key, value, found):
-                    print(f"litgpt {argv[0]}: note: --config {path} sets {key}: {found}, replacing {value!r} typed "
+                if found is not None and not _same(key, before, found):
+                    print(f"litgpt {argv[0]}: note: --config {value} sets {key}: {found}, replacing {before!r} typed "
                           f"before it (arguments after --config override the file)", file=sys.stderr)
             typed = {}
-            i += 1 if "=" in arg else 2
-        elif arg.startswith("--"):
-            key, value = (arg[2:].split("=", 1) if "=" in arg else (arg[2:], argv[i + 1] if i + 1 < len(argv) else ""))
-            typed[key] = value
-            i += 1 if "=" in arg else 2
-        elif not arg.startswith("-") and positional is not None:
-            typed[positional] = arg
-            i += 1
-        else:
-            i += 1 if "=" in arg or arg in ("-h", "--help") else 2
+        elif flag is not None or positional is not None:
+            typed[flag or positional] = value
 
 
 def _same(key: str, typed: str, found: Any) -> bool:
@@ -108,12 +115,6 @@ def _lookup(loaded: Any, keys: List[str]) -> Any:
             return None
         loaded = loaded[key]
     return loaded
-
-
-def _signature(function: Callable) -> Any:
-    import inspect
-
-    return inspect.signature(function)
 
 
 def _flag_values(argv: List[str], prefix: str) -> Tuple[List[Tuple[str, str]], List[str]]:
