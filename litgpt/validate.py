@@ -1,12 +1,11 @@
 """`litgpt validate`: a preflight check of a checkpoint folder and an estimate of the memory it needs."""
 
+import math
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from litgpt.checkpoint import TOKENIZER_MODEL_FILES
 from litgpt.train.args import EvalArgs, TrainArgs
-
-
 
 # LitGPT's --dtype names the weights' dtype; the estimate runs at the matching precision
 DTYPE_PRECISIONS = {"float32": "32-true", "float16": "16-true", "bfloat16": "bf16-true"}
@@ -59,7 +58,7 @@ def validate(
     if config is not None:
         from litgpt.preflight import parameter_count
 
-        n_params = sum(_numel(shape) for shape in shapes.values()) if shapes else parameter_count(config)
+        n_params = sum(math.prod(shape) for shape in shapes.values()) if shapes else parameter_count(config)
         for line in memory_estimate(config, n_params, precision, training, lora_r):
             print(line)
     if problems:
@@ -158,13 +157,6 @@ def _check_weights(path: Path, config, problems: List[str]) -> Dict[str, Tuple[i
     for key, want, have in different:
         problems.append(f"{key} has shape {list(have)}, the config implies {list(want)}")
     return shapes
-
-
-def _numel(shape: Tuple[int, ...]) -> int:
-    n = 1
-    for size in shape:
-        n *= size
-    return n
 
 
 def _lora_params(config, r: int) -> int:
