@@ -33,6 +33,7 @@ class CheckpointError(Exception):
 # Lightning's precision names (and its short forms: "bf16" and "16" mean the mixed ones) -> the weights' dtype
 PRECISIONS = {"bf16-true": "bfloat16", "bf16-mixed": "bfloat16", "bf16": "bfloat16", "16-true": "float16", "16-mixed": "float16",
               "16": "float16", "32-true": "float32", "32": "float32", "64-true": "float64", "64": "float64"}
+MIXED_PRECISIONS = ("bf16-mixed", "16-mixed", "bf16", "16")  # the weights stay float32; the products run in 16 bits
 
 
 # ---------------------------------------------------------------------------------------------------------------

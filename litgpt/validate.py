@@ -177,10 +177,10 @@ def precision_bytes(precision: str) -> Tuple[int, int]:
     """(bytes per weight, bytes per activation) at a Lightning precision; mixed precision keeps 32-bit weights."""
     import torch
 
-    from litgpt.checkpoint import precision_dtype
+    from litgpt.checkpoint import MIXED_PRECISIONS, precision_dtype
 
     activation = precision_dtype(precision, torch.device("cpu")).itemsize
-    return (4 if precision.endswith("-mixed") else activation), activation
+    return (4 if precision in MIXED_PRECISIONS else activation), activation
 
 
 def memory_estimate(config, n_params: int, precision: str, training: bool, lora_r: int) -> List[str]:

@@ -91,3 +91,11 @@ def test_model_filename_names_the_weights_file(tiny_checkpoint, capsys):
     with pytest.raises(ValueError, match="1 problem"):
         validate(tiny_checkpoint)  # the default, lit_model.pth, is not there
     assert "problem: lit_model.pth is missing" in capsys.readouterr().out
+
+
+def test_lightnings_short_precision_names_are_the_mixed_ones():
+    from litgpt.validate import precision_bytes
+
+    assert precision_bytes("bf16") == precision_bytes("bf16-mixed") == (4, 2)
+    assert precision_bytes("16") == precision_bytes("16-mixed") == (4, 2)
+    assert precision_bytes("bf16-true") == (2, 2)
