@@ -119,6 +119,7 @@ class LLM(nn.Module):
         generate_strategy: Optional[Literal["sequential", "tensor_parallel"]] = None,
         fixed_kv_cache_size: Union[int, Literal["max_model_supported"], None] = None,
         compile: bool = False,
+        weights_file: Optional[Union[str, Path]] = None,
     ) -> None:
         """Build the model on one device (or spread over several), with its weights, in `precision`, optionally quantized.
 
@@ -132,6 +133,8 @@ class LLM(nn.Module):
             fixed_kv_cache_size: allocate the KV cache once with this many positions (or the whole context).
             compile: compile the single-token decode step with torch.compile (slower start, faster decoding). On
                 GPUs the step replays CUDA graphs either way.
+            weights_file: a weights file loaded over the checkpoint folder's model: LoRA or adapter weights, or a
+                whole model's (`litgpt generate_full --finetuned_path`, `generate_adapter --adapter_path`).
         """
         if generate_strategy == "tensor_parallel":
             raise NotImplementedError("generate_strategy='tensor_parallel' needs one process per GPU: use `litgpt generate_tp`")
@@ -140,7 +143,7 @@ class LLM(nn.Module):
         elif generate_strategy is not None:
             raise ValueError(f"generate_strategy must be 'sequential', 'tensor_parallel' or None, got {generate_strategy!r}")
         else:
-            model = self._load_on_one_device(accelerator, devices, precision, quantize)
+            model = self._load_on_one_device(accelerator, devices, precision, quantize, weights_file)
         self.model, self.quantize = model, quantize
         self.preprocessor.device = model.transformer.wte.weight.device  # where token ids go in
         self.decode_step = fast_decode_step(compile)  # a model over several devices gets the plain step
@@ -148,7 +151,8 @@ class LLM(nn.Module):
             size = model.max_seq_length if fixed_kv_cache_size == "max_model_supported" else int(fixed_kv_cache_size)
             ensure_kv_cache(model, 1, size)
 
-    def _load_on_one_device(self, accelerator: str, devices: Any, precision: Optional[str], quantize: Quantize) -> GPT:
+    def _load_on_one_device(self, accelerator: str, devices: Any, precision: Optional[str], quantize: Quantize,
+                            weights_file: Optional[Union[str, Path]] = None) -> GPT:
         from litgpt.checkpoint import load_model, precision_dtype
         from litgpt.finetuned import finetuned_kind, load_finetuned
 
@@ -156,9 +160,16 @@ class LLM(nn.Module):
         if precision is not None and "mixed" in precision and quantize is not None:
             raise ValueError("Quantization and mixed precision cannot be combined; use a '-true' precision")
         dtype = precision_dtype(precision, device)
+        if quantize is not None and weights_file is not None:
+            raise ValueError(
+                f"--quantize does not combine with a weights file ({weights_file}) yet; leave out --quantize, or put "
+                "the weights in a checkpoint folder as lit_model.pth"
+            )
         if quantize is not None:
             check_quantize(quantize, device)
-        if self.checkpoint_dir is None:
+        if weights_file is not None:
+            model = load_finetuned(self.checkpoint_dir, device, precision=precision_name(dtype), weights=Path(weights_file))
+        elif self.checkpoint_dir is None:
             with torch.device(device if quantize is None else "cpu"):
                 model = GPT(self.config)
             model = model.to(dtype=dtype).eval()

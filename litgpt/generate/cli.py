@@ -73,10 +73,7 @@ def _generate(args: SimpleNamespace, weights: Optional[Tuple[str, Path, Path]]) 
     # finetuned folders included; the decode step replays CUDA graphs on a GPU, compiled with --compile
     llm = LLM.load(str(args.checkpoint_dir), distribute=None)
     path = None if weights is None else weights_file(llm.checkpoint_dir, *weights)
-    if path is None:
-        llm.distribute(devices=1, precision=args.precision, quantize=args.quantize, compile=args.compile)
-    else:
-        load_weights_file(llm, path, args)
+    llm.distribute(devices=1, precision=args.precision, quantize=args.quantize, compile=args.compile, weights_file=path)
     print_completions(llm, args)
     print_memory([llm.device])
 
@@ -98,24 +95,6 @@ def weights_file(checkpoint_dir: Path, flag: str, path: Path, default: Path) -> 
         return None
     print(f"Loading the weights of {path} (--{flag}'s default)", file=sys.stderr)
     return path
-
-
-def load_weights_file(llm: "LLM", path: Path, args: SimpleNamespace) -> None:
-    """Put on `llm` the model of its checkpoint folder with the weights of `path` (see `load_finetuned`)."""
-    import torch
-
-    from litgpt.engine.core import fast_decode_step
-    from litgpt.engine.devices import resolve_accelerator
-    from litgpt.finetuned import load_finetuned
-
-    if args.quantize is not None:
-        raise ValueError(
-            f"--quantize does not combine with a weights file ({path}) yet; leave out --quantize, or put the weights "
-            "in a checkpoint folder as lit_model.pth"
-        )
-    device = torch.device(resolve_accelerator("auto"))
-    llm.model = load_finetuned(llm.checkpoint_dir, device, precision=args.precision, weights=path)
-    llm.decode_step = fast_decode_step(args.compile)
 
 
 def check_flags(args: SimpleNamespace) -> None:
