@@ -160,26 +160,20 @@ class LLM(nn.Module):
         if precision is not None and "mixed" in precision and quantize is not None:
             raise ValueError("Quantization and mixed precision cannot be combined; use a '-true' precision")
         dtype = precision_dtype(precision, device)
-        if quantize is not None and weights_file is not None:
-            raise ValueError(
-                f"--quantize does not combine with a weights file ({weights_file}) yet; leave out --quantize, or put "
-                "the weights in a checkpoint folder as lit_model.pth"
-            )
         if quantize is not None:
             check_quantize(quantize, device)
+        load_on = "cpu" if quantize is not None else device  # bitsandbytes quantizes the layers as they move to the GPU
         if weights_file is not None:
-            model = load_finetuned(self.checkpoint_dir, device, precision=precision_name(dtype), weights=Path(weights_file))
+            model = load_finetuned(self.checkpoint_dir, load_on, precision=precision_name(dtype), weights=Path(weights_file))
         elif self.checkpoint_dir is None:
-            with torch.device(device if quantize is None else "cpu"):
+            with torch.device(load_on):
                 model = GPT(self.config)
             model = model.to(dtype=dtype).eval()
         elif finetuned_kind(self.checkpoint_dir) is not None:  # LoRA weights not merged yet, Adapter, Adapter v2
-            if quantize is not None:
-                raise ValueError("--quantize is not supported for a LoRA or adapter folder yet; merge it into a plain checkpoint first")
-            model = load_finetuned(self.checkpoint_dir, device, precision=precision_name(dtype))
+            model = load_finetuned(self.checkpoint_dir, load_on, precision=precision_name(dtype))
         else:
-            model = load_model(self.checkpoint_dir, device="cpu" if quantize else device, precision=precision_name(dtype))
-        if quantize is not None:
+            model = load_model(self.checkpoint_dir, device=load_on, precision=precision_name(dtype))
+        if quantize is not None:  # LoRA is merged by now; adapters keep their own small layers in `dtype`
             model = quantize_linears(model, quantize, dtype).to(device)
             model.reset_parameters()
         return model

@@ -135,7 +135,23 @@ def test_a_missing_weights_file_is_a_one_line_error(llama_dir, here, capsys):
         cli.main(["generate_adapter", str(llama_dir), "--adapter_path", "junk.pth"])
     err = capsys.readouterr().err.strip()
     assert err == "litgpt generate_adapter: error: junk.pth holds neither a whole model's weights nor LoRA or adapter weights"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU, --quantize runs (tested below)")
+def test_quantize_with_a_weights_file_on_the_cpu_is_a_one_line_error(llama_dir, here, capsys):
+    adapter_weights(llama_dir, here / "a.pth")
     with pytest.raises(SystemExit):
-        cli.main(["generate_full", str(llama_dir), "--finetuned_path", str(llama_dir / "lit_model.pth"), "--quantize", "bnb.nf4"])
+        cli.main(["generate_adapter", str(llama_dir), "--adapter_path", "a.pth", "--quantize", "bnb.nf4", *GREEDY])
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--quantize does not combine with a weights file" in err
+    assert len(err.splitlines()) == 1 and "needs a CUDA GPU" in err, err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bitsandbytes quantization needs a CUDA GPU")
+@pytest.mark.parametrize("v2", [False, True])
+def test_an_adapter_runs_over_quantized_weights(llama_dir, here, capsys, v2):
+    pytest.importorskip("bitsandbytes")
+    adapter_weights(llama_dir, here / "a.pth", v2=v2)
+    command = "generate_adapter_v2" if v2 else "generate_adapter"
+    plain = run(capsys, command, llama_dir, "--adapter_path", "a.pth", *GREEDY)
+    quantized = run(capsys, command, llama_dir, "--adapter_path", "a.pth", "--quantize", "bnb.int8", "--precision", "16-true", *GREEDY)
+    assert plain.startswith("Hello") and quantized.startswith("Hello")
