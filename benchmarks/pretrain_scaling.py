@@ -34,6 +34,10 @@ it has no --compile (it always compiles). LitGPT's loop checks two validation ba
 --reference every run gets `--data.val_blocks` (a validation set of 2 micro-batches; no run validates during the
 timed steps). Its row is read the same way (its CSV log, its "Memory Used" line for the peak); its losses are
 compared with our 1-device run's (same tolerance), and the ratios ours / LitGPT's of tokens/s and peak memory printed.
+
+With `--fp8 RECIPE`, one more 1-device run of ours adds `--fp8 RECIPE` (float8 matmuls in the blocks), timed the same
+way; its tokens/s over the bf16 run's and over LitGPT's are printed (its losses are not expected to equal bf16's:
+benchmarks/fp8_loss_curve.py compares the curves).
 """
 
 import argparse
@@ -150,7 +154,7 @@ def failure(case: Dict, run: Dict) -> Dict:
 def scaling_case(args: argparse.Namespace, devices: int, run: Dict, out_dir: Path, strategy: str, label: str = OURS) -> Dict:
     case = dict(bench="pretrain_scaling", run=label, model=args.model_label, devices=devices, strategy=strategy, seq=args.seq,
                 global_batch=args.global_batch, micro_batch=args.micro_batch, precision=args.precision or "default",
-                compile=args.compile if label == OURS else "always (no such flag)", wall_s=run["seconds"])
+                compile=args.compile if label.startswith(OURS) else "always (no such flag)", wall_s=run["seconds"])
     if run["status"] != 0:
         return failure(case, run)
     rows = read_log(out_dir)
@@ -163,7 +167,7 @@ def scaling_case(args: argparse.Namespace, devices: int, run: Dict, out_dir: Pat
     case.update(
         steps=len(steps), steps_timed=len(step_s), step_ms=round(seconds * 1e3, 1), tokens_per_s=round(tokens_per_s),
         tokens_per_s_per_device=round(tokens_per_s / devices), mfu=round(statistics.median(mfu), 3) if mfu else None,
-        peak_gib=peak_cuda_gib(run["output"]) if label == OURS else reference.peak_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
+        peak_gib=peak_cuda_gib(run["output"]) if label.startswith(OURS) else reference.peak_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
         first_losses=[round(rows[s]["loss"], 4) for s in steps[: args.compare_steps]],
         _losses=[rows[s]["loss"] for s in steps[: args.compare_steps]],
     )
@@ -210,6 +214,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--compile", choices=["default", "true", "false"], default="default")
     parser.add_argument("--cpu", action="store_true", help="hide the GPUs: several devices are DDP processes over gloo")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--fp8", choices=["rowwise", "tensorwise"], default=None, help="also a 1-device run with --fp8 RECIPE")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs' logs here (weights are deleted after use)")
     parser.add_argument("--reference", type=Path, nargs="?", const=reference.DEFAULT_TREE, default=None, metavar="TREE",
@@ -268,10 +273,17 @@ def run_cases(args: argparse.Namespace, out: Path, gpus: int, rtol: float) -> Tu
             cases.append(case)
     if args.reference is not None:
         cases.append(reference_case(args, out, vocab_size))
+    if args.fp8 is not None:
+        run_dir = out / "fp8"
+        run = pretrain(args, 1, run_dir, vocab_size, out / "init", extra=["--fp8", args.fp8])
+        cases.append(scaling_case(args, 1, run, run_dir, "single device", f"{OURS}, --fp8 {args.fp8}"))
+        shutil.rmtree(run_dir / "final", ignore_errors=True)
     base = next((c for c in cases if c["devices"] == 1 and c["run"] == OURS and "error" not in c), None)
     for case in cases:
         if base is not None and "error" not in case:
-            if case["run"] == OURS:
+            if case["run"].startswith(OURS + ","):  # the fp8 run: over the bf16 run
+                case["over_bf16_tokens_per_s"] = round(case["tokens_per_s"] / base["tokens_per_s"], 3)
+            elif case["run"] == OURS:
                 case["scaling_efficiency"] = round(case["tokens_per_s_per_device"] / base["tokens_per_s_per_device"], 3)
             else:  # ours (1 device) over LitGPT's
                 for key in ("tokens_per_s", "peak_gib"):
@@ -330,8 +342,12 @@ def main() -> None:
                   "peak_rss_gib", "first_losses", "loss_max_rel_diff", "losses_match", "error"])
     table(resumes, ["saved_with", "resumed_with", "saved_at", "logged_steps", "steps_continue", "loss_max_rel_diff",
                     "lr_max_rel_diff", "total_tokens_continue", "ok", "error"])
+    litgpt = next((c for c in cases if "ours_over_tokens_per_s" in c), None)
     for case in cases:
-        if case["run"] != OURS and "ours_over_tokens_per_s" in case:
+        if "over_bf16_tokens_per_s" in case:
+            versus = f", over {litgpt['run']}: x{round(case['tokens_per_s'] / litgpt['tokens_per_s'], 3)}" if litgpt else ""
+            print(f"{case['run']} / bf16: tokens/s x{case['over_bf16_tokens_per_s']}{versus}")
+        if "ours_over_tokens_per_s" in case:
             print(f"ours (1 device) / {case['run']}: tokens/s x{case['ours_over_tokens_per_s']}, peak memory x{case['ours_over_peak_gib']},"
                   f" losses match: {case['losses_match']} (max rel diff {case['loss_max_rel_diff']})")
 
