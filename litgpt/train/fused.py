@@ -12,9 +12,10 @@ Everything else stays as it is: LayerNorm, GELU MLPs (GptNeoX, Gemma's GeGLU), p
 mixture of experts' router (its experts are LLaMAMLPs and fuse). The fused linear + cross-entropy is our own
 (`litgpt.loss`) and used everywhere, fused kernels or not.
 
-By default only a model that runs eagerly is fused: under torch.compile inductor fuses these operations itself, and
-liger's kernels under compile have not been measured on a GPU yet (`LITGPT_FUSED_KERNELS=1` fuses compiled models
-too). `LITGPT_FUSED_KERNELS=0` turns this off; a comma list (`rms_norm,swiglu,rope`) fuses only those. liger-kernel is
+Only a model that runs eagerly is fused. Under torch.compile inductor fuses these operations itself, and liger's
+kernels traced by dynamo gave wrong gradients (torch 2.11, H200, bf16-mixed: the RMSNorm weights' gradient off by
+100%; tests/train/test_fused_kernels_cuda.py), so a compiled model never gets them, whatever the switch says.
+`LITGPT_FUSED_KERNELS=0` turns fusing off; a comma list (`rms_norm,swiglu,rope`) fuses only those. liger-kernel is
 imported here only, when fusing on CUDA (or on CPU tensors under TRITON_INTERPRET=1, how the tests run Triton
 without a GPU); never on the CPU path or for `litgpt --help`.
 """
@@ -83,19 +84,20 @@ FUSED = {"rms_norm": FusedRMSNorm, "swiglu": FusedSwiGLU, "rope": FusedRoPE}
 
 
 def requested(compiling: bool = False) -> List[str]:
-    """The kernels `LITGPT_FUSED_KERNELS` asks for: 1 → all, 0 → none, or a comma list of names; unset → all for a
-    model that runs eagerly, none for a compiled one."""
-    value = os.environ.get(ENV, "0" if compiling else "1").strip()
+    """The kernels `LITGPT_FUSED_KERNELS` asks for a model that runs eagerly: 1 or unset → all, 0 → none, or a
+    comma list of names (checked even when `compiling`); none for a compiled model (see the module's docstring)."""
+    value = os.environ.get(ENV, "1").strip()
     if value in ("", "1"):
-        return list(KERNELS)
-    if value == "0":
-        return []
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in KERNELS]
-    if unknown:
-        raise ValueError(f"LITGPT_FUSED_KERNELS={value}: unknown kernel {', '.join(unknown)}; use 0 (none), 1 (all) or a comma "
-                         f"list of {', '.join(KERNELS)}")
-    return names
+        names = list(KERNELS)
+    elif value == "0":
+        names = []
+    else:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in KERNELS]
+        if unknown:
+            raise ValueError(f"LITGPT_FUSED_KERNELS={value}: unknown kernel {', '.join(unknown)}; use 0 (none), 1 (all) or a "
+                             f"comma list of {', '.join(KERNELS)}")
+    return [] if compiling else names
 
 
 def can_run(device: torch.device) -> bool:
@@ -147,8 +149,8 @@ def describe(fused: List[str], compiling: bool = False) -> str:
     if fused:
         return "Fused kernels (liger-kernel): " + ", ".join(fused)
     if not requested(compiling):
-        if compiling and ENV not in os.environ:
-            return f"Fused kernels: torch.compile's ({ENV}=1 adds liger-kernel's)"
+        if compiling:
+            return "Fused kernels: torch.compile's (liger-kernel's are used only without compiling: --compile false)"
         return f"Fused kernels: none ({ENV}=0)"
     if importlib.util.find_spec("liger_kernel") is None:
         return "Fused kernels: none, liger-kernel is not installed (pip install liger-kernel)"

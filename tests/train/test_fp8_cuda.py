@@ -141,7 +141,8 @@ def test_without_torchao_is_one_line(tmp_path, fp8_config):
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('No module named torchao (a stub of this test)')\n")
     root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stub.parent), root])}
+    # the stub first; the rest of PYTHONPATH stays (where packages come from a path, as on a machine given wheels)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(stub.parent), root, os.environ.get("PYTHONPATH")]))}
     result = litgpt("pretrain", "--model_config", str(fp8_config), "--fp8", "rowwise", "--out_dir", str(tmp_path / "out"), env=env)
     one_line_error(result, "--fp8 rowwise needs torchao's float8 training: pip install torchao")
     assert not (tmp_path / "out").exists()
