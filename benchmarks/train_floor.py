@@ -22,7 +22,8 @@ is the measured parts plus that; with `--target` it also prints how much time th
 
 `--variant` builds the model as `litgpt pretrain` does for an option, with the loop's own functions, and profiles
 each the same way: `plain` (the default command: compiled, no liger), `fused` (liger-kernel's RMSNorm, SwiGLU and
-RoPE in the compiled model, by hand: `use_fused_kernels`; no command does this, as liger under torch.compile gave wrong gradients), `fp8` (`--fp8 RECIPE`:
+RoPE asked for through `use_fused_kernels`: a compiled model now gets none, as liger under torch.compile gave wrong gradients,
+so this equals `plain`), `fp8` (`--fp8 RECIPE`:
 `to_float8`), `fp8+fused`. The fused kernels move no fewer bytes than the floor counts already, so their traffic
 is the plain one. Under fp8 the matmul time is the profiled float8 GEMMs (and the head's bf16 one), and the casts
 to float8 are a row of their own: torchao casts, per float8 layer and step, the input and the weight for the

@@ -8,7 +8,8 @@
 gradient clipping, the per-step log line) on random tokens and takes the median step time from its CSV log.
 `step` times one bare step (forward with the loss from the hidden states, backward, fused AdamW) with CUDA
 events, for comparing precisions and compile settings. `--fused off` runs without the fused RMSNorm, SwiGLU and
-RoPE kernels that training uses on CUDA (`litgpt/train/fused.py`; LITGPT_FUSED_KERNELS=0 for the loop).
+RoPE kernels that eager training uses on CUDA (`litgpt/train/fused.py`; LITGPT_FUSED_KERNELS=0 for the loop); a
+compiled step never has them, as in the commands.
 """
 
 import argparse
@@ -53,7 +54,8 @@ def run(model_name: str, seq: int, micro_batch: int, precision: str, compile: bo
 
         check_fp8(fp8, precision)
         to_float8(model, fp8)
-    kernels = fused_kernels.use_fused_kernels(model, torch.device("cuda")) if fused else []
+    # as the loop does it: a compiled model gets no liger kernels (under dynamo they gave wrong gradients)
+    kernels = fused_kernels.use_fused_kernels(model, torch.device("cuda"), compiling=compile) if fused else []
     if compile:
         torch._dynamo.reset()  # each case compiles afresh (fused and plain models differ; dynamo caps recompiles)
     forward = torch.compile(model) if compile else model
