@@ -230,7 +230,7 @@ def write_model_pth(state_dict: Dict[str, Any], arch: Architecture, config: Conf
         with incremental_save(path) as saver:
             for name in state_dict:
                 for hf_name, tensor in translate(name, state_dict[name]):
-                    saver.state_dict[hf_name] = saver.store(tensor)
+                    saver[hf_name] = tensor
     except OSError as e:
         raise CheckpointError(f"Could not write {path}: {str(e).splitlines()[0]} (is the disk full?)") from None
 
