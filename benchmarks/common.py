@@ -64,11 +64,31 @@ def table(cases: List[Dict], columns: List[str]) -> None:
 
 
 def run_command(command: List[str], log: Path, timeout: float, env: Optional[Dict[str, str]] = None,
-                cwd: Optional[Path] = None) -> Dict[str, Any]:
+                cwd: Optional[Path] = None, compile_cache: Optional[Path] = None) -> Dict[str, Any]:
     """Run `command` (in the folder `cwd` if given) with its output in the file `log`; its exit status ("timeout" past `timeout` seconds), output,
-    wall seconds, and the peak resident memory of it and its children."""
+    wall seconds, and the peak resident memory of it and its children.
+
+    With `compile_cache`, torch.compile and Triton keep their caches in that folder, new and removed afterwards, so
+    the command compiles afresh as a user's first run does. Timed runs want this: a run that found an earlier run's
+    kernels in the shared cache started its steps while torch.compile's pool of compile workers was still starting
+    up beside it, and ran those steps host-bound (pretraining on the H200: 545 against 425 ms a step for about 8
+    steps; RESULTS.md, sixteenth session)."""
+    if compile_cache is not None:
+        env = dict(os.environ if env is None else env, TORCHINDUCTOR_CACHE_DIR=str(compile_cache), TRITON_CACHE_DIR=str(compile_cache / "triton"))
+    try:
+        return _run(command, log, timeout, env, cwd, compile_cache)
+    finally:
+        if compile_cache is not None:
+            shutil.rmtree(compile_cache, ignore_errors=True)
+
+
+def _run(command: List[str], log: Path, timeout: float, env: Optional[Dict[str, str]], cwd: Optional[Path],
+         compile_cache: Optional[Path]) -> Dict[str, Any]:
     start = time.time()
     with open(log, "w") as f:
+        if compile_cache is not None:
+            f.write(f"(compile cache: {compile_cache}, new, removed after the run)\n")
+            f.flush()
         # its own process group (not session: whatever ends this script's session still ends it), so that a
         # timeout or an interruption also ends the processes it started, one per device
         child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd, process_group=0)

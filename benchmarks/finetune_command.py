@@ -145,7 +145,8 @@ def finetune(args: argparse.Namespace, compile: str, inputs: Dict[str, Path], ou
         env["CUDA_VISIBLE_DEVICES"] = ""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "command.txt").write_text(" ".join(command) + "\n")
-    return run_command(command, out_dir / "run.log", args.timeout, env, cwd=out_dir if tree is not None else None)
+    return run_command(command, out_dir / "run.log", args.timeout, env, cwd=out_dir if tree is not None else None,
+                       compile_cache=out_dir / "compile_cache")
 
 
 def result(args: argparse.Namespace, compile: str, run: Dict, out_dir: Path, label: str = OURS) -> Dict:

@@ -119,7 +119,8 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
         env["CUDA_VISIBLE_DEVICES"] = ""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "command.txt").write_text(" ".join(command) + "\n")
-    return run_command(command, out_dir / "run.log", args.timeout, env, cwd=out_dir if tree is not None else None)
+    return run_command(command, out_dir / "run.log", args.timeout, env, cwd=out_dir if tree is not None else None,
+                       compile_cache=out_dir / "compile_cache")
 
 
 def read_log(out_dir: Path) -> Dict[int, Dict[str, float]]:
