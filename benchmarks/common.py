@@ -69,10 +69,10 @@ def run_command(command: List[str], log: Path, timeout: float, env: Optional[Dic
     wall seconds, and the peak resident memory of it and its children.
 
     With `compile_cache`, torch.compile and Triton keep their caches in that folder, new and removed afterwards, so
-    the command compiles afresh as a user's first run does. Timed runs want this: a run that found an earlier run's
-    kernels in the shared cache started its steps while torch.compile's pool of compile workers was still starting
-    up beside it, and ran those steps host-bound (pretraining on the H200: 545 against 425 ms a step for about 8
-    steps; RESULTS.md, sixteenth session)."""
+    the command compiles afresh as a user's first run does. Timed runs want this: on the H200, pretraining runs that
+    found an earlier run's kernels in the shared cache ran about 8 steps at 545 ms instead of 425, the GPU partly
+    idle (RESULTS.md, sixteenth session); most likely torch.compile's pool of compile workers, started at the first
+    compilation, was still starting up beside those steps."""
     if compile_cache is not None:
         env = dict(os.environ if env is None else env, TORCHINDUCTOR_CACHE_DIR=str(compile_cache), TRITON_CACHE_DIR=str(compile_cache / "triton"))
     try:
