@@ -9,6 +9,8 @@ a user's run starts: FSDP over the GPUs, or DDP over gloo with `--cpu` or withou
 (benchmarks/synthetic_tokens.py). Every run starts from one randomly initialised checkpoint written once
 (`--initial_checkpoint_dir`): the command's own random init draws from the CUDA generator on one GPU but the CPU
 one under FSDP, so without it the runs would not start from the same weights.
+Each run compiles into a new torch.compile cache of its own, as a user's first run does (`--compile_cache shared`
+keeps the environment's, as a rerun or a resumed run finds it: such runs began host-bound on the H200, RESULTS.md).
 
 Reported per device count: tokens/s in all and per device (median step time after `--skip` steps, from the CSV
 log), scaling efficiency (per-device tokens/s against the 1-device run), peak memory (rank 0's CUDA peak, or the
@@ -120,7 +122,7 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "command.txt").write_text(" ".join(command) + "\n")
     return run_command(command, out_dir / "run.log", args.timeout, env, cwd=out_dir if tree is not None else None,
-                       compile_cache=out_dir / "compile_cache")
+                       compile_cache=None if getattr(args, "compile_cache", "fresh") == "shared" else out_dir / "compile_cache")
 
 
 def read_log(out_dir: Path) -> Dict[int, Dict[str, float]]:
@@ -216,6 +218,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cpu", action="store_true", help="hide the GPUs: several devices are DDP processes over gloo")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--fp8", choices=["rowwise", "tensorwise"], default=None, help="also a 1-device run with --fp8 RECIPE")
+    parser.add_argument("--compile_cache", choices=["fresh", "shared"], default="fresh",
+                        help="fresh: each run compiles into a new cache, as a first run does; shared: the environment's "
+                        "cache (TORCHINDUCTOR_CACHE_DIR or its default), as a rerun or a resumed run finds it")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs' logs here (weights are deleted after use)")
     parser.add_argument("--reference", type=Path, nargs="?", const=reference.DEFAULT_TREE, default=None, metavar="TREE",

@@ -38,3 +38,24 @@ def test_without_it_the_command_keeps_the_environment_s_cache(tmp_path):
     run = run_command([sys.executable, "-c", CHILD], tmp_path / "run.log", 60, env)
     assert run["status"] == 0 and f"TORCHINDUCTOR_CACHE_DIR {tmp_path / 'shared'} ['kernel']" in run["output"], run["output"]
     assert (tmp_path / "shared" / "kernel").is_file()  # nothing removed
+
+
+def test_pretrain_scaling_compiles_afresh_unless_told_to_share(tmp_path):
+    """benchmarks/pretrain_scaling.py: by default a run gets a new cache (named at the top of its log, gone after it);
+    --compile_cache shared leaves the environment's cache to it, as a rerun finds it."""
+    import subprocess
+
+    env = {**{k: v for k, v in os.environ.items() if k != "OUT"}, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "shared")}
+    for mode in ("fresh", "shared"):
+        out = tmp_path / mode
+        command = [sys.executable, str(ROOT / "benchmarks" / "pretrain_scaling.py"), "--tiny", "--cpu", "--devices", "1", "--resume",
+                   "--steps", "3", "--skip", "1", "--compare_steps", "2", "--compile_cache", mode, "--out", str(out)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        first = (out / "devices-1" / "run.log").read_text().splitlines()[0]
+        cache = out / "devices-1" / "compile_cache"
+        if mode == "fresh":
+            assert first == f"(compile cache: {cache}, new, removed after the run)", first
+        else:
+            assert "compile cache" not in first, first
+        assert not cache.exists()
