@@ -75,37 +75,32 @@ def run_command(command: List[str], log: Path, timeout: float, env: Optional[Dic
     compilation, was still starting up beside those steps."""
     if compile_cache is not None:
         env = dict(os.environ if env is None else env, TORCHINDUCTOR_CACHE_DIR=str(compile_cache), TRITON_CACHE_DIR=str(compile_cache / "triton"))
+    start = time.time()
     try:
-        return _run(command, log, timeout, env, cwd, compile_cache)
+        with open(log, "w") as f:
+            if compile_cache is not None:
+                f.write(f"(compile cache: {compile_cache}, new, removed after the run)\n")
+                f.flush()
+            # its own process group (not session: whatever ends this script's session still ends it), so that a
+            # timeout or an interruption also ends the processes it started, one per device
+            child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd, process_group=0)
+            timed_out = False
+            try:
+                while True:
+                    pid, code, rusage = os.wait4(child.pid, os.WNOHANG)  # the rusage of this child and its children
+                    if pid:
+                        break
+                    if not timed_out and time.time() - start > timeout:
+                        os.killpg(child.pid, signal.SIGKILL)
+                        timed_out = True
+                    time.sleep(0.5)
+            except BaseException:
+                os.killpg(child.pid, signal.SIGKILL)
+                raise
+            child.returncode = os.waitstatus_to_exitcode(code)  # reaped above: keeps Popen from waiting again
     finally:
         if compile_cache is not None:
             shutil.rmtree(compile_cache, ignore_errors=True)
-
-
-def _run(command: List[str], log: Path, timeout: float, env: Optional[Dict[str, str]], cwd: Optional[Path],
-         compile_cache: Optional[Path]) -> Dict[str, Any]:
-    start = time.time()
-    with open(log, "w") as f:
-        if compile_cache is not None:
-            f.write(f"(compile cache: {compile_cache}, new, removed after the run)\n")
-            f.flush()
-        # its own process group (not session: whatever ends this script's session still ends it), so that a
-        # timeout or an interruption also ends the processes it started, one per device
-        child = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd, process_group=0)
-        timed_out = False
-        try:
-            while True:
-                pid, code, rusage = os.wait4(child.pid, os.WNOHANG)  # the rusage of this child and its children
-                if pid:
-                    break
-                if not timed_out and time.time() - start > timeout:
-                    os.killpg(child.pid, signal.SIGKILL)
-                    timed_out = True
-                time.sleep(0.5)
-        except BaseException:
-            os.killpg(child.pid, signal.SIGKILL)
-            raise
-        child.returncode = os.waitstatus_to_exitcode(code)  # reaped above: keeps Popen from waiting again
     status = "timeout" if timed_out else child.returncode
     output = Path(log).read_text(errors="replace")
     peak_rss_gib = round(rusage.ru_maxrss * 1024 / 2**30, 2)  # Linux counts ru_maxrss in KiB
