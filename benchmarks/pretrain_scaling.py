@@ -122,7 +122,7 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "command.txt").write_text(" ".join(command) + "\n")
     return run_command(command, out_dir / "run.log", args.timeout, env, cwd=out_dir if tree is not None else None,
-                       compile_cache=None if getattr(args, "compile_cache", "fresh") == "shared" else out_dir / "compile_cache")
+                       compile_cache=None if args.compile_cache == "shared" else out_dir / "compile_cache")
 
 
 def read_log(out_dir: Path) -> Dict[int, Dict[str, float]]:
