@@ -52,7 +52,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -250,12 +250,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def reference_case(args: argparse.Namespace, out: Path, vocab_size: int) -> Dict:
-    """LitGPT 0.5.13's own pretrain on 1 device with the same flags, initial checkpoint and data."""
-    run_dir = out / f"litgpt-{reference.VERSION}"
+def single_device_case(args: argparse.Namespace, out: Path, name: str, label: str, vocab_size: int, **kwargs: Any) -> Dict:
+    """One more 1-device run in a clean folder `out/name` (the `pretrain` keyword arguments `kwargs`), read as a
+    scaling case labelled `label`; its final weights deleted."""
+    run_dir = out / name
     shutil.rmtree(run_dir, ignore_errors=True)
-    run = pretrain(args, 1, run_dir, vocab_size, out / "init", tree=args.tree)
-    case = scaling_case(args, 1, run, run_dir, "single device", reference.LABEL)
+    run = pretrain(args, 1, run_dir, vocab_size, out / "init", **kwargs)
+    case = scaling_case(args, 1, run, run_dir, "single device", label)
     shutil.rmtree(run_dir / "final", ignore_errors=True)
     return case
 
@@ -277,13 +278,10 @@ def run_cases(args: argparse.Namespace, out: Path, gpus: int, rtol: float) -> Tu
         shutil.rmtree(run_dir / "final", ignore_errors=True)
         if n in args.devices:
             cases.append(case)
-    if args.reference is not None:
-        cases.append(reference_case(args, out, vocab_size))
+    if args.reference is not None:  # LitGPT 0.5.13's own pretrain with the same flags, initial checkpoint and data
+        cases.append(single_device_case(args, out, f"litgpt-{reference.VERSION}", reference.LABEL, vocab_size, tree=args.tree))
     if args.fp8 is not None:
-        run_dir = out / "fp8"
-        run = pretrain(args, 1, run_dir, vocab_size, out / "init", extra=["--fp8", args.fp8])
-        cases.append(scaling_case(args, 1, run, run_dir, "single device", f"{OURS}, --fp8 {args.fp8}"))
-        shutil.rmtree(run_dir / "final", ignore_errors=True)
+        cases.append(single_device_case(args, out, "fp8", f"{OURS}, --fp8 {args.fp8}", vocab_size, extra=["--fp8", args.fp8]))
     base = next((c for c in cases if c["devices"] == 1 and c["run"] == OURS and "error" not in c), None)
     for case in cases:
         if base is not None and "error" not in case:
