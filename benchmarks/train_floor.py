@@ -176,7 +176,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=["bf16-mixed", "bf16-true"], default="bf16-mixed")
     parser.add_argument("--target", type=float, default=94_000, help="tokens/s to compare the ceiling with")
     parser.add_argument("--variant", nargs="+", choices=list(VARIANTS), default=["plain"],
-                        help="how the model is built, as `litgpt pretrain` builds it: plain, with liger's fused kernels, with --fp8, or both")
+                        help="how the model is built, as `litgpt pretrain` builds it: plain, with --fp8, and each asking for liger's "
+                        "fused kernels (+fused), which a compiled model never gets, so those equal plain and fp8")
     parser.add_argument("--fp8", choices=list(FP8_RECIPES), default="rowwise", help="the float8 recipe of the fp8 variants")
     args = parser.parse_args()
     args.variant = list(dict.fromkeys(args.variant))
