@@ -72,7 +72,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.plot is None:
         args.plot = Path(os.environ["OUT"]) / "fp8_loss.png" if os.environ.get("OUT") else Path("fp8_loss.png")
     # what pretrain_scaling.pretrain and write_initial_checkpoint read
-    args.tiny, args.cpu, args.compile_cache = toy, toy, "fresh"
+    args.tiny, args.cpu, args.compile_cache, args.constant_lr, args.fsdp_on_cpus = toy, toy, "fresh", False, False
     args.label = "toy (2 layers, 64 wide)" if toy else args.model
     args.recipes = ["none", "none"] if toy else ["none", args.fp8]
     return args

@@ -28,13 +28,12 @@ MODEL = dict(name="fsdp-tiny", block_size=128, vocab_size=512, padded_vocab_size
 def child(argv) -> None:
     """`litgpt pretrain` with FSDP even on one device (the command itself picks FSDP only for several GPUs)."""
     import lightning as L
-    from lightning.fabric.strategies import FSDPStrategy
 
     from litgpt.__main__ import main
     from litgpt.train import loop
 
     def fsdp_fabric(devices, num_nodes, precision, loggers, block_class):
-        strategy = FSDPStrategy(auto_wrap_policy={block_class}, state_dict_type="full")
+        strategy = loop.fsdp_strategy(block_class, num_nodes)
         return L.Fabric(devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, loggers=loggers)
 
     if os.environ.get("FSDP_ONE_GPU") == "1":

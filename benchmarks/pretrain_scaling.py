@@ -3,12 +3,16 @@
     python benchmarks/pretrain_scaling.py --devices 1 2 --resume 2:1          # tiny-llama-1.1b, seq 2048, GPUs
     python benchmarks/pretrain_scaling.py --tiny --devices 1 2 --resume 2:1 1:2   # a 2-layer model, a CPU smoke test
     python benchmarks/pretrain_scaling.py --devices 1 --resume --global_batch 16 --micro_batch 16 --reference   # beside LitGPT 0.5.13
+    python benchmarks/pretrain_scaling.py --tiny --fsdp_on_cpus --devices 1 2 --resume 2:2 2:1 1:2   # FSDP without GPUs
 
 Each case is the real command (`python -m litgpt pretrain`, in its own process, so several devices start the way
-a user's run starts: FSDP over the GPUs, or DDP over gloo with `--cpu` or without GPUs) on `ZipfTokens`
+a user's run starts: FSDP over the GPUs, or DDP over gloo with `--cpu` or without GPUs; `--fsdp_on_cpus` runs it
+through benchmarks/fsdp_on_cpus.py, which gives CPU processes the GPUs' FSDP strategy) on `ZipfTokens`
 (benchmarks/synthetic_tokens.py). Every run starts from one randomly initialised checkpoint written once
 (`--initial_checkpoint_dir`): the command's own random init draws from the CUDA generator on one GPU but the CPU
 one under FSDP, so without it the runs would not start from the same weights.
+The learning rate is constant (`--lr`, no warmup, `--train.min_lr` equal to it): the pretraining schedule's rate at a
+step follows the micro-batches per step, as LitGPT's does, and the device count changes those.
 Each run compiles into a new torch.compile cache of its own, as a user's first run does (`--compile_cache shared`
 keeps the environment's, as a rerun or a resumed run finds it: such runs began host-bound on the H200, RESULTS.md).
 
@@ -96,7 +100,8 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
     command = [
         # the model name positional (LitGPT 0.5.13 takes it no other way) and required there even with --model_config,
         # which wins in both
-        sys.executable, "-m", "litgpt", "pretrain", TINY_CONFIG["name"] if args.tiny else args.model,
+        sys.executable, *([str(HERE / "fsdp_on_cpus.py")] if args.fsdp_on_cpus else ["-m", "litgpt"]), "pretrain",
+        TINY_CONFIG["name"] if args.tiny else args.model,
         *(["--model_config", str(init_dir / "model_config.yaml")] if args.tiny else []),
         "--data", "synthetic_tokens.ZipfTokens", "--data.vocab_size", str(vocab_size), "--out_dir", str(out_dir),
         "--devices", str(devices), "--logger_name", "csv", "--optimizer", json.dumps(optimizer), "--seed", str(args.seed),
@@ -105,7 +110,8 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
         "--train.max_steps", str(args.steps), "--train.max_tokens", str(args.steps * args.global_batch * args.seq),
         "--train.global_batch_size", str(args.global_batch),
         "--train.micro_batch_size", str(args.micro_batch), "--train.max_seq_length", str(args.seq),
-        "--train.lr_warmup_steps", "2", "--train.log_interval", "1", "--train.max_norm", "1.0",
+        *(["--train.lr_warmup_steps", "0", "--train.min_lr", str(args.lr)] if args.constant_lr else ["--train.lr_warmup_steps", "2"]),
+        "--train.log_interval", "1", "--train.max_norm", "1.0",
         "--train.save_interval", str(save_at) if save_at else "null", "--eval.final_validation", "false",
     ]
     command += ["--resume", str(resume)] if resume else ["--initial_checkpoint_dir", str(init_dir)]
@@ -154,10 +160,11 @@ def failure(case: Dict, run: Dict) -> Dict:
     return {**case, "error": f"exit {run['status']}", "output_tail": tail}
 
 
-def scaling_case(args: argparse.Namespace, devices: int, run: Dict, out_dir: Path, strategy: str, label: str = OURS) -> Dict:
-    case = dict(bench="pretrain_scaling", run=label, model=args.model_label, devices=devices, strategy=strategy, seq=args.seq,
+def scaling_case(args: argparse.Namespace, devices: int, run: Dict, out_dir: Path, strategy: str, label: str = OURS, kind: str = "ours") -> Dict:
+    """A timed run read from its log; `kind`: "ours" (the device-count runs), "ours fp8" or "litgpt"."""
+    case = dict(bench="pretrain_scaling", run=label, kind=kind, model=args.model_label, devices=devices, strategy=strategy, seq=args.seq,
                 global_batch=args.global_batch, micro_batch=args.micro_batch, precision=args.precision or "default",
-                compile=args.compile if label.startswith(OURS) else "always (no such flag)", wall_s=run["seconds"])
+                compile=args.compile if kind != "litgpt" else "always (no such flag)", wall_s=run["seconds"])
     if run["status"] != 0:
         return failure(case, run)
     rows = read_log(out_dir)
@@ -170,7 +177,7 @@ def scaling_case(args: argparse.Namespace, devices: int, run: Dict, out_dir: Pat
     case.update(
         steps=len(steps), steps_timed=len(step_s), step_ms=round(seconds * 1e3, 1), tokens_per_s=round(tokens_per_s),
         tokens_per_s_per_device=round(tokens_per_s / devices), mfu=round(statistics.median(mfu), 3) if mfu else None,
-        peak_gib=peak_cuda_gib(run["output"]) if label.startswith(OURS) else reference.peak_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
+        peak_gib=peak_cuda_gib(run["output"]) if kind != "litgpt" else reference.peak_gib(run["output"]), peak_rss_gib=run["peak_rss_gib"],
         first_losses=[round(rows[s]["loss"], 4) for s in steps[: args.compare_steps]],
         _losses=[rows[s]["loss"] for s in steps[: args.compare_steps]],
     )
@@ -216,6 +223,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--precision", default=None, help="default: the command's (bf16-mixed on GPUs, 32-true on CPUs; 32-true with --tiny)")
     parser.add_argument("--compile", choices=["default", "true", "false"], default="default")
     parser.add_argument("--cpu", action="store_true", help="hide the GPUs: several devices are DDP processes over gloo")
+    parser.add_argument("--fsdp_on_cpus", action="store_true", help="with --cpu implied: several devices are CPU processes "
+                        "under the GPUs' FSDP strategy (benchmarks/fsdp_on_cpus.py)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--fp8", choices=["rowwise", "tensorwise"], default=None, help="also a 1-device run with --fp8 RECIPE")
     parser.add_argument("--compile_cache", choices=["fresh", "shared"], default="fresh",
@@ -232,6 +241,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             setattr(args, name, small if tiny else full)
     if tiny and args.precision is None:
         args.precision = "32-true"
+    args.cpu = args.cpu or args.fsdp_on_cpus
+    # the pretraining schedule's lr at a step follows the micro-batches per step (LitGPT's), which the device count
+    # changes: only a constant lr (no warmup, cosine down to lr itself) is the same on every count
+    args.constant_lr = True
+    if args.fsdp_on_cpus and args.reference is not None:
+        parser.error("--fsdp_on_cpus runs this project's command only; leave out --reference")
     args.resume_at = args.resume_at or args.steps // 2 + 1
     args.model_label = "tiny (2 layers, 64 wide)" if tiny else args.model
     try:
@@ -250,13 +265,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def single_device_case(args: argparse.Namespace, out: Path, name: str, label: str, vocab_size: int, **kwargs: Any) -> Dict:
+def single_device_case(args: argparse.Namespace, out: Path, name: str, label: str, kind: str, vocab_size: int, **kwargs: Any) -> Dict:
     """One more 1-device run in a clean folder `out/name` (the `pretrain` keyword arguments `kwargs`), read as a
-    scaling case labelled `label`; its final weights deleted."""
+    scaling case labelled `label` of `kind`; its final weights deleted."""
     run_dir = out / name
     shutil.rmtree(run_dir, ignore_errors=True)
     run = pretrain(args, 1, run_dir, vocab_size, out / "init", **kwargs)
-    case = scaling_case(args, 1, run, run_dir, "single device", label)
+    case = scaling_case(args, 1, run, run_dir, "single device", label, kind)
     shutil.rmtree(run_dir / "final", ignore_errors=True)
     return case
 
@@ -267,7 +282,7 @@ def run_cases(args: argparse.Namespace, out: Path, gpus: int, rtol: float) -> Tu
     cases: List[Dict] = []
     logs: Dict[int, Dict[int, Dict[str, float]]] = {}
     for n in sorted(set(args.devices) | {pair[0] for pair in args.pairs}):
-        strategy = "single device" if n == 1 else ("FSDP" if gpus else "DDP (gloo)")
+        strategy = "single device" if n == 1 else ("FSDP" if gpus else "FSDP (gloo, CPUs)" if args.fsdp_on_cpus else "DDP (gloo)")
         run_dir = out / f"devices-{n}"
         shutil.rmtree(run_dir, ignore_errors=True)
         saves = any(pair[0] == n for pair in args.pairs)
@@ -279,15 +294,17 @@ def run_cases(args: argparse.Namespace, out: Path, gpus: int, rtol: float) -> Tu
         if n in args.devices:
             cases.append(case)
     if args.reference is not None:  # LitGPT 0.5.13's own pretrain with the same flags, initial checkpoint and data
-        cases.append(single_device_case(args, out, f"litgpt-{reference.VERSION}", reference.LABEL, vocab_size, tree=args.tree))
+        cases.append(single_device_case(args, out, f"litgpt-{reference.VERSION}", reference.LABEL, "litgpt", vocab_size, tree=args.tree))
     if args.fp8 is not None:
-        cases.append(single_device_case(args, out, "fp8", f"{OURS}, --fp8 {args.fp8}", vocab_size, extra=["--fp8", args.fp8]))
-    base = next((c for c in cases if c["devices"] == 1 and c["run"] == OURS and "error" not in c), None)
+        cases.append(single_device_case(args, out, "fp8", f"{OURS}, --fp8 {args.fp8}", "ours fp8", vocab_size, extra=["--fp8", args.fp8]))
+    base = next((c for c in cases if c["devices"] == 1 and c["kind"] == "ours" and "error" not in c), None)
+    litgpt = next((c for c in cases if c["kind"] == "litgpt" and "error" not in c), None)
     for case in cases:
         if base is not None and "error" not in case:
-            if case["run"].startswith(OURS + ","):  # the fp8 run: over the bf16 run
+            if case["kind"] == "ours fp8":  # over the bf16 run, and over LitGPT's (bf16) where it ran
                 case["over_bf16_tokens_per_s"] = round(case["tokens_per_s"] / base["tokens_per_s"], 3)
-            elif case["run"] == OURS:
+                case["over_litgpt_tokens_per_s"] = round(case["tokens_per_s"] / litgpt["tokens_per_s"], 3) if litgpt else None
+            elif case["kind"] == "ours":
                 case["scaling_efficiency"] = round(case["tokens_per_s_per_device"] / base["tokens_per_s_per_device"], 3)
             else:  # ours (1 device) over LitGPT's
                 for key in ("tokens_per_s", "peak_gib"):
@@ -346,10 +363,9 @@ def main() -> None:
                   "peak_rss_gib", "first_losses", "loss_max_rel_diff", "losses_match", "error"])
     table(resumes, ["saved_with", "resumed_with", "saved_at", "logged_steps", "steps_continue", "loss_max_rel_diff",
                     "lr_max_rel_diff", "total_tokens_continue", "ok", "error"])
-    litgpt = next((c for c in cases if "ours_over_tokens_per_s" in c), None)
     for case in cases:
         if "over_bf16_tokens_per_s" in case:
-            versus = f", over {litgpt['run']}: x{round(case['tokens_per_s'] / litgpt['tokens_per_s'], 3)}" if litgpt else ""
+            versus = f", over {reference.LABEL}: x{case['over_litgpt_tokens_per_s']}" if case["over_litgpt_tokens_per_s"] else ""
             print(f"{case['run']} / bf16: tokens/s x{case['over_bf16_tokens_per_s']}{versus}")
         if "ours_over_tokens_per_s" in case:
             print(f"ours (1 device) / {case['run']}: tokens/s x{case['ours_over_tokens_per_s']}, peak memory x{case['ours_over_peak_gib']},"

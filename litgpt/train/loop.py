@@ -344,22 +344,31 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says where the last checkpoint is and how to resume."""
 
 
+def fsdp_strategy(block_class: type, num_nodes: int) -> Any:
+    """The strategy of a run on several GPUs: FSDP with each `block_class` its own unit, sharded over the GPUs of a
+    node and replicated across nodes; checkpoints hold whole tensors (`state_dict_type="full"`), so they load on any
+    number of devices and in LitGPT."""
+    from lightning.fabric.strategies import FSDPStrategy
+
+    return FSDPStrategy(
+        auto_wrap_policy={block_class},
+        state_dict_type="full",
+        sharding_strategy="HYBRID_SHARD" if num_nodes > 1 else "FULL_SHARD",
+    )
+
+
 def make_fabric(devices: int, num_nodes: int, precision: str, loggers: List[Any], block_class: type) -> "Fabric":
-    """Fabric for the run: one process per device; FSDP sharding each `block_class` on several GPUs, DDP over
-    gloo on several CPU processes (started by spawning, which works from scripts, `python -c` and notebooks)."""
+    """Fabric for the run: one process per device; FSDP (`fsdp_strategy`) on several GPUs, DDP over gloo on
+    several CPU processes (started by spawning, which works from scripts, `python -c` and notebooks)."""
     import lightning as L
     import torch
-    from lightning.fabric.strategies import DDPStrategy, FSDPStrategy
+    from lightning.fabric.strategies import DDPStrategy
 
     torch.set_float32_matmul_precision("high")  # fp32 products on TF32 tensor cores where a GPU has them, as LitGPT
     strategy: Any = "auto"
     if devices * num_nodes > 1:
         if torch.cuda.is_available():
-            strategy = FSDPStrategy(
-                auto_wrap_policy={block_class},
-                state_dict_type="full",
-                sharding_strategy="HYBRID_SHARD" if num_nodes > 1 else "FULL_SHARD",
-            )
+            strategy = fsdp_strategy(block_class, num_nodes)
         else:
             strategy = DDPStrategy(process_group_backend="gloo", start_method="spawn")
     return L.Fabric(devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, loggers=loggers)
