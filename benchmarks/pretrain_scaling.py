@@ -25,9 +25,10 @@ same mean loss of the same weights on the same data; only arithmetic differs:
   5 steps of the tiny model on 2 CPU processes. Tolerance 1e-4.
 - bf16-mixed: one GPU runs under autocast (fp32 weights, bf16 matmuls), FSDP casts the weights themselves to bf16
   and reduces gradients in bf16. bf16 keeps 8 bits of mantissa (relative step 2^-8 ≈ 4e-3) and the loss averages
-  such errors over a batch, so the runs should agree to about 1e-3 (not measured yet). Tolerance 1e-2 (0.1 nats
-  at the initial ln(32000) ≈ 10.4), below what the loss falls in one early step on this data (0.3-0.4 nats for
-  the tiny model), which a wrong learning rate, accumulation or sharding would change.
+  such errors over a batch, so the runs should agree to about 1e-3 (1.4e-4 measured for the tiny model on 2 CPU
+  processes under `--fsdp_on_cpus`). Tolerance 1e-2 (0.1 nats at the initial ln(32000) ≈ 10.4), below what the loss
+  falls in one early step on this data (0.3-0.4 nats for the tiny model), which a wrong learning rate, accumulation
+  or sharding would change.
 
 A resume case N:M saves a checkpoint at step `--resume_at` in the N-device run and continues it on M devices to
 the same last step: the step counter must go on from the checkpoint, and the losses and learning rates of the
