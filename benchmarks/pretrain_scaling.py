@@ -7,7 +7,7 @@
 
 Each case is the real command (`python -m litgpt pretrain`, in its own process, so several devices start the way
 a user's run starts: FSDP over the GPUs, or DDP over gloo with `--cpu` or without GPUs; `--fsdp_on_cpus` runs it
-through benchmarks/fsdp_on_cpus.py, which gives CPU processes the GPUs' FSDP strategy) on `ZipfTokens`
+through `benchmarks/on_cpus.py --fsdp`, which gives CPU processes the GPUs' FSDP strategy) on `ZipfTokens`
 (benchmarks/synthetic_tokens.py). Every run starts from one randomly initialised checkpoint written once
 (`--initial_checkpoint_dir`): the command's own random init draws from the CUDA generator on one GPU but the CPU
 one under FSDP, so without it the runs would not start from the same weights.
@@ -101,7 +101,7 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
     command = [
         # the model name positional (LitGPT 0.5.13 takes it no other way) and required there even with --model_config,
         # which wins in both
-        sys.executable, *([str(HERE / "fsdp_on_cpus.py")] if args.fsdp_on_cpus else ["-m", "litgpt"]), "pretrain",
+        sys.executable, *([str(HERE / "on_cpus.py"), "--fsdp"] if args.fsdp_on_cpus else ["-m", "litgpt"]), "pretrain",
         TINY_CONFIG["name"] if args.tiny else args.model,
         *(["--model_config", str(init_dir / "model_config.yaml")] if args.tiny else []),
         "--data", "synthetic_tokens.ZipfTokens", "--data.vocab_size", str(vocab_size), "--out_dir", str(out_dir),
@@ -225,7 +225,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--compile", choices=["default", "true", "false"], default="default")
     parser.add_argument("--cpu", action="store_true", help="hide the GPUs: several devices are DDP processes over gloo")
     parser.add_argument("--fsdp_on_cpus", action="store_true", help="with --cpu implied: several devices are CPU processes "
-                        "under the GPUs' FSDP strategy (benchmarks/fsdp_on_cpus.py)")
+                        "under the GPUs' FSDP strategy (benchmarks/on_cpus.py --fsdp)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--fp8", choices=["rowwise", "tensorwise"], default=None, help="also a 1-device run with --fp8 RECIPE")
     parser.add_argument("--compile_cache", choices=["fresh", "shared"], default="fresh",

@@ -175,19 +175,25 @@ def check_fp8(fp8: str, precision: Optional[str]) -> None:
         raise ValueError(f"--fp8 must be none, {' or '.join(FP8_RECIPES)}, got {fp8!r}")
     if precision is not None and precision not in ("bf16-mixed", "bf16-true", "bf16"):  # Lightning reads bf16 as bf16-mixed
         raise ValueError(f"--fp8 {fp8} needs --precision bf16-mixed or bf16-true, got --precision {precision}")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise ValueError(f"--fp8 {fp8} needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40, RTX 4090); "
-                         "no CUDA GPU is available here (leave out --fp8 to train without it)")
-    capability = torch.cuda.get_device_capability()
-    if capability < (8, 9):
-        raise ValueError(f"--fp8 {fp8} needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40, RTX 4090); "
-                         f"{torch.cuda.get_device_name()} has compute capability {capability[0]}.{capability[1]}")
+    problem = fp8_gpu_problem()
+    if problem:
+        raise ValueError(f"--fp8 {fp8} needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40, RTX 4090); {problem}")
     try:
         import torchao.float8  # noqa: F401
     except ImportError as e:
         raise ValueError(f"--fp8 {fp8} needs torchao's float8 training: pip install torchao ({e})") from None
+
+
+def fp8_gpu_problem() -> Optional[str]:
+    """Why this machine has no float8 matmuls (no CUDA GPU, or one older than compute capability 8.9), or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is available here (leave out --fp8 to train without it)"
+    capability = torch.cuda.get_device_capability()
+    if capability < (8, 9):
+        return f"{torch.cuda.get_device_name()} has compute capability {capability[0]}.{capability[1]}"
+    return None
 
 
 def to_float8(model: Any, recipe: str) -> int:

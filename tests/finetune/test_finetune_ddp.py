@@ -1,5 +1,5 @@
 """Finetuning on two CPU processes trains like one process: under DDP over gloo (what the commands take without GPUs),
-and under the FSDP strategy they take on several GPUs (benchmarks/fsdp_on_cpus.py), whose checkpoints also resume on
+and under the FSDP strategy they take on several GPUs (`benchmarks/on_cpus.py --fsdp`), whose checkpoints also resume on
 either count and whose final weights load and generate in one process."""
 
 import json

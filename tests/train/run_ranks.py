@@ -1,7 +1,7 @@
 """Runs a tiny pretraining on fixed token blocks (or, given "command", a finetuning through
 tests/finetune/finetune_helpers.run) and has every process write the weights it
 ends with to out_dir/final-rank<N>.pt, so that a test can compare the processes of a distributed run. With
-"fsdp_on_cpus": true, several processes run under FSDP instead of DDP (benchmarks/fsdp_on_cpus.py).
+"fsdp_on_cpus": true, several processes run under FSDP instead of DDP (`benchmarks/on_cpus.py --fsdp`).
 
 Fabric starts the processes of a CPU run by spawning, and a spawned process runs this file's top level again
 (as `__mp_main__`): the wrapper of `save_final` below is in place in every process, not only in the first.
@@ -78,7 +78,7 @@ if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
     if spec.pop("fsdp_on_cpus", False):  # the GPUs' FSDP strategy on CPU processes (FSDP's launcher re-runs this file)
         sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
-        import fsdp_on_cpus
+        import on_cpus
 
-        fsdp_on_cpus.install()
+        on_cpus.install_fsdp()
     finetune(spec) if "command" in spec else run(spec)

@@ -1,6 +1,6 @@
 """`--fp8` of pretrain and finetune_full where it cannot run (CPUs, a precision other than bf16): one line, before
 any work, and torchao never imported on that path or by --help; the loss-curve benchmark's CPU mode. Training in float8
-is tests/train/test_fp8_cuda.py."""
+is tests/train/test_fp8_training.py."""
 
 import os
 from pathlib import Path

@@ -6,7 +6,7 @@ Runs benchmarks/pretrain_scaling.py on its tiny model: the real command in subpr
 one process per device by re-running the command), on token blocks that are the same for any number of processes,
 at a constant learning rate (the schedule's rate at a step follows the micro-batches per step). Without GPUs the
 command takes DDP; `--fsdp_on_cpus` gives two CPU processes the GPUs' FSDP strategy over gloo
-(benchmarks/fsdp_on_cpus.py), so the sharded path runs in every test run, and on two GPUs over NCCL where there are.
+(`benchmarks/on_cpus.py --fsdp`), so the sharded path runs in every test run, and on two GPUs over NCCL where there are.
 """
 
 import json
