@@ -2,7 +2,8 @@
 `--fp8`; the loss curves side by side, the loss at chosen steps with the relative difference, and tokens/s of each.
 
     python benchmarks/fp8_loss_curve.py                 # one H100/H200: tiny-llama-1.1b, 500 steps of 4 x 2048, --fp8 rowwise
-    python benchmarks/fp8_loss_curve.py --toy           # CPU smoke test: a 2-layer model, 4 steps, --fp8 none both times
+    python benchmarks/fp8_loss_curve.py --emulate       # CPUs, float8 emulated: an 8-layer, 256-wide model, 500 steps of 8 x 256
+    python benchmarks/fp8_loss_curve.py --toy           # CPU smoke test: --emulate with a 2-layer model, 4 steps
 
 Each run is the real command in its own process (`pretrain` of benchmarks/pretrain_scaling.py) on `ZipfTokens`
 (benchmarks/synthetic_tokens.py: the same blocks in the same order for both runs), from one randomly initialised
@@ -11,6 +12,12 @@ CUDA). The losses come from each run's CSV log (one row per step), tokens/s from
 steps (compilation). Reported at each step of `--at`: both losses, their relative difference ((fp8 - bf16) / bf16),
 and the same for the mean of the 10 steps up to it (single steps are noisy). The plot (matplotlib, Agg) shows both
 curves and goes to `--plot` (default $OUT/fp8_loss.png when OUT is set, else ./fp8_loss.png).
+
+`--emulate` runs both on the CPU through `benchmarks/on_cpus.py --emulate_fp8`: torchao's float8 casts and scales as
+on a GPU, the products of the float8 values in fp32 (as a GPU's float8 matmul accumulates), in bf16-mixed. Its
+numbers are a GPU's up to the order of sums, its speed is not (the tokens/s it prints are the CPU's); the model is
+a Llama-like one sized for a CPU (`PROXY`), not tiny-llama-1.1b, so its curve shows how float8 numerics train a
+small model of the same architecture, as a stand-in until the GPU run.
 
 Zipf tokens are independent draws, so a model learns their unigram law and the loss levels off near its entropy:
 the comparison shows that float8 matmuls train as bf16 ones do over the first hundreds of steps, not how they fare
@@ -30,9 +37,13 @@ from typing import Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import emit, table  # noqa: E402
-from pretrain_scaling import failure, peak_cuda_gib, pretrain, read_log, write_initial_checkpoint  # noqa: E402
+from pretrain_scaling import TINY_CONFIG, failure, peak_cuda_gib, pretrain, read_log, write_initial_checkpoint  # noqa: E402
 
 WINDOW = 10  # steps averaged for the smoothed comparison
+# --emulate's model: tiny-llama-1.1b's architecture, 8 of its blocks at 256 wide (every linear size a multiple of 16)
+PROXY = dict(name="fp8-proxy", block_size=256, vocab_size=4096, padded_vocab_size=4096, n_layer=8, n_head=4, n_query_groups=4,
+             n_embd=256, rotary_percentage=1.0, parallel_residual=False, bias=False, norm_class_name="RMSNorm",
+             mlp_class_name="LLaMAMLP", intermediate_size=688)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -41,11 +52,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--fp8", default="rowwise", choices=["rowwise", "tensorwise"], help="the --fp8 recipe of the second run")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run; default 500 (4 with --toy)")
     parser.add_argument("--at", type=int, nargs="+", default=None, help="steps whose losses are compared; default 100 250 500 (2 3 4 with --toy)")
-    parser.add_argument("--micro_batch", type=int, default=None, help="samples per forward; default 4 (2 with --toy)")
+    parser.add_argument("--micro_batch", type=int, default=None, help="samples per forward; default 4 (8 with --emulate, 2 with --toy)")
     parser.add_argument("--global_batch", type=int, default=None, help="samples per optimizer step; default --micro_batch")
-    parser.add_argument("--seq", type=int, default=None, help="default 2048 (64 with --toy)")
+    parser.add_argument("--seq", type=int, default=None, help="default 2048 (256 with --emulate, 64 with --toy)")
     parser.add_argument("--lr", type=float, default=None, help="AdamW's learning rate; default 4e-4 (3e-3 with --toy)")
-    parser.add_argument("--precision", default=None, help="both runs' --precision; default the command's (bf16-mixed on GPUs)")
+    parser.add_argument("--precision", default=None, help="both runs' --precision; default the command's (bf16-mixed on GPUs), "
+                        "bf16-mixed with --emulate")
     parser.add_argument("--compile", choices=["default", "true", "false"], default="default")
     parser.add_argument("--skip", type=int, default=None, help="steps left out of the timing (compilation); default 10 (1 with --toy)")
     parser.add_argument("--seed", type=int, default=42)
@@ -53,12 +65,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=None, help="the PNG to write; default $OUT/fp8_loss.png, or fp8_loss.png")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs' logs here (weights are deleted after use); a run "
                         "whose finished log is there already is read, not run again")
-    parser.add_argument("--toy", action="store_true", help="a 2-layer, 64-wide model in 32-true on the CPU, --fp8 none both times")
+    parser.add_argument("--emulate", action="store_true", help="on the CPU, float8 emulated (benchmarks/on_cpus.py --emulate_fp8), "
+                        "with an 8-layer, 256-wide Llama-like model")
+    parser.add_argument("--toy", action="store_true", help="--emulate with a 2-layer, 64-wide model for 4 steps (a smoke test)")
     args = parser.parse_args(argv)
     toy = args.toy
-    for name, full, small in (("steps", 500, 4), ("micro_batch", 4, 2), ("seq", 2048, 64), ("lr", 4e-4, 3e-3), ("skip", 10, 1)):
+    args.emulate = args.emulate or toy
+    for name, gpu, emulated, small in (("steps", 500, 500, 4), ("micro_batch", 4, 8, 2), ("seq", 2048, 256, 64), ("lr", 4e-4, 4e-4, 3e-3),
+                                       ("skip", 10, 10, 1)):
         if getattr(args, name) is None:
-            setattr(args, name, small if toy else full)
+            setattr(args, name, small if toy else emulated if args.emulate else gpu)
     args.at = args.at or ([2, 3, 4] if toy else [100, 250, 500])
     args.global_batch = args.global_batch or args.micro_batch
     if args.global_batch % args.micro_batch:
@@ -67,14 +83,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f"--at steps must lie in 1..--steps ({args.steps}), got {args.at}")
     if args.skip >= args.steps:
         parser.error(f"--skip ({args.skip}) must be less than --steps ({args.steps})")
-    if toy and args.precision is None:
-        args.precision = "32-true"
+    if args.emulate and args.precision is None:
+        args.precision = "bf16-mixed"
     if args.plot is None:
         args.plot = Path(os.environ["OUT"]) / "fp8_loss.png" if os.environ.get("OUT") else Path("fp8_loss.png")
     # what pretrain_scaling.pretrain and write_initial_checkpoint read
-    args.tiny, args.cpu, args.compile_cache, args.constant_lr, args.fsdp_on_cpus = toy, toy, "fresh", False, False
-    args.label = "toy (2 layers, 64 wide)" if toy else args.model
-    args.recipes = ["none", "none"] if toy else ["none", args.fp8]
+    args.model_dict = TINY_CONFIG if toy else PROXY if args.emulate else None
+    args.cpu, args.on_cpus, args.compile_cache, args.constant_lr = args.emulate, ["--emulate_fp8"] if args.emulate else [], "fresh", False
+    args.label = (("toy (2 layers, 64 wide)" if toy else "8 layers, 256 wide") + ", float8 emulated on the CPU") if args.emulate else args.model
+    args.recipes = ["none", args.fp8]
     return args
 
 
@@ -141,21 +158,22 @@ def plot(args: argparse.Namespace, base: Dict, other: Dict, path: Path) -> None:
 
 
 def check_device(args: argparse.Namespace) -> None:
-    """A clear error before any run: the fp8 comparison needs a CUDA GPU with float8 matmuls and matplotlib."""
+    """A clear error before any run: the fp8 comparison needs matplotlib, torchao, and (without --emulate) a CUDA GPU
+    with float8 matmuls."""
     import importlib.util
 
     import torch
 
     if importlib.util.find_spec("matplotlib") is None:
         sys.exit("fp8_loss_curve: the plot needs matplotlib: pip install matplotlib")
-    if args.toy:
-        return
-    if not torch.cuda.is_available():
-        sys.exit("fp8_loss_curve: --fp8 needs a CUDA GPU of compute capability >= 8.9 and none is visible (--toy runs the CPU smoke test)")
-    if torch.cuda.get_device_capability() < (8, 9):
-        sys.exit(f"fp8_loss_curve: {torch.cuda.get_device_name()} has compute capability {torch.cuda.get_device_capability()}; --fp8 needs >= 8.9")
     if importlib.util.find_spec("torchao") is None:
         sys.exit("fp8_loss_curve: --fp8 needs torchao: pip install torchao")
+    if args.emulate:
+        return
+    if not torch.cuda.is_available():
+        sys.exit("fp8_loss_curve: --fp8 needs a CUDA GPU of compute capability >= 8.9 and none is visible (--emulate runs on the CPU)")
+    if torch.cuda.get_device_capability() < (8, 9):
+        sys.exit(f"fp8_loss_curve: {torch.cuda.get_device_name()} has compute capability {torch.cuda.get_device_capability()}; --fp8 needs >= 8.9")
 
 
 def main() -> None:

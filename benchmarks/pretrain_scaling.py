@@ -82,7 +82,7 @@ def write_initial_checkpoint(args: argparse.Namespace, folder: Path) -> int:
     from litgpt.model import GPT
     from litgpt.train.pretrain import init_weights
 
-    config = Config(**TINY_CONFIG) if args.tiny else Config.from_name(args.model)
+    config = Config(**args.model_dict) if args.model_dict else Config.from_name(args.model)
     torch.manual_seed(args.seed)
     model = GPT(config)
     init_weights(model)
@@ -101,9 +101,9 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
     command = [
         # the model name positional (LitGPT 0.5.13 takes it no other way) and required there even with --model_config,
         # which wins in both
-        sys.executable, *([str(HERE / "on_cpus.py"), "--fsdp"] if args.fsdp_on_cpus else ["-m", "litgpt"]), "pretrain",
-        TINY_CONFIG["name"] if args.tiny else args.model,
-        *(["--model_config", str(init_dir / "model_config.yaml")] if args.tiny else []),
+        sys.executable, *([str(HERE / "on_cpus.py"), *args.on_cpus] if args.on_cpus else ["-m", "litgpt"]), "pretrain",
+        args.model_dict["name"] if args.model_dict else args.model,
+        *(["--model_config", str(init_dir / "model_config.yaml")] if args.model_dict else []),
         "--data", "synthetic_tokens.ZipfTokens", "--data.vocab_size", str(vocab_size), "--out_dir", str(out_dir),
         "--devices", str(devices), "--logger_name", "csv", "--optimizer", json.dumps(optimizer), "--seed", str(args.seed),
         # LitGPT 0.5.13's pretrain ignores max_steps (it warns) and stops, and ends its schedule, at max_tokens; ours
@@ -243,6 +243,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if tiny and args.precision is None:
         args.precision = "32-true"
     args.cpu = args.cpu or args.fsdp_on_cpus
+    # what `pretrain` and `write_initial_checkpoint` read: the model (a registry name's unless a dict), and the
+    # switches of benchmarks/on_cpus.py the command runs through (none: `python -m litgpt`)
+    args.model_dict = TINY_CONFIG if tiny else None
+    args.on_cpus = ["--fsdp"] if args.fsdp_on_cpus else []
     # the pretraining schedule's lr at a step follows the micro-batches per step (LitGPT's), which the device count
     # changes: only a constant lr (no warmup, cosine down to lr itself) is the same on every count
     args.constant_lr = True
