@@ -92,6 +92,13 @@ def write_initial_checkpoint(args: argparse.Namespace, folder: Path) -> int:
     return config.vocab_size
 
 
+def text_data_flags() -> List[str]:
+    """The small corpus that ships with litgpt (litgpt/data/corpus: about 430 kB of text, tokenized already) and its
+    2,048-token tokenizer, as `--data` flags."""
+    corpus = str(HERE.parent / "litgpt" / "data" / "corpus")
+    return ["--data", "TextFiles", "--data.train_data_path", corpus, "--data.num_workers", "0", "--tokenizer_dir", corpus]
+
+
 def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: int, init_dir: Path,
              save_at: Optional[int] = None, resume: Optional[Path] = None, extra: Sequence[str] = (),
              tree: Optional[Path] = None) -> Dict:
@@ -104,7 +111,8 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
         sys.executable, *([str(HERE / "on_cpus.py"), *args.on_cpus] if args.on_cpus else ["-m", "litgpt"]), "pretrain",
         args.model_dict["name"] if args.model_dict else args.model,
         *(["--model_config", str(init_dir / "model_config.yaml")] if args.model_dict else []),
-        "--data", "synthetic_tokens.ZipfTokens", "--data.vocab_size", str(vocab_size), "--out_dir", str(out_dir),
+        *(text_data_flags() if args.text else ["--data", "synthetic_tokens.ZipfTokens", "--data.vocab_size", str(vocab_size)]),
+        "--out_dir", str(out_dir),
         "--devices", str(devices), "--logger_name", "csv", "--optimizer", json.dumps(optimizer), "--seed", str(args.seed),
         # LitGPT 0.5.13's pretrain ignores max_steps (it warns) and stops, and ends its schedule, at max_tokens; ours
         # takes the tighter of the two: these are equal
@@ -247,6 +255,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     # switches of benchmarks/on_cpus.py the command runs through (none: `python -m litgpt`)
     args.model_dict = TINY_CONFIG if tiny else None
     args.on_cpus = ["--fsdp"] if args.fsdp_on_cpus else []
+    args.text = False  # ZipfTokens
     # the pretraining schedule's lr at a step follows the micro-batches per step (LitGPT's), which the device count
     # changes: only a constant lr (no warmup, cosine down to lr itself) is the same on every count
     args.constant_lr = True
