@@ -111,7 +111,8 @@ def pretrain(args: argparse.Namespace, devices: int, out_dir: Path, vocab_size: 
         sys.executable, *([str(HERE / "on_cpus.py"), *args.on_cpus] if args.on_cpus else ["-m", "litgpt"]), "pretrain",
         args.model_dict["name"] if args.model_dict else args.model,
         *(["--model_config", str(init_dir / "model_config.yaml")] if args.model_dict else []),
-        *(text_data_flags() if args.text else ["--data", "synthetic_tokens.ZipfTokens", "--data.vocab_size", str(vocab_size)]),
+        *(text_data_flags() if args.data == "text" else ["--data", "synthetic_tokens.ZipfTokens", "--data.vocab_size", str(vocab_size)]),
+        *(["--data.order", "1"] if args.data == "bigram" else []),
         "--out_dir", str(out_dir),
         "--devices", str(devices), "--logger_name", "csv", "--optimizer", json.dumps(optimizer), "--seed", str(args.seed),
         # LitGPT 0.5.13's pretrain ignores max_steps (it warns) and stops, and ends its schedule, at max_tokens; ours
@@ -255,7 +256,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     # switches of benchmarks/on_cpus.py the command runs through (none: `python -m litgpt`)
     args.model_dict = TINY_CONFIG if tiny else None
     args.on_cpus = ["--fsdp"] if args.fsdp_on_cpus else []
-    args.text = False  # ZipfTokens
+    args.data = "zipf"  # ZipfTokens of independent draws
     # the pretraining schedule's lr at a step follows the micro-batches per step (LitGPT's), which the device count
     # changes: only a constant lr (no warmup, cosine down to lr itself) is the same on every count
     args.constant_lr = True

@@ -8,6 +8,12 @@ follow a Zipf law (frequency of the k-th token ∝ 1 / k^exponent), which a mode
 the loss falls from ln(vocab_size) towards the distribution's entropy, so the first steps' losses tell runs
 that train differently apart (uniform random tokens would leave every run at ln(vocab_size)).
 
+With `--data.order 1` each token is instead the Zipf draw shifted by a fixed random function of the token before
+it (`(shift[previous] + draw) mod vocab_size`): a bigram law with one row per token, which a model learns row by
+row over many steps. The loss then keeps falling for hundreds of steps, from about ln(vocab_size) towards the
+draws' entropy, on blocks never seen before: a learning curve with neither the Zipf law's early floor nor the
+memorising of a small corpus (benchmarks/fp8_loss_curve.py compares float8 with bf16 on it).
+
 LitGPT 0.5.13's own `pretrain` takes it too (benchmarks/reference.py runs it with benchmarks/ on PYTHONPATH): there
 `litgpt.data.base.DataModule` is LitGPT's, whose `connect` is abstract (so it is written out here) and whose loop
 needs a validation set (it checks two batches before training): give it `--data.val_blocks`.
@@ -29,6 +35,8 @@ class ZipfTokens(DataModule):
     """Blocks in the training set (generated on demand, so a large number costs nothing)"""
     exponent: float = 1.0
     """The Zipf exponent; 0 gives uniform tokens"""
+    order: int = 0
+    """0: independent draws; 1: each draw shifted by a fixed random function of the token before it (a bigram law)"""
     seed: int = 0
     """The seed of the blocks"""
     val_blocks: int = 0
@@ -43,8 +51,8 @@ class ZipfTokens(DataModule):
         self.max_seq_length = -1 if max_seq_length is None else max_seq_length
 
     def check(self) -> None:
-        if self.vocab_size < 2 or self.blocks < 1 or self.exponent < 0 or self.val_blocks < 0:
-            raise ValueError(f"ZipfTokens needs vocab_size >= 2, blocks >= 1, exponent >= 0, val_blocks >= 0; got {self}")
+        if self.vocab_size < 2 or self.blocks < 1 or self.exponent < 0 or self.val_blocks < 0 or self.order not in (0, 1):
+            raise ValueError(f"ZipfTokens needs vocab_size >= 2, blocks >= 1, exponent >= 0, val_blocks >= 0, order 0 or 1; got {self}")
         if self.max_seq_length < 1:
             raise ValueError("ZipfTokens needs a sequence length (--train.max_seq_length or the model's block_size)")
 
@@ -72,6 +80,8 @@ class _Blocks:
         self.data, self.start, self.length = data, start, length
         weights = torch.arange(1, data.vocab_size + 1, dtype=torch.float64) ** -data.exponent
         self.cdf = (weights.cumsum(0) / weights.sum()).float()
+        # order 1: the shift that follows each token, the same for every block (drawn from `seed` alone)
+        self.shift = torch.randperm(data.vocab_size, generator=torch.Generator().manual_seed(data.seed)).tolist()
 
     def __len__(self) -> int:
         return self.length
@@ -83,4 +93,10 @@ class _Blocks:
             raise IndexError(i)
         generator = torch.Generator().manual_seed(self.data.seed * 1_000_003 + self.start + i)
         u = torch.rand(self.data.max_seq_length + 1, generator=generator)
-        return torch.searchsorted(self.cdf, u).clamp_(max=self.data.vocab_size - 1)  # (T + 1,)
+        draws = torch.searchsorted(self.cdf, u).clamp_(max=self.data.vocab_size - 1)  # (T + 1,)
+        if self.data.order == 0:
+            return draws
+        tokens, vocab_size, shift = draws.tolist(), self.data.vocab_size, self.shift
+        for t in range(1, len(tokens)):  # each token's shift depends on the one before: a loop, ~1 ms a block of 2k
+            tokens[t] = (shift[tokens[t - 1]] + tokens[t]) % vocab_size
+        return torch.tensor(tokens)
