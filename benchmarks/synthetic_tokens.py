@@ -52,7 +52,7 @@ class ZipfTokens(DataModule):
 
     def check(self) -> None:
         if self.vocab_size < 2 or self.blocks < 1 or self.exponent < 0 or self.val_blocks < 0 or self.order not in (0, 1):
-            raise ValueError(f"ZipfTokens needs vocab_size >= 2, blocks >= 1, exponent >= 0, val_blocks >= 0, order 0 or 1; got {self}")
+            raise ValueError(f"ZipfTokens needs vocab_size >= 2, blocks >= 1, exponent >= 0, val_blocks >= 0, order 0 or 1; got {self!r}")
         if self.max_seq_length < 1:
             raise ValueError("ZipfTokens needs a sequence length (--train.max_seq_length or the model's block_size)")
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_batcher_profile_compares_copying_a_shared_prefix_with_computing_it():
     command = [sys.executable, str(ROOT / "benchmarks" / "batcher_profile.py"), "--model", "pythia-14m", "--device", "cpu",
-               "--clients", "6", "--max_batch_size", "4", "--seconds", "0.5", "--shared_prefix", "80", "--prompt_tokens", "8",
+               "--clients", "6", "--max_batch_size", "4", "--seconds", "2", "--shared_prefix", "80", "--prompt_tokens", "8",
                "--new_tokens", "3", "--modes", "greedy", "--reuse", "true", "false", "--phases"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
