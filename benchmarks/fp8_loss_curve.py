@@ -33,6 +33,7 @@ The data (`--data`), all generated or shipped, as the GPU machines reach no data
 """
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -109,16 +110,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def settings(args: argparse.Namespace, recipe: str, vocab_size: int) -> str:
+    """What decides a run's losses, as the JSON kept beside its log: a later call reuses the run only if they match."""
+    keys = ("model", "model_dict", "data", "steps", "micro_batch", "global_batch", "seq", "lr", "precision", "compile", "seed", "emulate")
+    return json.dumps({**{key: getattr(args, key) for key in keys}, "recipe": recipe, "vocab_size": vocab_size}, sort_keys=True)
+
+
 def run_case(args: argparse.Namespace, name: str, recipe: str, out: Path, vocab_size: int) -> Dict:
     """One `litgpt pretrain` run with `--fp8 recipe`: its losses by step, tokens/s and peak memory (or the error)."""
-    run_dir = out / (name if recipe == "none" else f"{name}-{recipe}")  # a later call with the other recipe runs it afresh
-    log = run_dir / "run.log"
-    if args.out is not None and log.is_file() and "Saved the trained model" in log.read_text(errors="replace") and len(read_log(run_dir)) == args.steps:
+    run_dir = out / (name if recipe == "none" else f"{name}-{recipe}")
+    log, kept = run_dir / "run.log", run_dir / "settings.json"
+    if (args.out is not None and log.is_file() and "Saved the trained model" in log.read_text(errors="replace")
+            and len(read_log(run_dir)) == args.steps and kept.is_file() and kept.read_text() == settings(args, recipe, vocab_size)):
         print(f"Reusing the finished run in {run_dir}", flush=True)  # a second call that continues an interrupted comparison
         run = dict(status=0, output=log.read_text(errors="replace"), seconds=None)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
         run = pretrain(args, 1, run_dir, vocab_size, out / "init", extra=["--fp8", recipe])
+        kept.write_text(settings(args, recipe, vocab_size))
     shutil.rmtree(run_dir / "final", ignore_errors=True)
     case = dict(bench="fp8_loss_curve", run=name, fp8=recipe, model=args.label, data=args.data, steps=args.steps, micro_batch=args.micro_batch,
                 global_batch=args.global_batch, seq=args.seq, precision=args.precision or "bf16-mixed (the default)", wall_s=run["seconds"])
