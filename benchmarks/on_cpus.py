@@ -28,6 +28,7 @@ A run's other processes are started by re-running the command line (Lightning's 
 process makes the same changes.
 """
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any, List
@@ -79,18 +80,16 @@ def install_fp8_emulation() -> None:
     from litgpt.train import loop
 
     to_float8 = loop.to_float8
-    emulating: List[bool] = []
 
     def to_float8_emulated(model: Any, recipe: str) -> int:
-        if not emulating:  # torchao is imported here, on the --fp8 path only, as the command does
-            emulate_float8()
-            emulating.append(True)
+        emulate_float8()  # torchao is imported here, on the --fp8 path only, as the command does
         return to_float8(model, recipe)
 
     loop.fp8_gpu_problem = lambda: None
     loop.to_float8 = to_float8_emulated
 
 
+@functools.cache  # once a process: it wraps torchao's functions
 def emulate_float8() -> None:
     import dataclasses
 
